@@ -1,0 +1,1 @@
+"""rnnaccel.driver."""

@@ -1,0 +1,1 @@
+"""Importers: framework models -> rnnaccel IR."""

@@ -1,2 +1,226 @@
+"""The `rnnaccel` command line: one entry point, one subcommand per job.
+
+    rnnaccel compile MODEL -o OUT.rnna --bits 8 --calib FEATURES
+    rnnaccel simulate IMAGE --data FEATURES
+    rnnaccel reference-check MODEL.pb REFERENCE_DIR --bits 8
+    rnnaccel act-tables
+    rnnaccel compression MODEL [--plot PNG]
+    rnnaccel disasm IMAGE
+
+Commands that are meant for scripts print one JSON object as their last line.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+class UserError(Exception):
+    """An error the user can fix; printed without a traceback."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Data helpers
+# --------------------------------------------------------------------------------------------------
+def load_features(path, model=None):
+    """Feature sequences [N, T, F] from .npy, .npz (key 'mfcc' or 'features'), a .wav file or a
+    folder of .wav files (through the model's MFCC front end)."""
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"{path}: no such file or directory")
+    if p.is_dir() or p.suffix.lower() == ".wav":
+        from .audio import read_wav
+        from .mfcc import mfcc
+        if model is None or model.frontend is None:
+            raise UserError(f"{path}: audio input needs a model with an MFCC front end")
+        files = sorted(p.glob("*.wav")) if p.is_dir() else [p]
+        if not files:
+            raise UserError(f"{path}: no .wav files")
+        return np.stack([mfcc(read_wav(f, model.frontend.sample_rate, model.frontend.clip_samples),
+                              model.frontend) for f in files])
+    if p.suffix == ".npy":
+        x = np.load(p)
+    elif p.suffix == ".npz":
+        z = np.load(p)
+        key = next((k for k in ("mfcc", "features", "x") if k in z), None)
+        if key is None:
+            raise UserError(f"{path}: expected an array named mfcc, features or x (has {list(z.keys())})")
+        x = z[key]
+    else:
+        raise UserError(f"{path}: unsupported data file (use .npy, .npz, .wav or a folder of .wav)")
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim == 2:
+        x = x[None]
+    if x.ndim != 3:
+        raise UserError(f"{path}: features must be [N, T, F] or [T, F], got shape {x.shape}")
+    if not np.all(np.isfinite(x)):
+        bad = np.argwhere(~np.isfinite(x))[0]
+        raise UserError(f"{path}: features contain NaN/Inf (first at index {tuple(bad)})")
+    return x
+
+
+def load_any_model(path):
+    from .importers import load_model
+    from .ir import ModelError
+    try:
+        return load_model(path)
+    except ModelError as e:
+        raise UserError(str(e)) from None
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+
+
+# --------------------------------------------------------------------------------------------------
+# Subcommands
+# --------------------------------------------------------------------------------------------------
+def cmd_compile(a):
+    from .compiler import CompileError, compile_model, report
+    model = load_any_model(a.model)
+    if a.calib is None:
+        raise UserError("--calib FEATURES is needed: sample inputs (.npy/.npz [N, T, F], or .wav files for "
+                        "models with an MFCC front end) choose the fixed-point scales")
+    calib = load_features(a.calib, model)
+    try:
+        img = compile_model(model, calib, bits=a.bits, steps=a.steps)
+    except CompileError as e:
+        raise UserError(str(e)) from None
+    n = img.save(a.output)
+    print(report(model, img))
+    print(json.dumps({"image": str(a.output), "bytes": n, "bits": a.bits,
+                      "compression": round(img.meta["fp32_weight_bytes"] / img.meta["stored_weight_bytes"], 3),
+                      "parameters": model.param_count, "instructions": len(img.program)}))
+
+
+def cmd_simulate(a):
+    from .image import Image, ImageError
+    from .simulator import Simulator
+    try:
+        img = Image.load(a.image)
+    except ImageError as e:
+        raise UserError(str(e)) from None
+    x = load_features(a.data)
+    sim = Simulator(img, batch=len(x))
+    y = sim.run(x)
+    labels = img.meta.get("labels")
+    last = y[:, -1] if img.seq_output else y
+    top = last.argmax(-1)
+    for i, k in enumerate(top[:a.show]):
+        print(f"{i:4d}  top-1 {labels[k] if labels else k}  logits {np.array2string(last[i], precision=3)}")
+    print(json.dumps({"inferences": len(x), "top1": [int(k) for k in top]}))
+
+
+def cmd_reference_check(a):
+    from .refcheck import reference_check
+    res = reference_check(a.model, a.reference_dir, a.bits)
+    print(json.dumps(res))
+
+
+def cmd_act_tables(a):
+    from .activation import error_report, format_report
+    rep = error_report()
+    print(format_report(rep))
+    worst = max(v["max_abs_err"] for v in rep.values())
+    ok = worst < 2e-4
+    print(json.dumps({"max_abs_err": {k: v["max_abs_err"] for k, v in rep.items()}, "limit": 2e-4, "ok": ok}))
+    return 0 if ok else 1
+
+
+def cmd_compression(a):
+    from .compression import format_tradeoff, plot_tradeoff, tradeoff_table
+    from .ir import FC, Recurrent
+    model = load_any_model(a.model)
+    mats = {}
+    for layer in model.layers:
+        if isinstance(layer, FC):
+            mats[layer.name] = layer.weight
+        elif isinstance(layer, Recurrent):
+            for i, c in enumerate(layer.cells()):
+                mats[f"{layer.name}.{i}"] = np.hstack([c.w_x, c.w_h])
+    rows = tradeoff_table(mats)
+    print(format_tradeoff(rows))
+    if a.plot:
+        plot_tradeoff(rows, a.plot)
+        print(f"plot written to {a.plot}")
+
+
+def cmd_disasm(a):
+    from .image import Image, ImageError
+    from .isa import disassemble
+    try:
+        img = Image.load(a.image)
+    except ImageError as e:
+        raise UserError(str(e)) from None
+    print(f"{a.image}: {img.meta.get('name')} bits={img.meta.get('bits')} in={img.in_features}@Q.{img.in_frac} "
+          f"out={img.out_features}@Q.{img.out_frac} state={img.state_words} scratch={img.scratch_words} "
+          f"const={img.const_words} max_steps={img.max_steps} streamable={img.streamable}")
+    print(disassemble(img.program))
+
+
+# --------------------------------------------------------------------------------------------------
+def build_parser():
+    p = argparse.ArgumentParser(prog="rnnaccel", description=(
+        "RNNAccel: compile recurrent networks (GRU, LSTM, FC) into images for the rnnaccel FPGA "
+        "accelerator, simulate them bit-exactly, and check them against their source framework."),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Data flow: model (.pb/.onnx/.pt) -> compile -> image (.rnna) -> driver -> accelerator. "
+               "Run `rnnaccel COMMAND --help` for details.")
+    sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
+    sub.required = True
+    bits = dict(type=int, choices=[16, 8, 6, 4, 2], default=8,
+                help="weight mode: 16/8-bit integers, or 6/4/2-bit NeuCompression codebooks "
+                     "(5.3x/8x/16x vs fp32). Default 8")
+
+    s = sub.add_parser("compile", help="compile a model into an accelerator image",
+                       description="Import MODEL (TensorFlow frozen .pb, ONNX, PyTorch .pt), calibrate "
+                                   "fixed-point scales on sample inputs, compress weights, write an image.")
+    s.add_argument("model")
+    s.add_argument("-o", "--output", required=True, help="image file to write (.rnna)")
+    s.add_argument("--bits", **bits)
+    s.add_argument("--calib", help="calibration inputs: .npy/.npz [N, T, F], a .wav or a folder of .wav")
+    s.add_argument("--steps", type=int, help="largest number of time steps per run (input buffer size)")
+    s.set_defaults(fn=cmd_compile)
+
+    s = sub.add_parser("simulate", help="run an image in the bit-accurate behaviour simulator")
+    s.add_argument("image")
+    s.add_argument("--data", required=True, help="features .npy/.npz [N, T, F]")
+    s.add_argument("--show", type=int, default=10, help="print this many results (default 10)")
+    s.set_defaults(fn=cmd_simulate)
+
+    s = sub.add_parser("reference-check", help="end-to-end check of a TF model against TensorFlow's outputs",
+                       description="Audio -> numpy MFCC -> compile -> bit-accurate simulation, compared with "
+                                   "TensorFlow's own MFCC and logits in REFERENCE_DIR (clips.npz + <model>.npz).")
+    s.add_argument("model")
+    s.add_argument("reference_dir")
+    s.add_argument("--bits", **bits)
+    s.set_defaults(fn=cmd_reference_check)
+
+    s = sub.add_parser("act-tables", help="exhaustive error of the piecewise-linear activation tables")
+    s.set_defaults(fn=cmd_act_tables)
+
+    s = sub.add_parser("compression", help="NeuCompression trade-off table (and plot) for a model's weights")
+    s.add_argument("model")
+    s.add_argument("--plot", help="write a PNG of SQNR vs bits per weight")
+    s.set_defaults(fn=cmd_compression)
+
+    s = sub.add_parser("disasm", help="print an image's header and layer program")
+    s.add_argument("image")
+    s.set_defaults(fn=cmd_disasm)
+    return p
+
+
 def main(argv=None):
-    print("hi")
+    args = build_parser().parse_args(argv)
+    try:
+        rc = args.fn(args)
+    except UserError as e:
+        print(f"rnnaccel {args.cmd}: error: {e}", file=sys.stderr)
+        return 2
+    return rc or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

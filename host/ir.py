@@ -255,6 +255,14 @@ class Model:
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        # Layer names key calibration and state: make them unique (fc, fc_1, fc_2, ...).
+        seen = set()
+        for layer in self.layers:
+            base, k = layer.name, 0
+            while layer.name in seen:
+                k += 1
+                layer.name = f"{base}_{k}"
+            seen.add(layer.name)
         self.validate()
 
     def validate(self):

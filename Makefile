@@ -1,0 +1,58 @@
+# rnnaccel: one Makefile for the whole product. Every target installs what it needs:
+# Debian packages through apt (when root), Python packages into the project venv (.venv).
+#
+#   make run     main job: compile the keyword-spotting GRU and check it bit-accurately
+#   make test    the test suite
+#   make bench   benchmarks (numbers recorded in docs/benchmarks.md)
+
+SHELL  := /bin/bash
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+SHARED ?= ../shared
+HELLO  := $(SHARED)/models/hello-edge
+BITS   ?= 8
+
+# Debian packages the tools and tests use (espeak-ng/sox: synthetic keyword audio).
+DEBS   := espeak-ng sox
+
+.PHONY: setup debs run test bench clean help
+
+help:
+	@sed -n 's/^#   //p' Makefile
+
+debs:
+	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "warning: missing Debian packages:$$missing (install them as root)"; fi; \
+	fi
+
+$(VENV)/.stamp: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
+	$(PY) -m pip install -q -e '.[all]' 2>&1 | grep -v "is ignored" || true
+	@$(PY) -c "import rnnaccel.host, torch, onnx, onnxruntime" || { echo "python setup failed"; exit 1; }
+	@touch $@
+
+setup: debs $(VENV)/.stamp
+
+build:
+	@mkdir -p build
+
+run: setup | build
+	$(VENV)/bin/rnnaccel reference-check $(HELLO)/GRU_S.pb $(HELLO)/reference --bits $(BITS)
+	$(PY) -c "import numpy as np; np.save('build/gru_s_calib.npy', np.load('$(HELLO)/reference/GRU_S.npz')['mfcc'])"
+	$(VENV)/bin/rnnaccel compile $(HELLO)/GRU_S.pb -o build/gru_s.rnna --bits $(BITS) --calib build/gru_s_calib.npy
+	$(VENV)/bin/rnnaccel simulate build/gru_s.rnna --data $(HELLO)/reference/GRU_S.npz --show 5
+
+test: setup
+	$(VENV)/bin/pytest -q
+
+bench: setup
+	$(PY) bench/simulator_throughput.py
+
+clean:
+	rm -rf build .pytest_cache

@@ -1,0 +1,255 @@
+"""Bit-accurate behaviour simulator: runs a model image exactly as the accelerator does.
+
+Integer arithmetic only (spec.py), vectorised over a batch of sequences, usable one step at a time
+with state kept between calls (streaming). Dot products run as float64 BLAS matrix products, which
+are exact here: |x| <= 2^15, |w| <= 2^15 and K < 2^22 keep every partial sum below 2^53
+(checked at load). Everything after the dot product is int64 numpy.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import activation, isa
+from .compression import unpack_fields
+from .image import Image, ImageError
+from .spec import (ACC_BITS, CODEBOOK_MODES, F_ACT_OUT, quantize, dequantize, requant, saturate,
+                   shift_round, wrap)
+
+
+class SimError(RuntimeError):
+    """The controller stopped with an error code (the same codes the hardware reports)."""
+
+    def __init__(self, code, pc, msg):
+        super().__init__(f"instruction {pc}: {isa.ERRORS[code]} ({msg})")
+        self.code, self.pc = code, pc
+
+
+def decode_weights(img: Image, ins: isa.Instr) -> np.ndarray:
+    """The integer weight matrix [rows, K] the decompression unit feeds the MAC array."""
+    R, K, mode = ins.rows, ins.k, ins.mode
+    n = R * K
+    nbytes = (n * mode + 7) // 8
+    if ins.weight_off + nbytes > len(img.weights):
+        raise SimError(isa.ERR_WEIGHT, -1, f"weights [{ins.weight_off}, +{nbytes}) beyond {len(img.weights)} bytes")
+    raw = img.weights[ins.weight_off:ins.weight_off + nbytes]
+    if mode == 16:
+        return np.frombuffer(raw, "<i2").astype(np.int64).reshape(R, K)
+    if mode == 8:
+        return np.frombuffer(raw, "i1").astype(np.int64).reshape(R, K)
+    assert mode in CODEBOOK_MODES
+    G = 1 << ins.group_log2
+    groups = -(-R // G)
+    cb_bytes = groups << mode
+    if ins.codebook_off + cb_bytes > len(img.params):
+        raise SimError(isa.ERR_WEIGHT, -1, "codebooks beyond the parameter section")
+    cb = np.frombuffer(img.params[ins.codebook_off:ins.codebook_off + cb_bytes], "i1").astype(np.int64)
+    cb = cb.reshape(groups, 1 << mode)
+    idx = unpack_fields(raw, mode, n).reshape(R, K)
+    return cb[(np.arange(R) // G)[:, None], idx]
+
+
+def decode_bias(img: Image, ins: isa.Instr) -> np.ndarray:
+    end = ins.bias_off + 4 * ins.rows
+    if end > len(img.params):
+        raise SimError(isa.ERR_WEIGHT, -1, "bias beyond the parameter section")
+    return np.frombuffer(img.params[ins.bias_off:end], "<i4").astype(np.int64)
+
+
+class _Prepared:
+    """Per-MATVEC constants decoded once at load."""
+
+    def __init__(self, img, ins):
+        W = decode_weights(img, ins)
+        wbits = 16 if ins.mode == 16 else 8
+        if ins.k >= 1 << (53 - 15 - wbits):
+            raise ImageError(f"K={ins.k} too large for exact float64 dot products")
+        self.wa = np.ascontiguousarray(W[:, :ins.a_len].T, dtype=np.float64)
+        self.wb = np.ascontiguousarray(W[:, ins.a_len:].T, dtype=np.float64) if ins.b_len else None
+        self.bias = decode_bias(img, ins)
+        self.w_int = W
+
+
+class Simulator:
+    """Runs an image on a batch of `batch` independent sequences (one context per sequence)."""
+
+    def __init__(self, image: Image, batch: int = 1):
+        self.img = image
+        self.prep = {}
+        for pc, ins in enumerate(image.program):
+            if ins.opcode == isa.OP_MATVEC:
+                try:
+                    self.prep[pc] = _Prepared(image, ins)
+                except SimError as e:
+                    raise SimError(e.code, pc, str(e)) from None
+        self.const = np.frombuffer(image.consts, "<i2").astype(np.int64)[None, :]
+        self.out_words = (image.max_steps * image.out_step_stride if image.seq_output else image.out_features)
+        self.reset(batch)
+
+    # ---- state -----------------------------------------------------------------------------------
+    def reset(self, batch=None):
+        """Zero every context's state (the driver's "clear context")."""
+        if batch is not None:
+            self.batch = int(batch)
+        B = self.batch
+        self.mem = {
+            isa.SPACE_IN: np.zeros((B, self.img.max_steps * self.img.in_features), np.int64),
+            isa.SPACE_OUT: np.zeros((B, max(self.out_words, 1)), np.int64),
+            isa.SPACE_STATE: np.zeros((B, self.img.state_words), np.int64),
+            isa.SPACE_SCRATCH: np.zeros((B, self.img.scratch_words), np.int64),
+            isa.SPACE_CONST: self.const,
+        }
+        self.parity = 0
+
+    # ---- operand access --------------------------------------------------------------------------
+    def _addr(self, op: isa.Operand, n, t, pc, what):
+        a = op.addr + op.stride * t
+        if op.pp:
+            a += self.img.pp_dist * (self.parity ^ (op.pp == isa.PP_NEXT))
+        size = self.mem[op.space].shape[1] if op.space in self.mem else -1
+        if op.space not in self.mem or a < 0 or a + n > size:
+            raise SimError(isa.ERR_ADDR, pc, f"{what} {op} [{a}, +{n}) outside {isa.SPACES.get(op.space, op.space)} "
+                                             f"of {max(size, 0)} words")
+        return a
+
+    def _read(self, op, n, t, pc, what):
+        a = self._addr(op, n, t, pc, what)
+        return self.mem[op.space][:, a:a + n]
+
+    def _write(self, op, values, t, pc, what):
+        n = values.shape[1]
+        a = self._addr(op, n, t, pc, what)
+        if op.space == isa.SPACE_CONST:
+            raise SimError(isa.ERR_ADDR, pc, f"{what}: the CONST space is read-only")
+        self.mem[op.space][:, a:a + n] = values
+
+    # ---- execution -------------------------------------------------------------------------------
+    def _matvec(self, pc, ins, t):
+        p = self.prep[pc]
+        xa = self._read(ins.a, ins.a_len, t, pc, "a")
+        acc = (xa.astype(np.float64) @ p.wa).astype(np.int64) << np.int64(ins.a_shift)
+        if ins.b_len:
+            xb = self._read(ins.b, ins.b_len, t, pc, "b")
+            acc += (xb.astype(np.float64) @ p.wb).astype(np.int64) << np.int64(ins.b_shift)
+        acc = wrap(acc + p.bias, ACC_BITS)
+        R = ins.rows
+        if ins.diag:
+            d = self._read(ins.da, R, t, pc, "diag a") * self._read(ins.db, R, t, pc, "diag b")
+            acc = wrap(acc + shift_round(d, -ins.diag_shift), ACC_BITS)
+        z = requant(acc, ins.out_shift)
+        a = z if ins.act == "none" else activation.act_q(ins.act, z)
+        c = ins.combine
+        if c == isa.COMB_NONE:
+            y = a
+        elif c == isa.COMB_MUL:
+            y = saturate(shift_round(a * self._read(ins.p, R, t, pc, "p"), ins.s_c))
+        elif c == isa.COMB_GRU:
+            u, h = self._read(ins.p, R, t, pc, "p"), self._read(ins.q, R, t, pc, "q")
+            y = saturate(a + shift_round(u * (h - a), F_ACT_OUT))
+        elif c == isa.COMB_MAC:
+            P, Q = self._read(ins.p, R, t, pc, "p"), self._read(ins.q, R, t, pc, "q")
+            y = saturate(shift_round(a * P + (Q << np.int64(ins.s_q)), ins.s_c))
+        elif c == isa.COMB_MULACT:
+            P = saturate(shift_round(self._read(ins.p, R, t, pc, "p"), ins.s_p))
+            y = saturate(shift_round(a * activation.act_q(ins.act2, P), ins.s_c))
+        else:
+            raise SimError(isa.ERR_FIELD, pc, f"combine {c}")
+        self._write(ins.dst, y, t, pc, "dst")
+        if ins.dst2.used:
+            self._write(ins.dst2, y, t, pc, "dst2")
+
+    def execute(self, steps):
+        """Run the program for `steps` time steps on what is in the IN buffer."""
+        prog, T = self.img.program, int(steps)
+        pc, loop = 0, None  # loop = (start_pc, count, reverse, iteration)
+        budget = 16 + len(prog) * (T + 1) * 4  # bounded: a program can never hang the simulator
+        while budget > 0:
+            budget -= 1
+            if pc >= len(prog):
+                raise SimError(isa.ERR_NOHALT, pc, "program counter past the last instruction")
+            ins = prog[pc]
+            if ins.opcode == isa.OP_HALT:
+                if loop is not None:
+                    raise SimError(isa.ERR_LOOP, pc, "HALT inside a loop")
+                return
+            if ins.opcode == isa.OP_LOOP:
+                if loop is not None:
+                    raise SimError(isa.ERR_LOOP, pc, "nested LOOP")
+                count = ins.count or T
+                if count > self.img.max_steps and ins.count == 0:
+                    raise SimError(isa.ERR_FIELD, pc, f"{count} steps > max_steps {self.img.max_steps}")
+                loop = [pc + 1, count, ins.reverse, 0]
+                pc = pc + 1 if count else self._skip_loop(pc)
+                if not count:
+                    loop = None
+                continue
+            if ins.opcode == isa.OP_ENDLOOP:
+                if loop is None:
+                    raise SimError(isa.ERR_LOOP, pc, "ENDLOOP without LOOP")
+                self.parity ^= 1
+                loop[3] += 1
+                if loop[3] < loop[1]:
+                    pc = loop[0]
+                else:
+                    loop, pc = None, pc + 1
+                continue
+            if loop is None:
+                t = T - 1
+            else:
+                t = loop[1] - 1 - loop[3] if loop[2] else loop[3]
+            self._matvec(pc, ins, t)
+            pc += 1
+        raise SimError(isa.ERR_NOHALT, pc, "instruction budget exhausted")
+
+    def _skip_loop(self, pc):
+        prog = self.img.program
+        for j in range(pc + 1, len(prog)):
+            if prog[j].opcode == isa.OP_ENDLOOP:
+                return j + 1
+        raise SimError(isa.ERR_LOOP, pc, "LOOP without ENDLOOP")
+
+    # ---- user API ----------------------------------------------------------------------------------
+    def run_q(self, x_q, reset=None):
+        """x_q int [B, T, F] (or [T, F]) already quantised -> int output [B, ...].
+
+        reset: clear the state first (default: True for images that are not streamable)."""
+        x_q = np.asarray(x_q)
+        squeeze = x_q.ndim == 2
+        if squeeze:
+            x_q = x_q[None]
+        B, T, F = x_q.shape
+        img = self.img
+        if F != img.in_features:
+            raise ValueError(f"input has {F} features per step, the image expects {img.in_features}")
+        if T < 1 or T > img.max_steps:
+            raise ValueError(f"{T} steps: the image accepts 1..{img.max_steps} per run (compile with --steps)")
+        if reset is None:
+            reset = not img.streamable
+        if B != self.batch or reset:
+            if B != self.batch and not reset and np.any(self.mem[isa.SPACE_STATE]):
+                raise ValueError(f"batch changed from {self.batch} to {B} with live state; pass reset=True")
+            self.reset(B)
+        self.mem[isa.SPACE_IN][:, :T * F] = x_q.reshape(B, T * F)
+        self.execute(T)
+        out = self.mem[isa.SPACE_OUT]
+        if img.seq_output:
+            y = out[:, :T * img.out_step_stride].reshape(B, T, img.out_step_stride)[:, :, :img.out_features]
+        else:
+            y = out[:, :img.out_features]
+        y = y.copy()
+        return y[0] if squeeze else y
+
+    def run(self, x, reset=None):
+        """Float in, float out: quantise the features with the image's input format, dequantise logits."""
+        x = np.asarray(x, dtype=np.float64)
+        if not np.all(np.isfinite(x)):
+            raise ValueError("input features contain NaN or Inf")
+        y = self.run_q(quantize(x, self.img.in_frac), reset)
+        return dequantize(y, self.img.out_frac)
+
+    def state(self):
+        """Named state vectors (dequantised) from the image's state map, for inspection."""
+        res = {}
+        for name, s in self.img.meta.get("state", {}).items():
+            a = s["addr"] + (self.img.pp_dist * self.parity if s.get("pp") else 0)
+            res[name] = dequantize(self.mem[isa.SPACE_STATE][:, a:a + s["len"]], s["frac"])
+        return res

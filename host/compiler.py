@@ -402,43 +402,50 @@ class Compiler:
                      macs_per_step=self.loop_macs)
 
 
-def _ranges(ins: Instr, reads: bool, max_steps: int, pp_dist: int):
-    """Conservative (space, lo, hi) word ranges an instruction reads or writes."""
-    if reads:
-        ops = [(ins.a, ins.a_len), (ins.b, ins.b_len)]
-        if ins.diag:
-            ops += [(ins.da, ins.rows), (ins.db, ins.rows)]
-        if ins.combine:
-            ops += [(ins.p, ins.rows), (ins.q, ins.rows)]
-    else:
+def _ranges(ins: Instr, which: str, max_steps: int, pp_dist: int, flip=False):
+    """(space, lo, hi) word ranges an instruction touches at parity 0 (`flip`: at the other parity).
+    which: 'seg' (segments A/B), 'read' (everything read) or 'write'."""
+    if which == "write":
         ops = [(ins.dst, ins.rows), (ins.dst2, ins.rows)]
+    else:
+        ops = [(ins.a, ins.a_len), (ins.b, ins.b_len)]
+        if which == "read":
+            if ins.diag:
+                ops += [(ins.da, ins.rows), (ins.db, ins.rows)]
+            if ins.combine:
+                ops += [(ins.p, ins.rows), (ins.q, ins.rows)]
     out = []
     for o, n in ops:
         if not o.used or n == 0:
             continue
-        lo = o.addr
-        hi = o.addr + n + o.stride * (max_steps - 1) + (pp_dist if o.pp else 0)
-        out.append((o.space, lo, hi))
+        lo = o.addr + (pp_dist * ((o.pp == isa.PP_NEXT) ^ flip) if o.pp else 0)
+        out.append((o.space, lo, lo + n + o.stride * (max_steps - 1)))
     return out
+
+
+def _overlap(r1, r2):
+    return any(s1 == s2 and lo1 < hi2 and lo2 < hi1 for s1, lo1, hi1 in r1 for s2, lo2, hi2 in r2)
 
 
 def set_wait_flags(prog, max_steps=1 << 16, pp_dist=1 << 16):
     """WAIT on every MATVEC that reads a range the previously executed MATVEC writes (a pipeline
-    hazard); the first MATVEC of a loop body follows the body's last one on every later iteration."""
-    def hazard(prev, ins):
-        w = _ranges(prev, False, max_steps, pp_dist)
-        r = _ranges(ins, True, max_steps, pp_dist)
-        return any(s1 == s2 and lo1 < hi2 and lo2 < hi1 for s1, lo1, hi1 in w for s2, lo2, hi2 in r)
+    hazard); the first MATVEC of a loop body follows the body's last one on every later iteration,
+    one parity flip later. Also enforces that no MATVEC's segments read what it writes."""
+    def hazard(prev, ins, flip=False):
+        return _overlap(_ranges(prev, "write", max_steps, pp_dist, flip),
+                        _ranges(ins, "read", max_steps, pp_dist))
 
     prev, body = None, None
     for ins in prog:
         if ins.opcode == isa.OP_LOOP:
             body = []
         elif ins.opcode == isa.OP_ENDLOOP:
-            if body and len(body) > 0 and hazard(body[-1], body[0]):
+            if body and hazard(body[-1], body[0], flip=True):
                 body[0].flags |= isa.FLAG_WAIT
             body = None
         elif ins.opcode == isa.OP_MATVEC:
+            if _overlap(_ranges(ins, "write", max_steps, pp_dist), _ranges(ins, "seg", max_steps, pp_dist)):
+                raise CompileError(f"{ins.note}: writes a vector its own matrix product reads")
             if prev is not None and hazard(prev, ins):
                 ins.flags |= isa.FLAG_WAIT
             if body is not None:

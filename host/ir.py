@@ -335,5 +335,10 @@ class Model:
 
 
 def cell_param_count(cell):
-    arrays = [getattr(cell, k, None) for k in ("w_x", "w_h", "b_x", "b_h", "bias", "p_i", "p_f", "p_o", "w_proj")]
+    """Parameters the source framework stores: a GRU's second bias counts only when it is used
+    (TensorFlow's GRUCell has one bias, PyTorch's nn.GRU two)."""
+    arrays = [getattr(cell, k, None) for k in ("w_x", "w_h", "b_x", "bias", "p_i", "p_f", "p_o", "w_proj")]
+    b_h = getattr(cell, "b_h", None)
+    if isinstance(b_h, np.ndarray) and np.any(b_h):
+        arrays.append(b_h)
     return int(sum(a.size for a in arrays if isinstance(a, np.ndarray)))

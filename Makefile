@@ -13,8 +13,8 @@ SHARED ?= ../shared
 HELLO  := $(SHARED)/models/hello-edge
 BITS   ?= 8
 
-# Debian packages the tools and tests use (espeak-ng/sox: synthetic keyword audio).
-DEBS   := espeak-ng sox
+# Debian packages the tools and tests use (espeak-ng + pocketsphinx test audio: synthetic keyword data).
+DEBS   := espeak-ng pocketsphinx-testdata
 
 .PHONY: setup debs run test bench clean help
 

@@ -1,0 +1,1 @@
+"""Keyword-spotting data sets (synthetic espeak-ng keywords, Google Speech Commands)."""

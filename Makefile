@@ -53,6 +53,7 @@ test: setup
 
 bench: setup
 	$(PY) bench/simulator_throughput.py
+	$(PY) bench/reference_table.py
 
 clean:
 	rm -rf build .pytest_cache

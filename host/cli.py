@@ -109,7 +109,8 @@ def cmd_simulate(a):
     last = y[:, -1] if img.seq_output else y
     top = last.argmax(-1)
     for i, k in enumerate(top[:a.show]):
-        print(f"{i:4d}  top-1 {labels[k] if labels else k}  logits {np.array2string(last[i], precision=3)}")
+        logits = np.array2string(last[i], precision=2, max_line_width=400, suppress_small=True)
+        print(f"{i:4d}  top-1 {labels[k] if labels else k:<10} logits {logits}")
     print(json.dumps({"inferences": len(x), "top1": [int(k) for k in top]}))
 
 
@@ -213,10 +214,16 @@ def build_parser():
 
 
 def main(argv=None):
+    import os
+    from .image import ImageError
+    from .ir import ModelError
+    from .simulator import SimError
     args = build_parser().parse_args(argv)
     try:
         rc = args.fn(args)
-    except UserError as e:
+    except (UserError, ModelError, ImageError, SimError, ValueError, OSError) as e:
+        if os.environ.get("RNNACCEL_DEBUG"):
+            raise
         print(f"rnnaccel {args.cmd}: error: {e}", file=sys.stderr)
         return 2
     return rc or 0

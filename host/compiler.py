@@ -21,7 +21,7 @@ from .image import FLAG_SEQ_OUTPUT, FLAG_STREAMABLE, Image
 from .ir import FC, Flatten, GRUCell, LSTMCell, Model, ModelError, Recurrent
 from .isa import Instr, Operand
 from .reference import Tracer, run_float
-from .spec import (ACC_BITS, ALIGN, BIAS_BITS, F_ACT_IN, F_ACT_OUT, F_GRU_H, MAX_SHIFT, WEIGHT_MODES,
+from .spec import (ACC_BITS, BIAS_BITS, F_ACT_IN, F_ACT_OUT, F_GRU_H, MAX_SHIFT, WEIGHT_MODES,
                    frac_bits_for, quantize)
 
 HEADROOM = 1.25           # calibration margin on every calibrated format

@@ -19,7 +19,7 @@ with t_eff the loop's step index (T-1-t when reversed) and T-1 outside a loop.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields as dc_fields
+from dataclasses import dataclass, field
 
 import numpy as np
 

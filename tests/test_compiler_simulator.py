@@ -33,7 +33,6 @@ def test_simulator_equals_golden_interpreter(images, name, bits):
     m, img = images[name, bits]
     img = Image.from_bytes(img.to_bytes())  # through the binary format
     x = inputs(m, 3, seed=11)
-    sim = Simulator(img, batch=len(x))
     xq = quantize(x, img.in_frac)
     for b in range(len(x)):
         state, parity = None, 0

@@ -30,8 +30,6 @@ def _f64(t):
 def from_torch(module, in_features=None, steps=None, name=None):
     """Import a torch module. in_features/steps are only needed when the modules don't tell
     (e.g. nn.Flatten over time needs steps; the input width then follows from the next Linear)."""
-    import torch.nn as nn
-
     tr = Tracer(in_features, steps)
     x = tr.input(3)
     name = name or type(module).__name__

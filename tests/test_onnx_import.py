@@ -13,11 +13,9 @@ from rnnaccel.host.importers import from_onnx, load_model  # noqa: E402
 from rnnaccel.host.ir import FC, Flatten, GRUCell, LSTMCell, ModelError, Recurrent  # noqa: E402
 from rnnaccel.host.reference import run_float  # noqa: E402
 
+from .torch_modules import KWS, KWSState, Seq, data  # noqa: E402
+
 TOL = 1e-5
-
-
-def data(shape, seed=1):
-    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 
 
 def run_ort(proto, x):
@@ -75,41 +73,6 @@ def export(module, x):
     return onnx.load_from_string(buf.getvalue()), ref
 
 
-class Seq(nn.Module):
-    def __init__(self, rnn):
-        super().__init__()
-        self.rnn = rnn
-
-    def forward(self, x):
-        return self.rnn(x)[0]
-
-
-class KWS(nn.Module):
-    def __init__(self, rnn, n_out=4):
-        super().__init__()
-        self.rnn = rnn
-        self.fc = nn.Linear(rnn.hidden_size * (2 if rnn.bidirectional else 1), n_out)
-
-    def forward(self, x):
-        out, _ = self.rnn(x)
-        out = out[:, -1] if self.rnn.batch_first else out[-1]
-        return self.fc(out)
-
-
-class KWSState(nn.Module):
-    def __init__(self, rnn):
-        super().__init__()
-        self.rnn = rnn
-        self.lstm = isinstance(rnn, nn.LSTM)
-        self.fc = nn.Linear(rnn.hidden_size, 3)
-
-    def forward(self, x):
-        _, h = self.rnn(x)
-        if self.lstm:
-            h = h[0]
-        return nn.functional.softsign(self.fc(h[-1]))
-
-
 def shape_for(batch_first, B=3, T=7, F=6):
     return (B, T, F) if batch_first else (T, B, F)
 
@@ -140,7 +103,7 @@ def test_torch_export_final_state(cls, layers):
     """h_n[-1] is exported as the RNN's Y_h (concatenated over layers, then gathered)."""
     torch.manual_seed(1)
     x = data((2, 5, 6))
-    proto, ref = export(KWSState(cls(6, 7, num_layers=layers, batch_first=True)), x)
+    proto, ref = export(KWSState(cls(6, 7, num_layers=layers, batch_first=True), nn.functional.softsign), x)
     model, _ = check(proto, x, ref)
     assert not model.layers[-2].return_sequences
 

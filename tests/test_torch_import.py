@@ -12,6 +12,8 @@ from rnnaccel.host.importers import from_torch, load_model  # noqa: E402
 from rnnaccel.host.ir import FC, Flatten, ModelError, Recurrent  # noqa: E402
 from rnnaccel.host.reference import run_float  # noqa: E402
 
+from .torch_modules import KWS, KWSState, data  # noqa: E402
+
 TOL = 1e-5
 
 
@@ -38,41 +40,6 @@ def check(module, x, **kw):
     diff = float(np.max(np.abs(y - ref)))
     assert diff < TOL, diff
     return model
-
-
-class KWS(nn.Module):
-    """The common keyword-spotting shape: RNN -> last step -> Linear."""
-
-    def __init__(self, rnn, n_out=4):
-        super().__init__()
-        self.rnn = rnn
-        width = rnn.hidden_size if not getattr(rnn, "proj_size", 0) else rnn.proj_size
-        self.fc = nn.Linear(width * (2 if rnn.bidirectional else 1), n_out)
-
-    def forward(self, x):
-        out, _ = self.rnn(x)
-        out = out[:, -1] if self.rnn.batch_first else out[-1]
-        return self.fc(out)
-
-
-class KWSState(nn.Module):
-    """Same, classifying the final hidden state h_n[-1]."""
-
-    def __init__(self, rnn):
-        super().__init__()
-        self.rnn = rnn
-        self.lstm = isinstance(rnn, nn.LSTM)
-        self.fc = nn.Linear(rnn.hidden_size, 3)
-
-    def forward(self, x):
-        _, h = self.rnn(x)
-        if self.lstm:  # fx traces Python control flow on attributes, not on tensors
-            h = h[0]
-        return torch.sigmoid(self.fc(h[-1]))
-
-
-def data(shape, seed=1):
-    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 
 
 @pytest.mark.parametrize("cls", [nn.GRU, nn.LSTM])

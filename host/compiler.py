@@ -21,7 +21,8 @@ from .image import FLAG_SEQ_OUTPUT, FLAG_STREAMABLE, Image
 from .ir import FC, Flatten, GRUCell, LSTMCell, Model, ModelError, Recurrent
 from .isa import Instr, Operand
 from .reference import Tracer, run_float
-from .spec import (ACC_BITS, BIAS_BITS, F_ACT_IN, F_ACT_OUT, F_GRU_H, MAX_SHIFT, WEIGHT_MODES,
+from .spec import (ACC_BITS, BIAS_BITS, F_ACT_IN, F_ACT_OUT, F_GRU_H, MAX_DRAIN_CYCLES, MAX_LANES,
+                   MAX_SHIFT, WEIGHT_MODES,
                    frac_bits_for, quantize)
 
 HEADROOM = 1.25           # calibration margin on every calibrated format
@@ -428,29 +429,43 @@ def _overlap(r1, r2):
 
 
 def set_wait_flags(prog, max_steps=1 << 16, pp_dist=1 << 16):
-    """WAIT on every MATVEC that reads a range the previously executed MATVEC writes (a pipeline
-    hazard); the first MATVEC of a loop body follows the body's last one on every later iteration,
-    one parity flip later. Also enforces that no MATVEC's segments read what it writes."""
-    def hazard(prev, ins, flip=False):
-        return _overlap(_ranges(prev, "write", max_steps, pp_dist, flip),
-                        _ranges(ins, "read", max_steps, pp_dist))
+    """Mark read-after-write hazards against every MATVEC whose writes may still be in flight:
+    WAIT when the matrix product's segments depend on them (drain, then load), WAIT_EPI when only
+    epilogue/diag operands do (drain before the first epilogue read). Addresses are compared at
+    the ping-pong parity each instruction runs at; loop bodies are walked twice so the back-edge
+    is covered. Also enforces that no MATVEC's segments read what it writes itself."""
+    pending, parity = [], 0  # pending: (instruction, parity it ran at)
 
-    prev, body = None, None
+    def visit(ins):
+        seg = _ranges(ins, "seg", max_steps, pp_dist, parity)
+        if _overlap(_ranges(ins, "write", max_steps, pp_dist, parity), seg):
+            raise CompileError(f"{ins.note}: writes a vector its own matrix product reads")
+        w = [r for p, par in pending for r in _ranges(p, "write", max_steps, pp_dist, par)]
+        if _overlap(w, seg):
+            ins.flags |= isa.FLAG_WAIT
+            pending.clear()
+        elif _overlap(w, _ranges(ins, "read", max_steps, pp_dist, parity)):
+            ins.flags |= isa.FLAG_WAIT_EPI
+            pending.clear()
+        if ins.rows * ins.k >= MAX_LANES * MAX_DRAIN_CYCLES:
+            pending.clear()  # this instruction outlives the writes of everything before it
+        pending.append((ins, parity))
+
+    body = None
     for ins in prog:
         if ins.opcode == isa.OP_LOOP:
             body = []
         elif ins.opcode == isa.OP_ENDLOOP:
-            if body and hazard(body[-1], body[0], flip=True):
-                body[0].flags |= isa.FLAG_WAIT
-            body = None
+            parity ^= 1          # second iteration
+            for b in body:
+                visit(b)
+            # after T iterations the parity is unknown: keep pending writes at both parities
+            pending[:] = [(p, par) for p, _ in pending for par in (0, 1)]
+            parity, body = 0, None
         elif ins.opcode == isa.OP_MATVEC:
-            if _overlap(_ranges(ins, "write", max_steps, pp_dist), _ranges(ins, "seg", max_steps, pp_dist)):
-                raise CompileError(f"{ins.note}: writes a vector its own matrix product reads")
-            if prev is not None and hazard(prev, ins):
-                ins.flags |= isa.FLAG_WAIT
+            visit(ins)
             if body is not None:
                 body.append(ins)
-            prev = ins
 
 
 def compile_model(model: Model, calib, bits=8, steps=None, group_rows=None) -> Image:

@@ -56,7 +56,10 @@ ERRORS = {ERR_NONE: "ok", ERR_OPCODE: "illegal opcode", ERR_LOOP: "bad loop nest
           ERR_ADDR: "vector address out of range", ERR_WEIGHT: "weight/parameter offset out of range",
           ERR_FIELD: "illegal field value", ERR_NOHALT: "program ran past its end without HALT"}
 
-FLAG_WAIT = 1 << 0  # wait until every earlier instruction's writes are done before reading
+# Hazard flags, set by the compiler (the controller does no address comparison of its own):
+FLAG_WAIT = 1 << 0      # segments A/B read what the previous MATVEC writes: wait for its last write
+FLAG_WAIT_EPI = 1 << 1  # only epilogue/diag operands (P, Q, DA, DB) read what the previous MATVEC
+                        # writes: the matrix product may start, the first epilogue read must wait
 
 # Field table: name -> (word, lsb, width, signed) -----------------------------------------------
 _OPERAND = lambda w: {"addr": (w, 0, 16, False), "space": (w, 16, 3, False), "pp": (w, 20, 2, False),
@@ -158,7 +161,8 @@ class Instr:
             return f"LOOP {n}{' reverse' if self.reverse else ''}"
         if self.opcode != OP_MATVEC:
             return self.name
-        s = (f"MATVEC{' wait' if self.flags & FLAG_WAIT else ''} rows={self.rows} "
+        wait = " wait" if self.flags & FLAG_WAIT else " wait-epi" if self.flags & FLAG_WAIT_EPI else ""
+        s = (f"MATVEC{wait} rows={self.rows} "
              f"a={self.a}x{self.a_len}<<{self.a_shift}")
         if self.b_len:
             s += f" b={self.b}x{self.b_len}<<{self.b_shift}"

@@ -45,6 +45,13 @@ F_ACT_OUT = 14   # output of sigmoid/tanh/softsign: Q1.14, range [-2, 2); 1.0 ==
 F_GATE = F_ACT_OUT
 F_GRU_H = F_ACT_OUT  # a GRU's state h lives in [-1, 1]: Q1.14 always
 
+# Hardware contract for hazard analysis: at most MAX_LANES multipliers, and at most
+# MAX_DRAIN_CYCLES from an instruction's last weight to its last vector-memory write. An
+# instruction of rows*K >= MAX_LANES*MAX_DRAIN_CYCLES MACs therefore outlives every write of the
+# instructions before it.
+MAX_LANES = 64
+MAX_DRAIN_CYCLES = 64
+
 MAX_SHIFT = 31   # largest alignment/requantisation shift the datapath supports
 ALIGN = 64       # every weight matrix starts at a multiple of 64 bytes (the widest array word, N=64)
 

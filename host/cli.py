@@ -63,6 +63,19 @@ def load_features(path, model=None):
     return x
 
 
+def default_audio_calibration(model, n=128):
+    """MFCC features of synthetic spoken keywords (training voices only) for audio models."""
+    from .kws.data import generate
+    from .mfcc import mfcc
+    print(f"calibrating on {n} synthetic keyword clips (training voices); pass --calib for your own data",
+          file=sys.stderr)
+    try:
+        audio, _, _ = generate("train", n, seed=0, progress=False)
+    except RuntimeError as e:
+        raise UserError(f"no --calib given and the synthetic calibration set is unavailable: {e}") from None
+    return mfcc(audio, model.frontend).astype(np.float64)
+
+
 def load_any_model(path):
     from .importers import load_model
     from .ir import ModelError
@@ -80,10 +93,13 @@ def load_any_model(path):
 def cmd_compile(a):
     from .compiler import CompileError, compile_model, report
     model = load_any_model(a.model)
-    if a.calib is None:
+    if a.calib is not None:
+        calib = load_features(a.calib, model)
+    elif model.frontend is not None:
+        calib = default_audio_calibration(model)
+    else:
         raise UserError("--calib FEATURES is needed: sample inputs (.npy/.npz [N, T, F], or .wav files for "
                         "models with an MFCC front end) choose the fixed-point scales")
-    calib = load_features(a.calib, model)
     try:
         img = compile_model(model, calib, bits=a.bits, steps=a.steps)
     except CompileError as e:
@@ -181,7 +197,8 @@ def build_parser():
     s.add_argument("model")
     s.add_argument("-o", "--output", required=True, help="image file to write (.rnna)")
     s.add_argument("--bits", **bits)
-    s.add_argument("--calib", help="calibration inputs: .npy/.npz [N, T, F], a .wav or a folder of .wav")
+    s.add_argument("--calib", help="calibration inputs: .npy/.npz [N, T, F], a .wav or a folder of .wav "
+                                    "(default for audio models: 128 synthetic keyword clips)")
     s.add_argument("--steps", type=int, help="largest number of time steps per run (input buffer size)")
     s.set_defaults(fn=cmd_compile)
 

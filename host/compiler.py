@@ -16,7 +16,7 @@ from typing import Optional
 import numpy as np
 
 from . import isa
-from .compression import encode, padded_size
+from .compression import encode, pack_fields, padded_size, unpack_fields
 from .image import FLAG_SEQ_OUTPUT, FLAG_STREAMABLE, Image
 from .ir import FC, Flatten, GRUCell, LSTMCell, Model, ModelError, Recurrent
 from .isa import Instr, Operand
@@ -137,11 +137,12 @@ class Compiler:
             raise CompileError(f"{name}: output shift {out_shift} outside the datapath's range")
         self.weights += bytes(padded_size(len(self.weights)) - len(self.weights))
         woff = len(self.weights)
-        self.weights += enc.packed
+        pad = max(0, MAX_LANES - K)  # rows shorter than the widest array are padded (docs/isa.md)
+        self.weights += _pad_rows(enc.packed, self.bits, rows, K, pad)
         cb_off = self.param(enc.codebook_blob) if enc.codebooks is not None else 0
         b_off = self.param(b_q.astype("<i4").tobytes())
         G = enc.group_rows or 1
-        ins = Instr(isa.OP_MATVEC, rows=rows, mode=self.bits, weight_off=woff, codebook_off=cb_off,
+        ins = Instr(isa.OP_MATVEC, rows=rows, pad=pad, mode=self.bits, weight_off=woff, codebook_off=cb_off,
                     group_log2=int(np.log2(G)), bias_off=b_off, out_shift=int(out_shift), act=act,
                     note=f"{name} {note}".strip())
         ins.a, ins.a_len, ins.a_shift = segs[0][0], segs[0][1], shifts[0]
@@ -401,6 +402,14 @@ class Compiler:
                      in_frac=f_in, out_features=m.out_features, out_frac=v.f, max_steps=self.max_steps,
                      out_step_stride=self.out_stride, weight_modes=1 << self.bits, max_k=self.max_k,
                      macs_per_step=self.loop_macs)
+
+
+def _pad_rows(packed: bytes, bits, rows, cols, pad) -> bytes:
+    """Append `pad` zero fields to every row of a packed weight stream."""
+    if pad == 0:
+        return packed
+    fields = unpack_fields(packed, bits, rows * cols).reshape(rows, cols)
+    return pack_fields(np.pad(fields, ((0, 0), (0, pad))).ravel(), bits)
 
 
 def _ranges(ins: Instr, which: str, max_steps: int, pp_dist: int, flip=False):

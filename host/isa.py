@@ -81,7 +81,8 @@ for _name, _w in OPERAND_WORDS.items():
         FIELDS[f"{_name}_{_k}"] = _v
 # What each operand's aux byte means
 AUX_MEANING = {"a": "shift A (left)", "b": "shift B (left)", "da": "diag shift (left, <0 rounds right)",
-               "db": "act2 input shift s_p", "p": "s_c", "q": "s_q", "dst": "unused", "dst2": "unused"}
+               "db": "act2 input shift s_p", "p": "s_c", "q": "s_q",
+               "dst": "pad: zero columns after A|B in every stored row", "dst2": "unused"}
 
 
 @dataclass
@@ -122,6 +123,7 @@ class Instr:
     b: Operand = field(default_factory=Operand)
     b_len: int = 0
     b_shift: int = 0
+    pad: int = 0   # stored columns per row beyond A|B; their weights are ignored (products are 0)
     mode: int = 8
     group_log2: int = 0
     weight_off: int = 0
@@ -153,7 +155,13 @@ class Instr:
 
     @property
     def k(self):
+        """Useful columns (the dot-product length)."""
         return self.a_len + self.b_len
+
+    @property
+    def k_stored(self):
+        """Columns per row in the weight stream (K plus zero padding)."""
+        return self.a_len + self.b_len + self.pad
 
     def __str__(self):
         if self.opcode == OP_LOOP:
@@ -215,7 +223,7 @@ def encode(instr: Instr) -> bytes:
                         ("dst2_stride", instr.dst2.stride)):
             _put(w, name, v)
         aux = {"a": instr.a_shift, "b": instr.b_shift, "da": instr.diag_shift, "db": instr.s_p,
-               "p": instr.s_c, "q": instr.s_q, "dst": 0, "dst2": 0}
+               "p": instr.s_c, "q": instr.s_q, "dst": instr.pad, "dst2": 0}
         for op in OPERAND_WORDS:
             o = getattr(instr, op)
             _put(w, f"{op}_addr", o.addr)
@@ -262,6 +270,9 @@ def decode(data: bytes, pc=0) -> Instr:
     ins.a_shift, ins.b_shift = _get(words, "a_aux"), _get(words, "b_aux")
     ins.diag_shift, ins.s_p = _get(words, "da_aux"), _get(words, "db_aux")
     ins.s_c, ins.s_q = _get(words, "p_aux"), _get(words, "q_aux")
+    ins.pad = _get(words, "dst_aux")
+    if ins.pad < 0:
+        raise DecodeError(ERR_FIELD, pc, f"pad {ins.pad} < 0")
     if ins.rows == 0 or ins.a_len == 0 or not ins.a.used or not ins.dst.used:
         raise DecodeError(ERR_FIELD, pc, "rows, a_len, a and dst must be set")
     if ins.a_shift < 0 or ins.b_shift < 0:

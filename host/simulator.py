@@ -26,7 +26,7 @@ class SimError(RuntimeError):
 
 def decode_weights(img: Image, ins: isa.Instr) -> np.ndarray:
     """The integer weight matrix [rows, K] the decompression unit feeds the MAC array."""
-    R, K, mode = ins.rows, ins.k, ins.mode
+    R, K, mode = ins.rows, ins.k_stored, ins.mode
     n = R * K
     nbytes = (n * mode + 7) // 8
     if ins.weight_off + nbytes > len(img.weights):
@@ -74,7 +74,7 @@ class _Prepared:
     """Per-MATVEC constants decoded once at load."""
 
     def __init__(self, img, ins):
-        W = decode_weights(img, ins)
+        W = decode_weights(img, ins)[:, :ins.k]  # padding columns never contribute
         wbits = 16 if ins.mode == 16 else 8
         if ins.k >= 1 << (53 - 15 - wbits):
             raise ImageError(f"K={ins.k} too large for exact float64 dot products")

@@ -13,8 +13,9 @@ SHARED ?= ../shared
 HELLO  := $(SHARED)/models/hello-edge
 BITS   ?= 8
 
-# Debian packages the tools and tests use (espeak-ng + pocketsphinx test audio: synthetic keyword data).
-DEBS   := espeak-ng pocketsphinx-testdata
+# Debian packages the tools and tests use: espeak-ng + pocketsphinx test audio (synthetic keyword
+# data), Verilator (RTL simulation).
+DEBS   := espeak-ng pocketsphinx-testdata verilator
 
 .PHONY: setup debs run test bench clean help
 
@@ -34,7 +35,7 @@ $(VENV)/.stamp: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
 	$(PY) -m pip install -q -e '.[all]' 2>&1 | grep -v "is ignored" || true
-	@$(PY) -c "import rnnaccel.host, torch, onnx, onnxruntime" || { echo "python setup failed"; exit 1; }
+	@$(PY) -c "import rnnaccel.host, torch, onnx, onnxruntime, migen" || { echo "python setup failed"; exit 1; }
 	@touch $@
 
 setup: debs $(VENV)/.stamp

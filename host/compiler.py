@@ -22,7 +22,7 @@ from .ir import FC, Flatten, GRUCell, LSTMCell, Model, ModelError, Recurrent
 from .isa import Instr, Operand
 from .reference import Tracer, run_float
 from .spec import (ACC_BITS, BIAS_BITS, F_ACT_IN, F_ACT_OUT, F_GRU_H, MAX_DRAIN_CYCLES, MAX_LANES,
-                   MAX_SHIFT, WEIGHT_MODES,
+                   MAX_SEG_SHIFT, MAX_SHIFT, WEIGHT_MODES,
                    frac_bits_for, quantize)
 
 HEADROOM = 1.25           # calibration margin on every calibrated format
@@ -126,11 +126,13 @@ class Compiler:
             col_shift = np.concatenate([np.full(s[1], sh) for s, sh in zip(segs, shifts)])
             worst = np.max(np.sum(np.ceil(wq) * 2.0 ** (15 + col_shift), axis=1)) if K else 0
             b_q = np.round(np.asarray(bias, np.float64) * 2.0 ** f_acc)
-            if (worst < 2.0 ** (ACC_BITS - 3) and np.max(np.abs(b_q), initial=0) < 2.0 ** (BIAS_BITS - 1)
-                    and max(shifts) <= 31):
+            if (worst < 2.0 ** (ACC_BITS - 3) and np.max(np.abs(b_q), initial=0) < 2.0 ** (BIAS_BITS - 1)):
                 break
             f_w -= 1
             enc = encode(W, self.bits, group_rows=self.group_rows, frac_bits=f_w)
+        if max(shifts) > MAX_SEG_SHIFT:
+            raise CompileError(f"{name}: input segments differ by {max(shifts)} fractional bits; the "
+                               f"array aligns at most {MAX_SEG_SHIFT} (rescale the model's inputs)")
         f_z = F_ACT_IN if act in ("sigmoid", "tanh", "softsign") else f_out
         out_shift = f_acc - f_z
         if not -MAX_SHIFT <= out_shift <= MAX_SHIFT:

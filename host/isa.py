@@ -275,8 +275,11 @@ def decode(data: bytes, pc=0) -> Instr:
         raise DecodeError(ERR_FIELD, pc, f"pad {ins.pad} < 0")
     if ins.rows == 0 or ins.a_len == 0 or not ins.a.used or not ins.dst.used:
         raise DecodeError(ERR_FIELD, pc, "rows, a_len, a and dst must be set")
-    if ins.a_shift < 0 or ins.b_shift < 0:
-        raise DecodeError(ERR_FIELD, pc, "segment shifts are left shifts (>= 0)")
+    from .spec import MAX_SEG_SHIFT
+    if not (0 <= ins.a_shift <= MAX_SEG_SHIFT and 0 <= ins.b_shift <= MAX_SEG_SHIFT) or \
+            (ins.b_len and min(ins.a_shift, ins.b_shift) != 0):
+        raise DecodeError(ERR_FIELD, pc, f"segment shifts {ins.a_shift}/{ins.b_shift}: each 0..{MAX_SEG_SHIFT}, "
+                                         "one of them 0")
     return ins
 
 

@@ -52,6 +52,10 @@ F_GRU_H = F_ACT_OUT  # a GRU's state h lives in [-1, 1]: Q1.14 always
 MAX_LANES = 64
 MAX_DRAIN_CYCLES = 64
 
+# Segment alignment: the array shifts the segment's 9-bit lane weights, so a 16x18 multiplier
+# per lane covers shifts up to 9 (the compiler gives the other segment shift 0).
+MAX_SEG_SHIFT = 9
+
 MAX_SHIFT = 31   # largest alignment/requantisation shift the datapath supports
 ALIGN = 64       # every weight matrix starts at a multiple of 64 bytes (the widest array word, N=64)
 

@@ -15,7 +15,7 @@ shifter; the result is identical because (x * (w << s)) == (x * w) << s.
 the high byte (signed) on odd lanes, both lanes see the same x, and the odd product is weighted by
 2^8 before the reduction: x * w16 == x * lo + (x * hi << 8).
 """
-from migen import Array, Cat, If, Module, Signal
+from migen import Cat, If, Module, Signal
 
 from rnnaccel.host.spec import ACC_BITS, ACT_BITS, MAX_SEG_SHIFT
 

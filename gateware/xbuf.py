@@ -14,7 +14,7 @@ Per lane the unit also reports the column, from which the MAC array's masks foll
 `shifted` (the lane's column is in the shifted segment) and `zero` (padding column or past the
 stream's end).
 """
-from migen import Array, Cat, If, Memory, Module, Signal
+from migen import Array, If, Memory, Module, Signal
 
 from rnnaccel.host.spec import ACT_BITS
 
@@ -74,7 +74,6 @@ class XBuffer(Module):
             self.comb += wb.eq(pos + self.k)
             self.sync += If(self.we[j] & (pos < N), wrap[wb].eq(self.wdata[j]))
         for b in range(N):
-            sel = [(self.we[j], j) for j in range(wr_width)]
             hits = [Signal(name=f"hit{b}_{j}") for j in range(wr_width)]
             for j in range(wr_width):
                 self.comb += hits[j].eq(self.we[j] & (((self.wpos + j) & (N - 1)) == b))
@@ -84,7 +83,6 @@ class XBuffer(Module):
                                 wports[b].adr.eq((self.wpos + j) >> lg),
                                 wports[b].dat_w.eq(self.wdata[j]),
                                 wports[b].we.eq(1))
-            del sel
 
         # ---- window position --------------------------------------------------------------------
         p = Signal(kw)

@@ -15,7 +15,7 @@ BITS   ?= 8
 
 # Debian packages the tools and tests use: espeak-ng + pocketsphinx test audio (synthetic keyword
 # data), Verilator (RTL simulation).
-DEBS   := espeak-ng pocketsphinx-testdata verilator
+DEBS   := espeak-ng pocketsphinx-testdata verilator g++ make
 
 .PHONY: setup debs run test bench clean help
 

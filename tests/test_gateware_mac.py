@@ -94,3 +94,35 @@ def test_16bit_weights_fuse_lane_pairs():
     x = rng.integers(-32768, 32768, K)
     rows = run_array(n, flat_stream(W, x, n, set(), mode16=True), 0, mode16=True)
     assert rows == [int(sum(int(W[j, k]) * int(x[k]) for k in range(K))) for j in range(R)]
+
+
+@pytest.mark.parametrize("n", [32, 64])
+def test_rows_on_verilator_gru_sized(n):
+    """A GRU-S-sized stream (154 rows x 164 columns, segment A shifted by 6) on the real widths."""
+    from rnnaccel.gateware.sim import run_verilator
+    R, K, shift = 154, 164, 6
+    rng = np.random.default_rng(n)
+    W = rng.integers(-128, 128, (R, K))
+    x = rng.integers(-32768, 32768, K)
+    scols = set(range(10))
+    cyc = flat_stream(W, x, n, scols)
+    dut = MacArray(n)
+    C = len(cyc)
+    ins = {dut.x[i]: np.array([c["x"][i] for c in cyc]) for i in range(n)}
+    ins.update({dut.w[i]: np.array([c["w"][i] for c in cyc]) for i in range(n)})
+    for k in ("shifted", "zero", "bnd", "first", "last"):
+        ins[getattr(dut, k)] = np.array([int(c[k]) for c in cyc], dtype=np.uint64 if n == 64 else np.int64)
+    ins[dut.valid] = np.ones(C, dtype=int)
+    ins[dut.shift] = np.full(C, shift)
+    ins[dut.mode16] = np.zeros(C, dtype=int)
+    res = run_verilator(dut, ins, [dut.row0_valid, dut.row0, dut.row1_valid, dut.row1],
+                        flush=dut.latency + 2, name=f"MacArray{n}")
+    rows = []
+    for t in range(len(res[dut.row0_valid])):
+        if res[dut.row0_valid][t]:
+            rows.append(int(res[dut.row0][t]))
+        if res[dut.row1_valid][t]:
+            rows.append(int(res[dut.row1][t]))
+    xs = np.array([int(v) << (shift if k in scols else 0) for k, v in enumerate(x)], dtype=object)
+    assert rows == [int(sum(int(W[j, k]) * xs[k] for k in range(K))) for j in range(R)]
+    assert C == -(-R * K // n)  # no idle cycle: ceil(rows*K / N) stream cycles

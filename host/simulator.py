@@ -70,6 +70,37 @@ def act_lut(name, z):
     return lut[z]
 
 
+# --------------------------------------------------------------------------------------------------
+# Row arithmetic after the dot product (docs/arithmetic.md steps 2-5): pure functions on int64
+# arrays, shared by the simulator and the gateware tests as the one reference.
+# --------------------------------------------------------------------------------------------------
+def row_preact(ins: isa.Instr, acc, da=None, db=None):
+    """acc (dot product + bias, 48-bit) -> z: diagonal term, requantisation."""
+    acc = np.asarray(acc, dtype=np.int64)
+    if ins.diag:
+        acc = wrap(acc + shift_round(np.asarray(da, np.int64) * np.asarray(db, np.int64), -ins.diag_shift),
+                   ACC_BITS)
+    return requant(acc, ins.out_shift)
+
+
+def row_output(ins: isa.Instr, z, p=None, q=None):
+    """z -> y: activation and the combine stage."""
+    a = act_lut(ins.act, np.asarray(z, dtype=np.int64))
+    c = ins.combine
+    if c == isa.COMB_NONE:
+        return a
+    P = np.asarray(p, dtype=np.int64)
+    if c == isa.COMB_MUL:
+        return saturate(shift_round(a * P, ins.s_c))
+    if c == isa.COMB_GRU:
+        return saturate(a + shift_round(P * (np.asarray(q, np.int64) - a), F_ACT_OUT))
+    if c == isa.COMB_MAC:
+        return saturate(shift_round(a * P + (np.asarray(q, np.int64) << np.int64(ins.s_q)), ins.s_c))
+    if c == isa.COMB_MULACT:
+        return saturate(shift_round(a * act_lut(ins.act2, saturate(shift_round(P, ins.s_p))), ins.s_c))
+    raise SimError(isa.ERR_FIELD, -1, f"combine {c}")
+
+
 class _Prepared:
     """Per-MATVEC constants decoded once at load."""
 
@@ -188,31 +219,19 @@ class Simulator:
         acc += p.bias
         if p.may_wrap:
             acc = wrap(acc, ACC_BITS)
-        R = ins.rows
         if ins.diag:
-            d = self._read(ins.da, R, t, pc, "diag a") * self._read(ins.db, R, t, pc, "diag b")
-            acc = wrap(acc + shift_round(d, -ins.diag_shift), ACC_BITS)
+            R = ins.rows
+            return row_preact(ins, acc, self._read(ins.da, R, t, pc, "diag a"), self._read(ins.db, R, t, pc, "diag b"))
         return requant(acc, ins.out_shift)
 
     def _epilogue(self, ins, z, t, pc):
         R = ins.rows
-        a = act_lut(ins.act, z)
-        c = ins.combine
-        if c == isa.COMB_NONE:
-            y = a
-        elif c == isa.COMB_MUL:
-            y = saturate(shift_round(a * self._read(ins.p, R, t, pc, "p"), ins.s_c))
-        elif c == isa.COMB_GRU:
-            u, h = self._read(ins.p, R, t, pc, "p"), self._read(ins.q, R, t, pc, "q")
-            y = saturate(a + shift_round(u * (h - a), F_ACT_OUT))
-        elif c == isa.COMB_MAC:
-            P, Q = self._read(ins.p, R, t, pc, "p"), self._read(ins.q, R, t, pc, "q")
-            y = saturate(shift_round(a * P + (Q << np.int64(ins.s_q)), ins.s_c))
-        elif c == isa.COMB_MULACT:
-            P = saturate(shift_round(self._read(ins.p, R, t, pc, "p"), ins.s_p))
-            y = saturate(shift_round(a * act_lut(ins.act2, P), ins.s_c))
-        else:
-            raise SimError(isa.ERR_FIELD, pc, f"combine {c}")
+        p = self._read(ins.p, R, t, pc, "p") if ins.combine != isa.COMB_NONE else None
+        q = self._read(ins.q, R, t, pc, "q") if ins.combine in (isa.COMB_GRU, isa.COMB_MAC) else None
+        try:
+            y = row_output(ins, z, p, q)
+        except SimError as e:
+            raise SimError(e.code, pc, str(e)) from None
         self._write(ins.dst, y, t, pc, "dst")
         if ins.dst2.used:
             self._write(ins.dst2, y, t, pc, "dst2")

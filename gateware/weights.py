@@ -1,0 +1,464 @@
+"""Weight stream: the decompression unit that feeds N MAC lanes from the packed weight memory.
+
+A MATVEC's weights are one flat stream (docs/gateware-design.md): `rows * k_stored` fields of
+`mode` bits, row-major, packed LSB-first into little-endian bytes (docs/image-format.md,
+host/compression.py). This unit reads that stream from the weight memory (N-byte words) and puts
+N_eff weights per cycle on the N lanes, together with the row-boundary information of the cycle.
+`rnnaccel.host.simulator.decode_weights` is its bit-exact reference.
+
+Lanes
+-----
+    modes 8, 6, 4, 2   N_eff = N:   lane i = weight i of the cycle, int8 sign-extended to 9 bits
+                                    (codebook modes: the int8 entry its index selects)
+    mode 16            N_eff = N/2: lane 2i = low byte of weight i, zero-extended (0..255),
+                                    lane 2i+1 = high byte, sign-extended; the MAC array fuses the
+                                    pair: x * w = x * lo + (x * hi << 8)
+
+Per cycle also `first`, `last`, `n_valid` (weights valid: N_eff, the last cycle may have fewer) and
+`bnd`: the weight index at which the next row starts in this cycle, N_eff if none. `bnd`,
+`n_valid` count *weights*, so in mode 16 they are in 0..N/2 (lanes = 2 * weights). A row that
+starts at weight 0 of a cycle (the previous row filled the previous cycle exactly) gives bnd = 0,
+except in the first cycle; the last cycle has bnd = N_eff (no next row). Since every stored row
+has k_stored >= 64 >= N columns there is at most one boundary per cycle (docs/isa.md).
+
+Structure
+---------
+    _Gearbox      two-word buffer {w0, memory output}; the stream advances by 2N-bit units
+                  (4, 4, 3, 2, 1 units per cycle in modes 16, 8, 6, 4, 2; a word is 4 units), so
+                  the window of a cycle starts at unit 0..3 of the buffer: a 4:1 mux, no barrel
+                  shifter, and at most one new word per cycle, which the memory always delivers.
+    _RowTracker   where rows end: d = columns left in the row at weight 0 (k_stored - column
+                  position), decremented by N_eff per cycle, so bnd = d if d < N_eff.
+    _Codebooks    two int8 register files (entries of group g live in file g & 1) and the filler
+                  that loads them from the parameter memory, one 32-bit word (4 entries) per
+                  cycle: groups 0 and 1 right after `start`, then group g + 2 as soon as the
+                  output stage has finished with group g.
+    WeightStream  stage 1: gearbox window -> lane fields (raw byte or codebook index);
+                  stage 2: codebook lookup / sign extension -> the output registers.
+                  In a cycle that crosses into a new group, weights before `bnd` use the file of
+                  the current group, weights from `bnd` the file of the next one.
+
+Handshake: `valid`/`ready`. The output registers hold while `valid & ~ready`; the whole unit then
+stands still (one clock enable for both stages, so timing does not depend on the consumer beyond
+the cycles it stalls). `start` (one cycle) latches the instruction fields; only start when `busy`
+is low. The stream reads the weight memory a few words beyond its end (harmless).
+
+Timing (exact, with `ready` held high)
+--------------------------------------
+Let `start` be high in cycle S.
+
+* First valid output: cycle S + ``first_output_latency(mode)`` =
+  S + 4 in modes 16 and 8, S + 4 + W in the codebook modes, with W = 2**bits / 4 parameter words
+  per codebook (W = 16, 4, 1 for modes 6, 4, 2: group 0 must be loaded; the two-word buffer
+  primes in parallel).
+* Then ``stream_cycles(n_lanes, mode, rows, k_stored, group_log2)`` consecutive cycles carry the
+  stream; `valid` is high in all of them except codebook stalls, `last` marks the final one:
+
+      stream_cycles = ceil(rows * k_stored / N_eff) + codebook stalls
+
+  Codebook stalls: with G = 2**group_log2 rows per group, group h >= 1 starts in stream cycle
+  x_h = floor(h * G * k_stored / N_eff). Its codebook is ready for the cycle that needs it (the
+  crossing cycle) at the earliest W cycles after stream cycle 0 (h = 1: it loads right after
+  group 0) or W + 3 cycles after the crossing into group h - 1 (h >= 2: the filler may only
+  overwrite group h - 2's file once the output stage has passed that crossing, then needs W
+  cycles plus the memory latency). With t_h the cycle (relative to stream cycle 0) in which the
+  crossing into h is issued:
+
+      t_0 = x_0 = 0,  t_1 = max(x_1, W),  t_h = max(t_{h-1} + x_h - x_{h-1}, t_{h-1} + W + 3)
+      stalls = t_last - x_last     (last = the final group; 0 with one group or no codebooks)
+
+  So groups lasting at least W + 3 cycles (19 in mode 6; the compiler's groups last hundreds)
+  never stall. With backpressure, every cycle in which the unit is frozen (`valid & ~ready`)
+  delays the last output by at most one cycle (refills go on meanwhile); results are the same.
+"""
+from functools import reduce
+from operator import or_
+
+from migen import Array, Case, Cat, If, Module, Mux, Signal
+
+from rnnaccel.host.isa import FIELDS
+from rnnaccel.host.spec import CODEBOOK_BITS, CODEBOOK_MODES, MAX_LANES, WEIGHT_MODE_CODE
+
+from .mac import W_BITS
+
+ROW_BITS = FIELDS["rows"][2]            # rows of one MATVEC
+K_BITS = FIELDS["a_len"][2] + 1         # k_stored = KA + KB + pad (pad only when K < 64)
+GL_BITS = FIELDS["group_log2"][2]
+MODE_BITS = FIELDS["mode"][2]
+
+CB_ENTRIES = 1 << max(CODEBOOK_MODES)   # one register file: entries of the widest codebook mode
+CB_PER_WORD = 32 // CODEBOOK_BITS       # entries per parameter-memory word
+UNITS_PER_WORD = 4                      # the gearbox works in 2N-bit units, a word is 8N bits
+PRIME_CYCLES = 2                        # start -> first word in w0 -> second word on the port
+PIPE_STAGES = 2                         # stage 1 (window, fields) + stage 2 (lookup, outputs)
+FILL_TURNAROUND = 3                     # crossing issued -> output stage past it -> filler starts,
+                                        # plus the memory's read latency
+
+
+# --------------------------------------------------------------------------------------------------
+# Cycle model (shared with the host)
+# --------------------------------------------------------------------------------------------------
+def n_eff(n_lanes, mode):
+    """Weights per cycle: N, or N/2 for 16-bit weights (lane pairs fuse)."""
+    return n_lanes // 2 if mode == 16 else n_lanes
+
+
+def units_per_cycle(mode):
+    """2N-bit units of the stream consumed per cycle (N_eff * bits / 2N)."""
+    return UNITS_PER_WORD if mode == 16 else mode // 2
+
+
+def codebook_words(mode):
+    """Parameter-memory words per codebook (0 for the plain modes)."""
+    return (1 << mode) // CB_PER_WORD if mode in CODEBOOK_MODES else 0
+
+
+def first_output_latency(mode):
+    """Cycles from `start` (cycle S) to the first valid output (cycle S + latency)."""
+    return max(PRIME_CYCLES, codebook_words(mode) + 2) + PIPE_STAGES
+
+
+def stream_cycles(n_lanes, mode, rows, k_stored, group_log2):
+    """Cycles from the first to the last output of a stream (inclusive) with `ready` high:
+    ceil(rows*k_stored/N_eff) plus the codebook-refill stalls (module docstring)."""
+    ne = n_eff(n_lanes, mode)
+    total = -(-rows * k_stored // ne)
+    if mode not in CODEBOOK_MODES:
+        return total
+    W = codebook_words(mode)
+    G = 1 << min(group_log2, ROW_BITS)
+    n_groups = -(-rows // G)
+    x = t = 0
+    for h in range(1, n_groups):
+        xh = h * G * k_stored // ne
+        t = max(t + xh - x, t + (W if h == 1 else W + FILL_TURNAROUND))
+        x = xh
+    return total + t - x
+
+
+# --------------------------------------------------------------------------------------------------
+# Gearbox
+# --------------------------------------------------------------------------------------------------
+class _Gearbox(Module):
+    """Two-word buffer over the weight memory and the lane fields of the current stream cycle.
+
+    The buffer is {w0, port.dat_r}: the memory's output register is the second word, so a word
+    shift is `w0 <= dat_r` while the port's address moves on by one. `off` (in 2N-bit units) is
+    where the cycle's window starts; it advances by `units` and wraps into a word shift."""
+
+    def __init__(self, n, port):
+        self.start = Signal()
+        self.base = Signal(len(port.adr))    # first word of the stream (valid with start)
+        self.units = Signal(3)                # units per cycle (latched by the parent)
+        self.m6, self.m4, self.m2 = Signal(), Signal(), Signal()
+        self.advance = Signal()               # the current cycle is consumed
+        self.primed = Signal()                # both words are in place
+        self.lanes = [Signal(8, name=f"field{i}") for i in range(n)]   # byte or codebook index
+
+        # ---- buffer ------------------------------------------------------------------------------
+        w0 = Signal(8 * n)
+        ptr = Signal(len(port.adr))           # address whose word is on port.dat_r
+        off = Signal(2)
+        prime = Signal()                      # the cycle after start: first word arrives
+        total = Signal(3)
+        shift = Signal()
+        self.comb += [
+            total.eq(off + self.units),
+            shift.eq(prime | (self.advance & total[2])),
+            # the port registers its address: present the word we want on dat_r next cycle
+            If(self.start, port.adr.eq(self.base)).Else(port.adr.eq(ptr + shift)),
+            self.primed.eq(~prime),
+        ]
+        self.sync += [
+            If(self.start,
+                ptr.eq(self.base), off.eq(0), prime.eq(1),
+            ).Else(
+                prime.eq(0),
+                If(shift, w0.eq(port.dat_r), ptr.eq(ptr + 1)),
+                If(self.advance, off.eq(total[:2])),
+            )
+        ]
+
+        # ---- window: 4 units from unit `off` of the buffer (the only mux in the data path) -------
+        u = 2 * n
+        buf = Cat(w0, port.dat_r)
+        window = Signal(8 * n)
+        self.comb += window.eq(Array(buf[o * u:o * u + 8 * n] for o in range(UNITS_PER_WORD))[off])
+
+        # ---- lane fields: field i of a b-bit stream is window[b*i : b*i + b] ---------------------
+        for i, lane in enumerate(self.lanes):
+            self.comb += (
+                If(self.m6, lane.eq(window[6 * i:6 * i + 6]))
+                .Elif(self.m4, lane.eq(window[4 * i:4 * i + 4]))
+                .Elif(self.m2, lane.eq(window[2 * i:2 * i + 2]))
+                .Else(lane.eq(window[8 * i:8 * i + 8]))      # modes 8 and 16: byte i
+            )
+
+
+# --------------------------------------------------------------------------------------------------
+# Row tracker
+# --------------------------------------------------------------------------------------------------
+class _RowTracker(Module):
+    """Row boundaries of the flat stream, tracked incrementally (no division by k_stored).
+
+    d is the number of weights from weight 0 of the current cycle to the end of the row that
+    weight belongs to (1..k_stored): the column position is k_stored - d. The row ends in this
+    cycle when d <= N_eff; the next row then starts at weight d (d < N_eff) or at weight 0 of the
+    next cycle (d == N_eff: `fresh`, reported as bnd = 0 there)."""
+
+    def __init__(self, n):
+        self.start = Signal()
+        self.rows = Signal(ROW_BITS)
+        self.k_stored = Signal(K_BITS)
+        self.half = Signal()                  # mode 16: N_eff = N/2
+        self.mask = Signal(ROW_BITS)          # G - 1 (latched by the parent)
+        self.advance = Signal()
+
+        self.running = Signal()               # stream cycles remain
+        self.bnd = Signal(max=n + 1)
+        self.has_bnd = Signal()
+        self.new_group = Signal()             # the row starting at bnd opens a codebook group
+        self.first = Signal()
+        self.last = Signal()
+        self.n_valid = Signal(max=n + 1)
+
+        ne = Signal(max=n + 1)                # N_eff
+        k_step = Signal(K_BITS)               # k_stored - N_eff
+        rows_m1 = Signal(ROW_BITS)
+        d = Signal(K_BITS)
+        fresh = Signal()
+        row = Signal(ROW_BITS)                # row of weight 0
+        self.sync += If(self.start,
+            ne.eq(Mux(self.half, n // 2, n)),
+            k_step.eq(self.k_stored - Mux(self.half, n // 2, n)),
+            rows_m1.eq(self.rows - 1),
+            d.eq(self.k_stored), fresh.eq(0), row.eq(0),
+            self.first.eq(1), self.running.eq(1),
+        )
+
+        ends = Signal()
+        last_row = Signal()
+        mid = Signal()                        # the next row starts inside this cycle
+        start_row = Signal(ROW_BITS)
+        self.comb += [
+            ends.eq(d <= ne),
+            last_row.eq(row == rows_m1),
+            mid.eq(~fresh & (d < ne) & ~last_row),
+            self.has_bnd.eq(fresh | mid),
+            If(fresh, self.bnd.eq(0)).Elif(mid, self.bnd.eq(d)).Else(self.bnd.eq(ne)),
+            start_row.eq(Mux(fresh, row, row + 1)),
+            self.new_group.eq(self.has_bnd & ((start_row & self.mask) == 0)),
+            self.last.eq(last_row & ends),
+            self.n_valid.eq(Mux(self.last, d, ne)),
+        ]
+        self.sync += If(~self.start & self.advance,
+            self.first.eq(0),
+            If(self.last, self.running.eq(0)),
+            If(ends,
+                d.eq(d + k_step), row.eq(row + 1), fresh.eq(d == ne),
+            ).Else(
+                d.eq(d - ne), fresh.eq(0),
+            ),
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# Codebooks
+# --------------------------------------------------------------------------------------------------
+class _Codebooks(Module):
+    """Two codebook register files and their filler.
+
+    Group g's entries live in file g & 1. The filler reads the codebooks in order (they are
+    consecutive in the parameter memory, group 0 first), one word per cycle, and may load group
+    g while `held` < 2, i.e. while the output stage still uses fewer than two files. Two counters
+    give the stall rule: `ahead` = groups loaded minus the group in effect at stage 1 (a cycle
+    crossing into a new group needs ahead == 2), `held` = groups loaded or loading minus the
+    group in effect at the output stage."""
+
+    def __init__(self, port):
+        self.start = Signal()
+        self.base = Signal(len(port.adr) + 2)   # byte address, 4-byte aligned (valid with start)
+        self.enable = Signal()                  # codebook mode (latched by the parent)
+        self.words = Signal(max=CB_ENTRIES // CB_PER_WORD + 1)   # words per codebook (latched)
+        self.rows = Signal(ROW_BITS)            # (latched)
+        self.mask = Signal(ROW_BITS)            # G - 1 (latched)
+        self.take = Signal()                    # stage 1 issued a cycle crossing into a new group
+        self.release = Signal()                 # the output stage passed such a cycle
+
+        self.ahead = Signal(2)
+        self.files = [[Signal(CODEBOOK_BITS, name=f"cb{f}_{e}") for e in range(CB_ENTRIES)]
+                      for f in range(2)]
+
+        # ---- filler: issue reads -----------------------------------------------------------------
+        adr = Signal(len(port.adr))
+        j = Signal(max=CB_ENTRIES // CB_PER_WORD)    # word within the codebook
+        fill_row = Signal(ROW_BITS + 2)              # first row of the group being filled
+        par = Signal()                               # its file
+        held = Signal(2)
+        go = Signal()
+        word_last = Signal()
+        self.comb += [
+            port.adr.eq(adr),
+            word_last.eq(j == self.words - 1),
+            # a codebook, once begun, is read to its end (held only decreases meanwhile)
+            go.eq(self.enable & ((j != 0) | ((held < 2) & (fill_row < self.rows)))),
+        ]
+        self.sync += If(self.start,
+            adr.eq(self.base[2:]), j.eq(0), fill_row.eq(0), par.eq(0), held.eq(0),
+        ).Else(
+            held.eq(held + (go & word_last) - self.release),
+            If(go,
+                adr.eq(adr + 1),
+                If(word_last,
+                    j.eq(0), par.eq(~par), fill_row.eq(fill_row + self.mask + 1),
+                ).Else(
+                    j.eq(j + 1),
+                ),
+            ),
+        )
+
+        # ---- filler: write the words the memory returns one cycle later --------------------------
+        wr, wr_j, wr_par, wr_last = Signal(), Signal.like(j), Signal(), Signal()
+        self.sync += [
+            wr.eq(go & ~self.start), wr_j.eq(j), wr_par.eq(par), wr_last.eq(go & word_last),
+            If(self.start,
+                self.ahead.eq(0),
+            ).Else(
+                self.ahead.eq(self.ahead + (wr & wr_last) - self.take),
+            ),
+        ]
+        for f, file in enumerate(self.files):
+            for e, entry in enumerate(file):
+                b = e % CB_PER_WORD
+                self.sync += If(wr & (wr_par == f) & (wr_j == e // CB_PER_WORD),
+                                entry.eq(port.dat_r[8 * b:8 * b + 8]))
+
+
+# --------------------------------------------------------------------------------------------------
+# Weight stream
+# --------------------------------------------------------------------------------------------------
+class WeightStream(Module):
+    """N lanes of decompressed weights per cycle (module docstring).
+
+    Constructor: n_lanes (power of two, 4..64), wport = synchronous read port of the weight
+    memory (8*N-bit words), pport = synchronous read port of the parameter memory (32-bit words,
+    little-endian bytes). Both ports are driven only by this unit.
+
+    Control (sampled in the `start` cycle): word_base, mode (ISA code, spec.WEIGHT_MODE_CODE),
+    rows, k_stored (>= N_eff), group_log2, cb_base (byte address, 4-byte aligned).
+    Output stream: valid, ready (input), w[0..N-1] (9-bit signed), first, last, n_valid, bnd.
+    busy: from start until the last output has been accepted.
+    """
+
+    def __init__(self, n_lanes, wport, pport):
+        n = self.n_lanes = n_lanes
+        if n & (n - 1) or not 4 <= n <= MAX_LANES:
+            raise ValueError(f"n_lanes must be a power of two in 4..{MAX_LANES}, got {n}")
+        if len(wport.dat_r) != 8 * n or len(pport.dat_r) != 32:
+            raise ValueError("weight port must be 8*N bits wide, parameter port 32 bits")
+
+        # ---- interface ---------------------------------------------------------------------------
+        self.start = Signal()
+        self.word_base = Signal(len(wport.adr))
+        self.mode = Signal(MODE_BITS)
+        self.rows = Signal(ROW_BITS)
+        self.k_stored = Signal(K_BITS)
+        self.group_log2 = Signal(GL_BITS)
+        self.cb_base = Signal(len(pport.adr) + 2)
+
+        self.valid = Signal()
+        self.ready = Signal()
+        self.w = [Signal((W_BITS, True), name=f"w{i}") for i in range(n)]
+        self.first = Signal()
+        self.last = Signal()
+        self.n_valid = Signal(max=n + 1)
+        self.bnd = Signal(max=n + 1)
+        self.busy = Signal()
+
+        self.submodules.gearbox = gb = _Gearbox(n, wport)
+        self.submodules.tracker = tr = _RowTracker(n)
+        self.submodules.codebooks = cb = _Codebooks(pport)
+
+        # ---- latched mode ------------------------------------------------------------------------
+        code = WEIGHT_MODE_CODE
+        m16, m6, m4, m2, cbm = Signal(), Signal(), Signal(), Signal(), Signal()
+        units, words, mask = Signal(3), Signal.like(cb.words), Signal(ROW_BITS)
+        rows = Signal(ROW_BITS)
+        is_ = {b: self.mode == code[b] for b in code}
+        per_mode = {code[b]: [units.eq(units_per_cycle(b)), words.eq(codebook_words(b))]
+                    for b in code}
+        per_mode["default"] = units.eq(UNITS_PER_WORD)   # illegal code (the decoder rejects it)
+        self.sync += If(self.start,
+            rows.eq(self.rows),
+            m16.eq(is_[16]), m6.eq(is_[6]), m4.eq(is_[4]), m2.eq(is_[2]),
+            cbm.eq(reduce(or_, (is_[b] for b in CODEBOOK_MODES))),
+            Case(self.mode, per_mode),
+            # G - 1, saturated at the row counter's width (one group then)
+            mask.eq(Cat(*[self.group_log2 > b for b in range(ROW_BITS)])),
+        )
+        # both pipeline stages move together: when the output is empty or taken
+        ce = Signal()
+        gen = Signal()                          # stage 1 issues a stream cycle
+        cross = Signal()
+        self.comb += [
+            ce.eq(~self.valid | self.ready),
+            cross.eq(cbm & tr.new_group),
+            gen.eq(ce & tr.running & gb.primed & ~(cbm & (cb.ahead <= cross))),
+
+            gb.start.eq(self.start), gb.base.eq(self.word_base), gb.units.eq(units),
+            gb.m6.eq(m6), gb.m4.eq(m4), gb.m2.eq(m2), gb.advance.eq(gen),
+
+            tr.start.eq(self.start), tr.rows.eq(self.rows), tr.k_stored.eq(self.k_stored),
+            tr.half.eq(is_[16]), tr.mask.eq(mask), tr.advance.eq(gen),
+
+            cb.start.eq(self.start), cb.base.eq(self.cb_base), cb.enable.eq(cbm),
+            cb.words.eq(words), cb.rows.eq(rows), cb.mask.eq(mask), cb.take.eq(gen & cross),
+        ]
+
+        # ---- stage 1: lane fields and the cycle's row information --------------------------------
+        s1_valid, s1_cross, s1_par = Signal(), Signal(), Signal()
+        s1_first, s1_last = Signal(), Signal()
+        s1_bnd, s1_nvalid = Signal.like(self.bnd), Signal.like(self.n_valid)
+        s1_lanes = [Signal(8, name=f"s1_field{i}") for i in range(n)]
+        par = Signal()                          # file of the group in effect at stage 1
+        self.sync += [
+            If(self.start,
+                par.eq(0), s1_valid.eq(0),
+            ).Elif(ce,
+                s1_valid.eq(gen),
+                If(gen,
+                    s1_cross.eq(cross), s1_par.eq(par), s1_bnd.eq(tr.bnd),
+                    s1_first.eq(tr.first), s1_last.eq(tr.last), s1_nvalid.eq(tr.n_valid),
+                    *[s.eq(f) for s, f in zip(s1_lanes, gb.lanes)],
+                    If(cross, par.eq(~par)),
+                ),
+            )
+        ]
+
+        # ---- stage 2: codebook lookup / sign extension -> outputs --------------------------------
+        table = Array(cb.files[0] + cb.files[1])
+        idx_bits = max(CODEBOOK_MODES)
+        for i in range(n):
+            # weights from bnd belong to the next row, which opened a new group if s1_cross
+            f = s1_par ^ (s1_cross & (i >= s1_bnd))
+            entry = Signal((CODEBOOK_BITS, True), name=f"entry{i}")
+            signed = Signal((8, True), name=f"byte{i}")
+            self.comb += [entry.eq(table[Cat(s1_lanes[i][:idx_bits], f)]),
+                          signed.eq(s1_lanes[i])]
+            pick = If(cbm, self.w[i].eq(entry))
+            if i % 2 == 0:   # mode 16: the low byte of a weight is unsigned
+                pick = pick.Elif(m16, self.w[i].eq(s1_lanes[i]))
+            self.sync += If(ce, pick.Else(self.w[i].eq(signed)))
+        self.sync += [
+            If(self.start,
+                self.valid.eq(0),
+            ).Elif(ce,
+                self.valid.eq(s1_valid),
+                self.first.eq(s1_first), self.last.eq(s1_last),
+                self.bnd.eq(s1_bnd), self.n_valid.eq(s1_nvalid),
+            )
+        ]
+        self.comb += [
+            cb.release.eq(ce & s1_valid & s1_cross),
+            self.busy.eq(tr.running | s1_valid | self.valid),
+        ]

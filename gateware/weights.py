@@ -77,6 +77,7 @@ from operator import or_
 from migen import Array, Case, Cat, If, Module, Mux, Signal
 
 from rnnaccel.host.isa import FIELDS
+from rnnaccel.host.cycles import CB_PER_WORD, codebook_words
 from rnnaccel.host.spec import CODEBOOK_BITS, CODEBOOK_MODES, MAX_LANES, WEIGHT_MODE_CODE
 
 from .mac import W_BITS
@@ -87,53 +88,16 @@ GL_BITS = FIELDS["group_log2"][2]
 MODE_BITS = FIELDS["mode"][2]
 
 CB_ENTRIES = 1 << max(CODEBOOK_MODES)   # one register file: entries of the widest codebook mode
-CB_PER_WORD = 32 // CODEBOOK_BITS       # entries per parameter-memory word
 UNITS_PER_WORD = 4                      # the gearbox works in 2N-bit units, a word is 8N bits
-PRIME_CYCLES = 2                        # start -> first word in w0 -> second word on the port
-PIPE_STAGES = 2                         # stage 1 (window, fields) + stage 2 (lookup, outputs)
-FILL_TURNAROUND = 3                     # crossing issued -> output stage past it -> filler starts,
-                                        # plus the memory's read latency
 
 
-# --------------------------------------------------------------------------------------------------
-# Cycle model (shared with the host)
-# --------------------------------------------------------------------------------------------------
-def n_eff(n_lanes, mode):
-    """Weights per cycle: N, or N/2 for 16-bit weights (lane pairs fuse)."""
-    return n_lanes // 2 if mode == 16 else n_lanes
+# Timing (first_output_latency, stream_cycles, ...) lives in rnnaccel.host.cycles, shared with the
+# host's cycle model; the structure below implements it.
 
 
 def units_per_cycle(mode):
     """2N-bit units of the stream consumed per cycle (N_eff * bits / 2N)."""
     return UNITS_PER_WORD if mode == 16 else mode // 2
-
-
-def codebook_words(mode):
-    """Parameter-memory words per codebook (0 for the plain modes)."""
-    return (1 << mode) // CB_PER_WORD if mode in CODEBOOK_MODES else 0
-
-
-def first_output_latency(mode):
-    """Cycles from `start` (cycle S) to the first valid output (cycle S + latency)."""
-    return max(PRIME_CYCLES, codebook_words(mode) + 2) + PIPE_STAGES
-
-
-def stream_cycles(n_lanes, mode, rows, k_stored, group_log2):
-    """Cycles from the first to the last output of a stream (inclusive) with `ready` high:
-    ceil(rows*k_stored/N_eff) plus the codebook-refill stalls (module docstring)."""
-    ne = n_eff(n_lanes, mode)
-    total = -(-rows * k_stored // ne)
-    if mode not in CODEBOOK_MODES:
-        return total
-    W = codebook_words(mode)
-    G = 1 << min(group_log2, ROW_BITS)
-    n_groups = -(-rows // G)
-    x = t = 0
-    for h in range(1, n_groups):
-        xh = h * G * k_stored // ne
-        t = max(t + xh - x, t + (W if h == 1 else W + FILL_TURNAROUND))
-        x = xh
-    return total + t - x
 
 
 # --------------------------------------------------------------------------------------------------

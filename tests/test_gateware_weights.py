@@ -15,8 +15,8 @@ pytest.importorskip("migen")
 from migen import Cat, Memory, Module, Signal  # noqa: E402
 from migen.sim import run_simulation  # noqa: E402
 
-from rnnaccel.gateware.weights import (WeightStream, first_output_latency, n_eff,  # noqa: E402
-                                       stream_cycles)
+from rnnaccel.gateware.weights import WeightStream  # noqa: E402
+from rnnaccel.host.cycles import first_output_latency, n_eff, stream_cycles  # noqa: E402
 from rnnaccel.host import isa  # noqa: E402
 from rnnaccel.host.compiler import _pad_rows  # noqa: E402
 from rnnaccel.host.compression import encode  # noqa: E402

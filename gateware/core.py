@@ -326,11 +326,11 @@ class RNNAccelCore(Module):
         def fail(code):
             return [NextValue(err, code), NextValue(self.error_pc, pc), NextState("ERROR")]
 
-        fsm.act("IDLE",
-            If(self.start,
-                NextValue(self.cycles, 0), NextValue(self.mac_ops, 0), NextValue(self.done, 0),
-                NextValue(err, 0), NextValue(pc, 0), NextValue(in_loop, 0), NextValue(parity, self.parity_in),
-                If(self.steps == 0, *fail(isa.ERR_FIELD)).Else(NextValue(fetch_k, 0), NextState("FETCH"))))
+        launch = If(self.start,
+            NextValue(self.cycles, 0), NextValue(self.mac_ops, 0), NextValue(self.done, 0),
+            NextValue(err, 0), NextValue(pc, 0), NextValue(in_loop, 0), NextValue(parity, self.parity_in),
+            If(self.steps == 0, *fail(isa.ERR_FIELD)).Else(NextValue(fetch_k, 0), NextState("FETCH")))
+        fsm.act("IDLE", launch)
         fsm.act("FETCH",
             self.busy.eq(1),
             If(pc >= self.prog_len, *fail(isa.ERR_NOHALT)).Else(
@@ -385,8 +385,7 @@ class RNNAccelCore(Module):
             self.busy.eq(1),
             If((rows_left == 0) & ~ws.busy,
                 NextValue(stream_go, 0), NextValue(pc, pc + 1), NextValue(fetch_k, 0), NextState("FETCH")))
-        fsm.act("ERROR",
-            If(self.start, NextState("IDLE")))
+        fsm.act("ERROR", launch)   # the error code stays readable until the next start
         self.sync += If(~fsm.ongoing("LOAD"), ld_pend.eq(0))
         self.comb += self.error.eq(err)
 

@@ -91,10 +91,15 @@ class RtlSession:
         for k, v in enumerate(consts):
             self._cycle(vmem_we=1, vmem_adr=lay.base[isa.SPACE_CONST] + k, vmem_wdat=int(v))
 
-    def run(self, x_q, parity=0, budget=None):
-        """Schedule one run on int16 frames x_q [T, F]; returns a handle for `results`."""
+    def run(self, x_q, parity=0, budget=None, clear_state=False):
+        """Schedule one run on int16 frames x_q [T, F]; returns a handle for `results`.
+        clear_state zeroes the model's context first (what the driver does for images that are
+        not streamable, and on a user's reset)."""
         img, lay = self.img, self.lay
         T = len(x_q)
+        if clear_state:
+            for k in range(lay.size[isa.SPACE_STATE]):
+                self._cycle(vmem_we=1, vmem_adr=lay.base[isa.SPACE_STATE] + k, vmem_wdat=0)
         for k, v in enumerate(np.asarray(x_q).reshape(-1)):
             self._cycle(vmem_we=1, vmem_adr=lay.base[isa.SPACE_IN] + k, vmem_wdat=int(v))
         start = self._cycle(start=1, steps=T, parity_in=parity)

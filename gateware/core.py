@@ -1,25 +1,36 @@
 """The accelerator core: memories, controller, and the datapath units wired together.
 
-    program memory -> fetch -> decode/checks -> operand addresses
-    vector pool --(loader, 4 words/cycle)--> X buffer --window--> MAC array <-- weight stream
-    MAC rows -> row FIFO -> feeder (bias, epilogue operands) -> epilogue -> vector pool writes
+    program memory -> front end: fetch, decode, checks, segment load, stream start
+    vector pool --(loader, 4 words/cycle)--> X buffer 0|1 --window--> MAC array <-- weight stream
+    MAC rows -> row FIFO -> feeder (bias, epilogue operands) -> epilogue -> write queue -> vector pool
 
-This first controller runs one instruction at a time: fetch (17 cycles), decode, operand checks
-(one per cycle), segment load, then the weight stream through the array while finished rows flow
-through the epilogue, until the instruction's last row is written. Everything an instruction
-reads was therefore written before it starts, so the WAIT flags need no action yet. The exact
-cycle count of every phase is given by `rnnaccel.host.cycles` (kept equal to this file by the
-RTL tests).
+Three parts run concurrently:
+
+* the front end walks the program one instruction at a time. For a MATVEC it checks every operand
+  (one cycle, all in parallel), loads the segments into the X buffer the running stream does not
+  use (or reuses the buffer when the segments are the ones already loaded), and starts the weight
+  stream as soon as the previous one has finished; then it fetches the next instruction while the
+  stream runs. WAIT (docs/isa.md) holds the load until every earlier instruction has written its
+  last row; HALT waits for the same before `done`.
+* the stream: weights and X windows through the MAC array, rows into the row FIFO;
+* the back end: the feeder takes rows in order with their instruction's context (a small queue
+  filled at stream start), reads the epilogue operands and the bias, the epilogue computes, the
+  write queue writes one word per cycle. WAIT_EPI holds an instruction's first row until every
+  earlier instruction has retired (written its last row).
+
+`rnnaccel.host.cycles` models every cycle of this; the RTL tests keep the two equal.
 
 Host side (valid while `busy` is low): write ports for the program, parameter and weight
 memories, and a word port into the vector pool. Control: `start` with `steps`, `parity_in` and
 the base/size registers; status: `busy`, `done`, `error`, `error_pc`, `parity_out`, counters.
 """
 from migen import FSM, Array, Case, Cat, If, Memory, Module, Mux, NextState, NextValue, Signal
+from migen.fhdl.bitcontainer import value_bits_sign
 from migen.genlib.fifo import SyncFIFO
 
+from rnnaccel.host import cycles as timing
 from rnnaccel.host import isa
-from rnnaccel.host.spec import ACC_BITS, ACT_BITS, MAX_SEG_SHIFT, WEIGHT_MODE_CODE
+from rnnaccel.host.spec import ACC_BITS, ACT_BITS, MAX_ROWS, MAX_SEG_SHIFT, WEIGHT_MODE_CODE
 
 from .epilogue import Epilogue
 from .mac import MacArray
@@ -30,7 +41,14 @@ from .xbuf import XBuffer
 N_SPACES = 5                          # IN, OUT, STATE, SCRATCH, CONST (isa.SPACES)
 OPERANDS = ("a", "b", "da", "db", "p", "q", "dst", "dst2")
 STRIDED = {"a": "a_stride", "b": "b_stride", "dst": "dst_stride", "dst2": "dst2_stride"}
-ROW_FIFO_DEPTH = 32
+ROW_FIFO_DEPTH = timing.ROW_FIFO_DEPTH
+CTX_DEPTH = timing.CTX_DEPTH
+WQ_DEPTH = 8
+
+
+def lanes16(mode16, weights):
+    """A count of weights as a count of lanes: in 16-bit mode each weight spans two lanes."""
+    return Mux(mode16, weights << 1, weights)
 
 
 class RNNAccelCore(Module):
@@ -77,13 +95,17 @@ class RNNAccelCore(Module):
         self.parity_out = Signal()
         self.cycles = Signal(32)
         self.mac_ops = Signal(48)           # useful lane operations (16x8 products)
+        self.stalls = Signal(32)            # stream cycles lost to a full row FIFO (0 when modelled)
 
         # ---- datapath units -------------------------------------------------------------------------
         self.submodules.vpool = vpool = VectorPool(vmem_words)
-        self.submodules.xbuf = xbuf = XBuffer(N, kmax, RD_WIDTH)
+        xbufs = [XBuffer(N, kmax, RD_WIDTH) for _ in range(2)]
+        self.submodules.xbuf0, self.submodules.xbuf1 = xbufs
+        self.xbuf = xbufs[0]
         self.submodules.wstream = ws = WeightStream(N, w_stream, q_stream)
         self.submodules.mac = mac = MacArray(N)
-        self.submodules.epi = epi = Epilogue(tag_bits=16)
+        tag_bits = 2 * vaw + 2
+        self.submodules.epi = epi = Epilogue(tag_bits=tag_bits)
         self.submodules.rows = rowfifo = SyncFIFO(ACC_BITS, ROW_FIFO_DEPTH)
 
         # ---- instruction register and its fields (isa.FIELDS is the single source) -----------------
@@ -96,21 +118,17 @@ class RNNAccelCore(Module):
             return s
         F = {name: fld(name) for name in isa.FIELDS}
 
-        # ---- controller state ---------------------------------------------------------------------
         pc = Signal(iaw + 1)
         fetch_k = Signal(5)
         in_loop, loop_start, loop_count, loop_iter, loop_rev = Signal(), Signal(iaw + 1), Signal(16), Signal(16), Signal()
         parity = Signal()
         t = Signal(16)
-        phys = {op: Signal(vaw, name=f"phys_{op}") for op in OPERANDS}
-        opk = Signal(4)
         err = Signal(3)
-        self.comb += self.parity_out.eq(parity)
+        self.comb += self.parity_out.eq(parity), self.error.eq(err)
 
-        # operand bookkeeping: which are used, their lengths
         used = {
             "a": F["a_space"] != isa.SPACE_NONE,
-            "b": (F["b_len"] != 0),
+            "b": F["b_len"] != 0,
             "da": F["diag"], "db": F["diag"],
             "p": F["combine"] != isa.COMB_NONE,
             "q": (F["combine"] == isa.COMB_GRU) | (F["combine"] == isa.COMB_MAC),
@@ -121,91 +139,98 @@ class RNNAccelCore(Module):
         for op in ("da", "db", "p", "q", "dst", "dst2"):
             length[op] = F["rows"]
 
-        # one address unit, time-shared over the 8 operands (one per cycle)
-        cur_space, cur_addr, cur_stride, cur_pp = Signal(3), Signal(16), Signal(16), Signal(2)
-        cur_used, cur_len, cur_write = Signal(), Signal(17), Signal()
-        cases = {}
-        for k, op in enumerate(OPERANDS):
-            stride = F[STRIDED[op]] if op in STRIDED else 0
-            cases[k] = [cur_space.eq(F[f"{op}_space"]), cur_addr.eq(F[f"{op}_addr"]), cur_stride.eq(stride),
-                        cur_pp.eq(F[f"{op}_pp"]), cur_used.eq(used[op]), cur_len.eq(length[op]),
-                        cur_write.eq(op in ("dst", "dst2"))]
-        self.comb += Case(opk, cases)
-        eff = Signal(34)
-        pp_off = Signal(vaw + 1)
-        self.comb += If((cur_pp != 0) & ((cur_pp == isa.PP_NEXT) ^ parity), pp_off.eq(self.pp_dist)).Else(pp_off.eq(0))
-        self.comb += eff.eq(cur_addr + cur_stride * t + pp_off)
+        # ---- operand checks: all eight in parallel -----------------------------------------------------
         bases, sizes = Array(self.space_base), Array(self.space_size)
-        space_ok = Signal()
-        self.comb += space_ok.eq(cur_space < N_SPACES)
-        addr_bad = Signal()
-        self.comb += addr_bad.eq(~space_ok | (eff + cur_len > sizes[cur_space]) |
-                                 (cur_write & (cur_space == isa.SPACE_CONST)))
-        phys_arr = Array(phys[op] for op in OPERANDS)
+        phys_now, op_bad = {}, []
+        for op in OPERANDS:
+            space, pp = F[f"{op}_space"], F[f"{op}_pp"]
+            stride = F[STRIDED[op]] if op in STRIDED else 0
+            pp_off = Signal(vaw + 1, name=f"ppoff_{op}")
+            self.comb += If((pp != 0) & ((pp == isa.PP_NEXT) ^ parity), pp_off.eq(self.pp_dist)).Else(pp_off.eq(0))
+            eff = Signal(34, name=f"eff_{op}")
+            self.comb += eff.eq(F[f"{op}_addr"] + stride * t + pp_off)
+            bad = Signal(name=f"bad_{op}")
+            self.comb += bad.eq(used[op] & ((space >= N_SPACES) | (eff + length[op] > sizes[space]) |
+                                            ((op in ("dst", "dst2")) & (space == isa.SPACE_CONST))))
+            op_bad.append(bad)
+            phys_now[op] = Signal(vaw, name=f"physnow_{op}")
+            self.comb += phys_now[op].eq(bases[space] + eff)
+        any_op_bad = Signal()
+        self.comb += any_op_bad.eq(Cat(*op_bad) != 0)
+        phys = {op: Signal(vaw, name=f"phys_{op}") for op in OPERANDS}
 
-        # field legality (ERR_FIELD)
-        n_modes = len(WEIGHT_MODE_CODE)
         field_bad = Signal()
         self.comb += field_bad.eq(
-            (F["mode"] >= n_modes) | (F["act"] >= len(isa.ACT_CODE)) | (F["act2"] >= len(isa.ACT_CODE)) |
-            (F["combine"] >= len(isa.COMBINES)) | (F["rows"] == 0) | (F["a_len"] == 0) |
+            (F["mode"] >= len(WEIGHT_MODE_CODE)) | (F["act"] >= len(isa.ACT_CODE)) |
+            (F["act2"] >= len(isa.ACT_CODE)) | (F["combine"] >= len(isa.COMBINES)) |
+            (F["rows"] == 0) | (F["rows"] > MAX_ROWS) | (F["a_len"] == 0) |
             (F["a_space"] == isa.SPACE_NONE) | (F["dst_space"] == isa.SPACE_NONE) |
             (F["a_aux"] < 0) | (F["a_aux"] > MAX_SEG_SHIFT) | (F["b_aux"] < 0) | (F["b_aux"] > MAX_SEG_SHIFT) |
             ((F["b_len"] != 0) & (F["a_aux"] != 0) & (F["b_aux"] != 0)) | (F["dst_aux"] < 0) |
             (F["a_pp"] > 2) | (F["b_pp"] > 2) | (F["dst_pp"] > 2) | (F["dst2_pp"] > 2))
 
-        # instruction geometry
-        k_useful = Signal(17)
-        k_stored = Signal(18)
+        k_useful, k_stored = Signal(17), Signal(18)
         self.comb += k_useful.eq(F["a_len"] + F["b_len"]), k_stored.eq(k_useful + F["dst_aux"])
         mode16 = Signal()
         self.comb += mode16.eq(F["mode"] == WEIGHT_MODE_CODE[16])
-        # weight bounds: rows * k_stored * bits / 8 bytes from weight_off (ERR_WEIGHT)
         bits = Signal(5)
         self.comb += Case(F["mode"], {WEIGHT_MODE_CODE[b]: bits.eq(b) for b in WEIGHT_MODE_CODE})
         stream_bits = Signal(48)
         self.comb += stream_bits.eq(F["rows"] * k_stored * bits)
         weight_bad = Signal()
+        lgN = N.bit_length() - 1
         self.comb += weight_bad.eq(
-            ((F["weight_off"] >> (N.bit_length() - 1)) + ((stream_bits + 8 * N - 1) >> (N.bit_length() + 2))
-             + self.weight_base > self.wmem_words) |
+            ((F["weight_off"] >> lgN) + ((stream_bits + 8 * N - 1) >> (lgN + 3)) + self.weight_base > self.wmem_words) |
             ((F["bias_off"] >> 2) + F["rows"] + self.param_base > param_words))
 
-        # ---- loader: segment A then B into X positions, RD_WIDTH per cycle -----------------------
-        ld_seg, ld_i = Signal(), Signal(17)
+        # ---- loader into X buffer `ld_sel` ---------------------------------------------------------
+        ld_sel, ld_seg, ld_i, loading = Signal(), Signal(), Signal(17), Signal()
         ld_src, ld_len, ld_pos0 = Signal(vaw), Signal(17), Signal(17)
         ld_pend, ld_pend_pos, ld_pend_mask = Signal(), Signal(17), Signal(RD_WIDTH)
         self.comb += If(ld_seg, ld_src.eq(phys["b"]), ld_len.eq(F["b_len"]), ld_pos0.eq(F["a_len"])) \
             .Else(ld_src.eq(phys["a"]), ld_len.eq(F["a_len"]), ld_pos0.eq(0))
-        # the pool's wide read is issued combinationally in LOAD; its data lands one cycle later
         self.comb += vpool.wide_adr.eq(ld_src + ld_i)
-        self.comb += [
-            xbuf.wpos.eq(ld_pend_pos),
-            If(ld_pend, xbuf.we.eq(ld_pend_mask)),
-        ] + [xbuf.wdata[j].eq(vpool.wide_dat[j]) for j in range(RD_WIDTH)]
-        self.comb += [
-            xbuf.k.eq(k_stored), xbuf.k_useful.eq(k_useful), xbuf.split.eq(F["a_len"]),
-            xbuf.shift_b.eq(F["b_aux"] != 0), xbuf.mode16.eq(mode16),
-            xbuf.remaining.eq(0xFFFFFFFF),
-        ]
+        for b, xb in enumerate(xbufs):
+            self.comb += [xb.wpos.eq(ld_pend_pos), If(ld_pend & (ld_sel == b), xb.we.eq(ld_pend_mask))]
+            self.comb += [xb.wdata[j].eq(vpool.wide_dat[j]) for j in range(RD_WIDTH)]
+            self.comb += xb.remaining.eq(0xFFFFFFFF)
+            # per-buffer window geometry, set while the buffer loads (from the first LOAD cycle, so
+            # the first write already sees the new k for its wrap copy)
+            cfg = [xb.k, xb.k_useful, xb.split, xb.shift_b, xb.mode16]
+            vals = [k_stored, k_useful, F["a_len"], F["b_aux"] != 0, mode16]
+            self.sync += If(loading & (ld_sel == b), *[c.eq(v) for c, v in zip(cfg, vals)])
+        # which segments each buffer holds (for reuse)
+        held = [[Signal(vaw, name=f"held{b}_a"), Signal(vaw, name=f"held{b}_b"), Signal(17, name=f"held{b}_la"),
+                 Signal(17, name=f"held{b}_lb"), Signal(name=f"held{b}_m16"), Signal(name=f"held{b}_v")]
+                for b in range(2)]
+        last_sel = Signal()        # buffer of the most recently started stream
+        seg_wait, seg_ready = Signal(), Signal()   # WAIT / WAIT_OLDER (docs/isa.md)
+        self.comb += seg_wait.eq(F["flags"][0] | F["flags"][2])
+        reuse = Signal()
+        h = [Array(held[b][k] for b in range(2)) for k in range(6)]
+        self.comb += reuse.eq(h[5][last_sel] & (h[0][last_sel] == phys_now["a"]) & (h[1][last_sel] == phys_now["b"]) &
+                              (h[2][last_sel] == F["a_len"]) & (h[3][last_sel] == F["b_len"]) &
+                              (h[4][last_sel] == mode16) & ~seg_wait)
 
-        # ---- stream: weights + X window into the array ----------------------------------------------
-        rows_left = Signal(17)   # rows not yet written back
-        stream_go = Signal()
+        # ---- stream: the weight stream and the X window of buffer `st_sel` into the array -----------
         self.comb += [
-            ws.word_base.eq(self.weight_base + (F["weight_off"] >> (N.bit_length() - 1))),
+            ws.word_base.eq(self.weight_base + (F["weight_off"] >> lgN)),
             ws.mode.eq(F["mode"]), ws.rows.eq(F["rows"]), ws.k_stored.eq(k_stored),
             ws.group_log2.eq(F["group_log2"]), ws.cb_base.eq((self.param_base << 2) + F["codebook_off"]),
         ]
-        # backpressure: keep room in the row FIFO for every row still in flight
+        st_sel, st_shift, st_mode16 = Signal(), Signal(max=MAX_SEG_SHIFT + 1), Signal()
         ws_ready = Signal()
-        self.comb += ws_ready.eq(rowfifo.level < ROW_FIFO_DEPTH - (mac.latency + xbuf.latency + 6))
+        self.comb += ws_ready.eq(rowfifo.level < ROW_FIFO_DEPTH - (mac.latency + timing.XBUF_LATENCY + 8))
         self.comb += ws.ready.eq(ws_ready)
         take = Signal()
-        self.comb += take.eq(stream_go & ws.valid & ws_ready)
-        self.comb += xbuf.advance.eq(take)
-        # weights and flags wait xbuf.latency cycles for their x window
-        lag = xbuf.latency
+        self.comb += take.eq(ws.valid & ws_ready)
+        self.sync += If(ws.valid & ~ws_ready, self.stalls.eq(self.stalls + 1))
+        for b, xb in enumerate(xbufs):
+            self.comb += xb.advance.eq(take & (st_sel == b))
+
+        lag = timing.XBUF_LATENCY
+        assert all(xb.latency == lag for xb in xbufs)
+
         def delayed(sig, name):
             cur = sig
             for k in range(lag):
@@ -217,17 +242,17 @@ class RNNAccelCore(Module):
         take_d = delayed(take, "take")
         first_d, last_d = delayed(ws.first, "first"), delayed(ws.last, "last")
         nvalid_d, bnd_d = delayed(ws.n_valid, "nvalid"), delayed(ws.bnd, "bnd")
-        mode16_d = Signal()
-        self.comb += mode16_d.eq(mode16)
+        sel_d, shift_d, m16_d = delayed(st_sel, "sel"), delayed(st_shift, "shift"), delayed(st_mode16, "m16")
         tail = Signal(N)
         for i in range(N):
-            self.comb += tail[i].eq(i >= lanes16(mode16_d, nvalid_d))
+            self.comb += tail[i].eq(i >= lanes16(m16_d, nvalid_d))
+        xs = [Array([xbufs[0].x[i], xbufs[1].x[i]])[sel_d] for i in range(N)]
         self.comb += [
             mac.valid.eq(take_d), mac.first.eq(first_d), mac.last.eq(last_d),
-            mac.bnd.eq(lanes16(mode16_d, bnd_d)),
-            mac.shift.eq(F["a_aux"] | F["b_aux"]), mac.mode16.eq(mode16),
-            mac.shifted.eq(xbuf.shifted), mac.zero.eq(xbuf.zero | tail),
-        ] + [mac.x[i].eq(xbuf.x[i]) for i in range(N)] + [mac.w[i].eq(wd[i]) for i in range(N)]
+            mac.bnd.eq(lanes16(m16_d, bnd_d)), mac.shift.eq(shift_d), mac.mode16.eq(m16_d),
+            mac.shifted.eq(Mux(sel_d, xbufs[1].shifted, xbufs[0].shifted)),
+            mac.zero.eq(Mux(sel_d, xbufs[1].zero, xbufs[0].zero) | tail),
+        ] + [mac.x[i].eq(xs[i]) for i in range(N)] + [mac.w[i].eq(wd[i]) for i in range(N)]
         self.sync += If(mac.valid, self.mac_ops.eq(self.mac_ops + mac.busy_lanes))
 
         # two rows may finish in one cycle (a boundary and the stream's end): hold the second
@@ -241,16 +266,70 @@ class RNNAccelCore(Module):
             .Else(rowfifo.din.eq(mac.row1)),
         ]
 
-        # ---- feeder: one row every `interval` = max(1, operand reads, writes) cycles -----------------
-        # A row is popped, then occupies `interval` slots; slot s issues the read of its s-th
-        # epilogue operand (da, db, p, q in that order among those used). The cycle after its last
-        # slot (while the next row may already be in its first slot) the row enters the epilogue,
-        # its last operand and its bias straight from the read ports.
-        need = [used["da"], used["db"], used["p"], used["q"]]
-        n_ops = Signal(3)
-        self.comb += n_ops.eq(sum(need))
-        interval = Signal(3)
-        self.comb += If(n_ops > 1, interval.eq(n_ops)).Elif(used["dst2"], interval.eq(2)).Else(interval.eq(1))
+        # ---- instruction contexts: pushed at stream start, retired at the last write ----------------
+        ctx_fields = {
+            "rows": F["rows"], "n_ops": None, "interval": None, "wait_epi": F["flags"][1],
+            "da": phys_now["da"], "db": phys_now["db"], "p": phys_now["p"], "q": phys_now["q"],
+            "dst": phys_now["dst"], "dst2": phys_now["dst2"], "dst2_used": used["dst2"],
+            "bias": self.param_base + (F["bias_off"] >> 2),
+            "diag": F["diag"], "diag_shift": F["da_aux"], "out_shift": F["out_shift"], "act": F["act"],
+            "act2": F["act2"], "combine": F["combine"], "s_c": F["p_aux"], "s_q": F["q_aux"], "s_p": F["db_aux"],
+            "need0": used["da"], "need1": used["db"], "need2": used["p"], "need3": used["q"],
+        }
+        need_now = [used["da"], used["db"], used["p"], used["q"]]
+        n_ops_now, interval_now = Signal(3), Signal(3)
+        self.comb += n_ops_now.eq(sum(need_now))
+        self.comb += If(n_ops_now > 1, interval_now.eq(n_ops_now)).Elif(used["dst2"], interval_now.eq(2)) \
+            .Else(interval_now.eq(1))
+        ctx_fields["n_ops"], ctx_fields["interval"] = n_ops_now, interval_now
+        ctx = {}
+        for name, src in ctx_fields.items():
+            regs = [Signal(value_bits_sign(src), name=f"ctx{e}_{name}") for e in range(CTX_DEPTH)]
+            ctx[name] = (regs, src)
+        push_ptr, feed_ptr, retire_ptr = Signal(2), Signal(2), Signal(2)
+        ctx_count = Signal(3)
+        ctx_push, ctx_retire = Signal(), Signal()
+        for name, (regs, src) in ctx.items():
+            for e in range(CTX_DEPTH):
+                self.sync += If(ctx_push & (push_ptr == e), regs[e].eq(src))
+        self.sync += [
+            If(ctx_push, push_ptr.eq(push_ptr + 1)),
+            If(ctx_retire, retire_ptr.eq(retire_ptr + 1)),
+            ctx_count.eq(ctx_count + ctx_push - ctx_retire),
+        ]
+
+        def C(name, ptr):
+            return Array(ctx[name][0])[ptr]
+
+        # ---- feeder --------------------------------------------------------------------------------
+        # A row is popped, then occupies `interval` slots; slot s issues the read of its s-th epilogue
+        # operand (da, db, p, q in that order among those used). In the cycle after its last slot
+        # (while the next row may already be in its first slot) it enters the epilogue, with its last
+        # operand and its bias straight from the read ports.
+        feeding, slot = Signal(), Signal(3)
+        fd_j = Signal(16)                                # next row of context feed_ptr
+        r_ctx, r_j, acc_r = Signal(2), Signal(16), Signal((ACC_BITS, True))
+        p_ctx, p_j, acc_p, push = Signal(2), Signal(16), Signal((ACC_BITS, True)), Signal()
+        interval_r = Signal(3)
+        self.comb += interval_r.eq(C("interval", r_ctx))
+        last_slot = Signal()
+        self.comb += last_slot.eq(feeding & (slot == interval_r - 1))
+        epi_ok = Signal()   # WAIT_EPI: the first row waits until every older context has retired
+        self.comb += epi_ok.eq((fd_j != 0) | ~C("wait_epi", feed_ptr) | (retire_ptr == feed_ptr))
+        pop = Signal()
+        self.comb += pop.eq(rowfifo.readable & (feed_ptr != push_ptr) & epi_ok & (~feeding | last_slot))
+        self.comb += rowfifo.re.eq(pop)
+        self.sync += [
+            push.eq(last_slot),
+            If(last_slot, acc_p.eq(acc_r), p_ctx.eq(r_ctx), p_j.eq(r_j)),
+            If(pop,
+                feeding.eq(1), slot.eq(0), acc_r.eq(rowfifo.dout), r_ctx.eq(feed_ptr), r_j.eq(fd_j),
+                If(fd_j == C("rows", feed_ptr) - 1, fd_j.eq(0), feed_ptr.eq(feed_ptr + 1))
+                .Else(fd_j.eq(fd_j + 1)))
+            .Elif(last_slot, feeding.eq(0))
+            .Elif(feeding, slot.eq(slot + 1)),
+        ]
+        need = [C(f"need{k}", r_ctx) for k in range(4)]
         pos_of = [Signal(3, name=f"pos{k}") for k in range(4)]
         order = Array(Signal(2, name=f"ord{k}") for k in range(4))   # slot -> operand index
         self.comb += pos_of[0].eq(0)
@@ -258,56 +337,54 @@ class RNNAccelCore(Module):
             self.comb += pos_of[k].eq(pos_of[k - 1] + need[k - 1])
         for k in range(4):
             self.comb += If(need[k], order[pos_of[k]].eq(k))
-        op_phys = Array([phys["da"], phys["db"], phys["p"], phys["q"]])
-
-        feeding, slot = Signal(), Signal(3)
-        acc_r, j_r = Signal((ACC_BITS, True)), Signal(16)        # the row in its slots
-        acc_p, j_p, push = Signal((ACC_BITS, True)), Signal(16), Signal()   # the row entering the epilogue
-        row_j = Signal(16)                                         # next row to pop
-        last_slot = Signal()
-        self.comb += last_slot.eq(feeding & (slot == interval - 1))
-        pop = Signal()
-        self.comb += pop.eq(rowfifo.readable & stream_go & (~feeding | last_slot))
-        self.comb += rowfifo.re.eq(pop)
-        self.sync += [
-            push.eq(last_slot),
-            If(last_slot, acc_p.eq(acc_r), j_p.eq(j_r)),
-            If(pop, feeding.eq(1), slot.eq(0), acc_r.eq(rowfifo.dout), j_r.eq(row_j), row_j.eq(row_j + 1))
-            .Elif(last_slot, feeding.eq(0))
-            .Elif(feeding, slot.eq(slot + 1)),
-        ]
+        op_base = Array([C("da", r_ctx), C("db", r_ctx), C("p", r_ctx), C("q", r_ctx)])
         core_rd_adr = Signal(vaw)
-        self.comb += core_rd_adr.eq(op_phys[order[slot]] + j_r)
-        rd_k, rd_live = Signal(2), Signal()      # which operand the read port returns this cycle
-        self.sync += rd_k.eq(order[slot]), rd_live.eq(feeding & (slot < n_ops))
+        self.comb += core_rd_adr.eq(op_base[order[slot]] + r_j)
+        rd_k, rd_live = Signal(2), Signal()
+        self.sync += rd_k.eq(order[slot]), rd_live.eq(feeding & (slot < C("n_ops", r_ctx)))
         cap = [Signal((ACT_BITS, True), name=f"cap{k}") for k in range(4)]
         now = [Signal((ACT_BITS, True), name=f"opnow{k}") for k in range(4)]
         for k in range(4):
             self.sync += If(rd_live & (rd_k == k), cap[k].eq(vpool.rd_dat))
             self.comb += If(rd_live & (rd_k == k), now[k].eq(vpool.rd_dat)).Else(now[k].eq(cap[k]))
-        # the bias of the row in its slots; read data follows one cycle later (the push cycle)
-        self.comb += q_bias.adr.eq(self.param_base + (F["bias_off"] >> 2) + j_r)
+        self.comb += q_bias.adr.eq(C("bias", r_ctx) + r_j)
         bias = Signal((32, True))
         self.comb += bias.eq(q_bias.dat_r)
+        last_row = Signal()
+        self.comb += last_row.eq(p_j == C("rows", p_ctx) - 1)
+        tag_dst, tag_dst2 = Signal(vaw), Signal(vaw)
+        self.comb += tag_dst.eq(C("dst", p_ctx) + p_j), tag_dst2.eq(C("dst2", p_ctx) + p_j)
         self.comb += [
-            epi.valid.eq(push), epi.acc.eq(acc_p + bias), epi.tag.eq(j_p),
+            epi.valid.eq(push), epi.acc.eq(acc_p + bias),
+            epi.tag.eq(Cat(tag_dst, tag_dst2, C("dst2_used", p_ctx), last_row)),
             epi.da.eq(now[0]), epi.db.eq(now[1]), epi.p.eq(now[2]), epi.q.eq(now[3]),
-            epi.diag.eq(F["diag"]), epi.diag_shift.eq(F["da_aux"]), epi.out_shift.eq(F["out_shift"]),
-            epi.act.eq(F["act"]), epi.act2.eq(F["act2"]), epi.combine.eq(F["combine"]),
-            epi.s_c.eq(F["p_aux"]), epi.s_q.eq(F["q_aux"]), epi.s_p.eq(F["db_aux"]),
-        ]
+        ] + [getattr(epi, s).eq(C(s, p_ctx)) for s in
+             ("diag", "diag_shift", "out_shift", "act", "act2", "combine", "s_c", "s_q", "s_p")]
 
-        # ---- write-back: dst, then dst2 one cycle later ---------------------------------------------
-        wb2, wb2_adr, wb2_dat = Signal(), Signal(vaw), Signal((ACT_BITS, True))
-        core_we, core_wadr, core_wdat = Signal(), Signal(vaw), Signal((ACT_BITS, True))
+        # ---- write queue: up to two writes enter per row, one leaves per cycle -----------------------
+        wq_adr = Array(Signal(vaw, name=f"wqa{e}") for e in range(WQ_DEPTH))
+        wq_dat = Array(Signal((ACT_BITS, True), name=f"wqd{e}") for e in range(WQ_DEPTH))
+        wq_last = Array(Signal(name=f"wql{e}") for e in range(WQ_DEPTH))
+        wq_head, wq_tail = Signal(3), Signal(3)
+        wq_count = Signal(4)
+        o_dst, o_dst2 = epi.out_tag[:vaw], epi.out_tag[vaw:2 * vaw]
+        o_two, o_last = epi.out_tag[2 * vaw], epi.out_tag[2 * vaw + 1]
+        n_in = Signal(2)
+        self.comb += If(epi.out_valid, n_in.eq(1 + o_two)).Else(n_in.eq(0))
+        wq_write = Signal()
+        self.comb += wq_write.eq(wq_count != 0)
         self.sync += [
-            wb2.eq(epi.out_valid & used["dst2"]),
-            wb2_adr.eq(phys["dst2"] + epi.out_tag), wb2_dat.eq(epi.y),
-            If(epi.out_valid | wb2, rows_left.eq(rows_left - (epi.out_valid & ~used["dst2"] | wb2))),
+            If(epi.out_valid,
+                wq_adr[wq_tail].eq(o_dst), wq_dat[wq_tail].eq(epi.y), wq_last[wq_tail].eq(o_last & ~o_two),
+                If(o_two,
+                    wq_adr[wq_tail + 1].eq(o_dst2), wq_dat[wq_tail + 1].eq(epi.y), wq_last[wq_tail + 1].eq(o_last))),
+            wq_tail.eq(wq_tail + n_in),
+            If(wq_write, wq_head.eq(wq_head + 1)),
+            wq_count.eq(wq_count + n_in - wq_write),
         ]
-        self.comb += If(epi.out_valid,
-                        core_we.eq(1), core_wadr.eq(phys["dst"] + epi.out_tag), core_wdat.eq(epi.y)) \
-            .Elif(wb2, core_we.eq(1), core_wadr.eq(wb2_adr), core_wdat.eq(wb2_dat))
+        self.comb += ctx_retire.eq(wq_write & wq_last[wq_head])
+        core_we, core_wadr, core_wdat = Signal(), Signal(vaw), Signal((ACT_BITS, True))
+        self.comb += core_we.eq(wq_write), core_wadr.eq(wq_adr[wq_head]), core_wdat.eq(wq_dat[wq_head])
 
         # vector pool ports: the core while busy, the host otherwise
         self.comb += If(self.busy,
@@ -317,20 +394,24 @@ class RNNAccelCore(Module):
                   vpool.rd_adr.eq(self.vmem_adr))
         self.comb += self.vmem_rdat.eq(vpool.rd_dat)
 
-        # ---- sequencer ------------------------------------------------------------------------------
+        # ---- front end -------------------------------------------------------------------------------
         self.comb += p_fetch.adr.eq(self.prog_base + (pc << 4) + fetch_k)
-        fsm = FSM(reset_state="IDLE")
-        self.submodules.fsm = fsm
+        self.submodules.fsm = fsm = FSM(reset_state="IDLE")
         self.sync += If(self.busy, self.cycles.eq(self.cycles + 1))
 
         def fail(code):
             return [NextValue(err, code), NextValue(self.error_pc, pc), NextState("ERROR")]
 
+        def next_instr(target):
+            return [NextValue(pc, target), NextValue(fetch_k, 0), NextState("FETCH")]
+
         launch = If(self.start,
-            NextValue(self.cycles, 0), NextValue(self.mac_ops, 0), NextValue(self.done, 0),
-            NextValue(err, 0), NextValue(pc, 0), NextValue(in_loop, 0), NextValue(parity, self.parity_in),
-            If(self.steps == 0, *fail(isa.ERR_FIELD)).Else(NextValue(fetch_k, 0), NextState("FETCH")))
+            NextValue(self.cycles, 0), NextValue(self.mac_ops, 0), NextValue(self.stalls, 0),
+            NextValue(self.done, 0), NextValue(err, 0), NextValue(in_loop, 0),
+            NextValue(parity, self.parity_in), NextValue(held[0][5], 0), NextValue(held[1][5], 0),
+            If(self.steps == 0, *fail(isa.ERR_FIELD)).Else(*next_instr(0)))
         fsm.act("IDLE", launch)
+        fsm.act("ERROR", launch)   # the error code stays readable until the next start
         fsm.act("FETCH",
             self.busy.eq(1),
             If(pc >= self.prog_len, *fail(isa.ERR_NOHALT)).Else(
@@ -340,56 +421,58 @@ class RNNAccelCore(Module):
         fsm.act("DECODE",
             self.busy.eq(1),
             Case(F["opcode"], {
-                isa.OP_HALT: If(in_loop, *fail(isa.ERR_LOOP)).Else(NextValue(self.done, 1), NextState("IDLE")),
+                isa.OP_HALT: If(in_loop, *fail(isa.ERR_LOOP)).Else(NextState("DRAIN")),
                 isa.OP_LOOP: If(in_loop, *fail(isa.ERR_LOOP)).Else(
                     NextValue(in_loop, 1), NextValue(loop_start, pc + 1), NextValue(loop_iter, 0),
                     NextValue(loop_rev, F["reverse"]),
                     If(F["count"] == 0, NextValue(loop_count, self.steps)).Else(NextValue(loop_count, F["count"])),
-                    NextValue(pc, pc + 1), NextValue(fetch_k, 0), NextState("FETCH")),
+                    *next_instr(pc + 1)),
                 isa.OP_ENDLOOP: If(~in_loop, *fail(isa.ERR_LOOP)).Else(
-                    NextValue(parity, ~parity), NextValue(loop_iter, loop_iter + 1), NextValue(fetch_k, 0),
-                    If(loop_iter + 1 < loop_count, NextValue(pc, loop_start))
-                    .Else(NextValue(in_loop, 0), NextValue(pc, pc + 1)),
-                    NextState("FETCH")),
+                    NextValue(parity, ~parity), NextValue(loop_iter, loop_iter + 1),
+                    If(loop_iter + 1 < loop_count, *next_instr(loop_start))
+                    .Else(NextValue(in_loop, 0), *next_instr(pc + 1))),
                 isa.OP_MATVEC: If(field_bad, *fail(isa.ERR_FIELD)).Else(
                     If(in_loop,
                         If(loop_rev, NextValue(t, loop_count - 1 - loop_iter)).Else(NextValue(t, loop_iter)))
                     .Else(NextValue(t, self.steps - 1)),
-                    NextValue(opk, 0), NextState("OPERANDS")),
+                    NextState("CHECK")),
                 "default": fail(isa.ERR_OPCODE),
             }))
-        fsm.act("OPERANDS",
+        fsm.act("CHECK",
             self.busy.eq(1),
-            If(cur_used & addr_bad, *fail(isa.ERR_ADDR)).Else(
-                NextValue(phys_arr[opk], bases[cur_space] + eff),
-                NextValue(opk, opk + 1),
-                If(opk == len(OPERANDS) - 1,
-                    If(weight_bad, *fail(isa.ERR_WEIGHT)).Else(
-                        NextValue(ld_seg, 0), NextValue(ld_i, 0), NextState("LOAD")))))
+            If(any_op_bad, *fail(isa.ERR_ADDR)).Elif(weight_bad, *fail(isa.ERR_WEIGHT)).Else(
+                *[NextValue(phys[op], phys_now[op]) for op in OPERANDS],
+                If(seg_wait, NextState("WAITSEG"))
+                .Elif(reuse, NextValue(ld_sel, last_sel), NextState("START"))
+                .Else(NextValue(ld_sel, ~last_sel), NextValue(ld_seg, 0), NextValue(ld_i, 0), NextState("LOAD"))))
+        self.comb += seg_ready.eq((ctx_count == 0) | (~F["flags"][0] & (ctx_count <= 1)))
+        fsm.act("WAITSEG",   # WAIT: every earlier instruction retired; WAIT_OLDER: all but the last
+            self.busy.eq(1),
+            If(seg_ready,
+                NextValue(ld_sel, ~last_sel), NextValue(ld_seg, 0), NextValue(ld_i, 0), NextState("LOAD")))
         fsm.act("LOAD",
             self.busy.eq(1),
-            # issue a wide read of ld_src + ld_i; the write lands next cycle (ld_pend)
             NextValue(ld_pend, 1), NextValue(ld_pend_pos, ld_pos0 + ld_i),
             NextValue(ld_pend_mask, Cat(*[(ld_i + j < ld_len) for j in range(RD_WIDTH)])),
             If(ld_i + RD_WIDTH >= ld_len,
                 NextValue(ld_i, 0),
                 If(ld_seg | (F["b_len"] == 0), NextState("LOADED")).Else(NextValue(ld_seg, 1)))
             .Else(NextValue(ld_i, ld_i + RD_WIDTH)))
-        self.sync += If(fsm.ongoing("LOADED"), row_j.eq(0))
-        fsm.act("LOADED",   # the last loader write lands in this cycle
+        fsm.act("LOADED",    # the last loader write lands in this cycle
             self.busy.eq(1), NextValue(ld_pend, 0),
-            ws.start.eq(1), xbuf.restart.eq(1),
-            NextValue(rows_left, F["rows"]), NextValue(stream_go, 1),
-            NextState("STREAM"))
-        fsm.act("STREAM",
+            *[If(ld_sel == b, NextValue(held[b][k], v)) for b in range(2) for k, v in
+              enumerate([phys["a"], phys["b"], F["a_len"], F["b_len"], mode16, 1])],
+            NextState("START"))
+        fsm.act("START",     # the previous stream has finished issuing and a context slot is free
             self.busy.eq(1),
-            If((rows_left == 0) & ~ws.busy,
-                NextValue(stream_go, 0), NextValue(pc, pc + 1), NextValue(fetch_k, 0), NextState("FETCH")))
-        fsm.act("ERROR", launch)   # the error code stays readable until the next start
+            If(~ws.busy & (ctx_count < CTX_DEPTH),
+                ws.start.eq(1), Array([xbufs[0].restart, xbufs[1].restart])[ld_sel].eq(1),
+                ctx_push.eq(1),
+                NextValue(st_sel, ld_sel), NextValue(last_sel, ld_sel),
+                NextValue(st_shift, F["a_aux"] | F["b_aux"]), NextValue(st_mode16, mode16),
+                *next_instr(pc + 1)))
+        fsm.act("DRAIN",     # HALT: wait for every row to be written
+            self.busy.eq(1),
+            If(ctx_count == 0, NextValue(self.done, 1), NextState("IDLE")))
         self.sync += If(~fsm.ongoing("LOAD"), ld_pend.eq(0))
-        self.comb += self.error.eq(err)
-
-
-def lanes16(mode16, weights):
-    """A count of weights as a count of lanes: in 16-bit mode each weight spans two lanes."""
-    return Mux(mode16, weights << 1, weights)
+        self.comb += loading.eq(fsm.ongoing("LOAD"))

@@ -440,27 +440,52 @@ def _overlap(r1, r2):
 
 
 def set_wait_flags(prog, max_steps=1 << 16, pp_dist=1 << 16):
-    """Mark read-after-write hazards against every MATVEC whose writes may still be in flight:
-    WAIT when the matrix product's segments depend on them (drain, then load), WAIT_EPI when only
-    epilogue/diag operands do (drain before the first epilogue read). Addresses are compared at
-    the ping-pong parity each instruction runs at; loop bodies are walked twice so the back-edge
-    is covered. Also enforces that no MATVEC's segments read what it writes itself."""
-    pending, parity = [], 0  # pending: (instruction, parity it ran at)
+    """Mark read-after-write hazards on writes that may still be in flight (docs/isa.md):
+    WAIT when the matrix product's segments depend on them, WAIT_EPI when only epilogue/diag
+    operands do.
+
+    The controller loads instruction i's segments while instruction i-1 streams, and reads i's
+    epilogue operands after i-1 has streamed. A write of instruction j is certainly done
+      - for i's segments, if some instruction L with j < L <= i-2 outlasts the drain (at least
+        MAX_LANES * MAX_DRAIN_CYCLES MACs), or L <= i-1 waited (WAIT: it loaded only once
+        everything before it was written); WAIT_OLDER marks a dependency on instructions
+        before i-1 only (load once all but i-1 have retired);
+      - for i's epilogue operands, if some L with j < L <= i-1 outlasts the drain or waited
+        (WAIT or WAIT_EPI).
+    Addresses are compared at the ping-pong parity each instruction runs at; loop bodies are
+    walked twice so the back-edge is covered; after a loop both parities are assumed. Also
+    enforces that no MATVEC's segments read what it writes itself."""
+    hist = []          # [instruction, parities it may run at, index]
+    barriers = []      # (index, kind): "long", "wait", "wait_epi"
+    parity, idx = 0, 0
+
+    def floor(limit, kinds):
+        return max((i for i, k in barriers if i <= limit and k in kinds), default=-1)
+
+    def writes_since(lo):
+        return [r for p, pars, i in hist if i >= lo for par in pars
+                for r in _ranges(p, "write", max_steps, pp_dist, par)]
 
     def visit(ins):
+        nonlocal idx
         seg = _ranges(ins, "seg", max_steps, pp_dist, parity)
         if _overlap(_ranges(ins, "write", max_steps, pp_dist, parity), seg):
             raise CompileError(f"{ins.note}: writes a vector its own matrix product reads")
-        w = [r for p, par in pending for r in _ranges(p, "write", max_steps, pp_dist, par)]
-        if _overlap(w, seg):
+        seg_floor = max(floor(idx - 2, ("long",)), floor(idx - 1, ("wait",)))
+        if _overlap(writes_since(max(seg_floor, idx - 1)), seg):
             ins.flags |= isa.FLAG_WAIT
-            pending.clear()
-        elif _overlap(w, _ranges(ins, "read", max_steps, pp_dist, parity)):
+            barriers.append((idx, "wait"))
+        elif _overlap(writes_since(seg_floor), seg):
+            ins.flags |= isa.FLAG_WAIT_OLDER      # only instructions before the previous one
+            barriers.append((idx - 1, "wait"))    # everything before i-1 is written when i loads
+        if not ins.flags & isa.FLAG_WAIT and _overlap(writes_since(floor(idx - 1, ("long", "wait", "wait_epi"))),
+                      _ranges(ins, "read", max_steps, pp_dist, parity)):
             ins.flags |= isa.FLAG_WAIT_EPI
-            pending.clear()
+            barriers.append((idx, "wait_epi"))
         if ins.rows * ins.k >= MAX_LANES * MAX_DRAIN_CYCLES:
-            pending.clear()  # this instruction outlives the writes of everything before it
-        pending.append((ins, parity))
+            barriers.append((idx, "long"))
+        hist.append((ins, (parity,), idx))
+        idx += 1
 
     body = None
     for ins in prog:
@@ -470,8 +495,8 @@ def set_wait_flags(prog, max_steps=1 << 16, pp_dist=1 << 16):
             parity ^= 1          # second iteration
             for b in body:
                 visit(b)
-            # after T iterations the parity is unknown: keep pending writes at both parities
-            pending[:] = [(p, par) for p, _ in pending for par in (0, 1)]
+            # after T iterations the parity is unknown: keep what is in flight at both parities
+            hist[:] = [(p, (0, 1), i) for p, _, i in hist]
             parity, body = 0, None
         elif ins.opcode == isa.OP_MATVEC:
             visit(ins)

@@ -4,22 +4,25 @@ No Migen here: the host, the driver and the benchmarks use it without the gatewa
 The gateware imports its timing constants from this file (one source), and the RTL tests check
 the core's cycle counter against `run_cycles` on every case.
 
-The controller (gateware/core.py) runs one instruction at a time:
+The core (gateware/core.py) overlaps three parts, modelled as such in `_Core`:
 
-    every instruction   FETCH 17 cycles (16 words + the read latency), DECODE 1
-    LOOP, ENDLOOP, HALT nothing more
-    MATVEC              OPERANDS 8 (one address check per operand), LOAD ceil(KA/4) + ceil(KB/4),
-                        LOADED 1 (the weight stream starts), then STREAM until the last row is
-                        written: the stream's cycles, plus the pipeline from the last stream cycle
-                        to the vector-pool write, plus any feeder queueing (rows whose epilogue
-                        operands take longer to read than the rows take to stream).
+    front end   FETCH 17 cycles (16 words + the read latency), DECODE 1; a MATVEC then CHECK 1,
+                [WAITSEG until the instructions it depends on have retired], LOAD
+                ceil(KA/4) + ceil(KB/4) + LOADED 1 (skipped when the X buffer already holds the
+                segments), START when the previous stream has finished; the next FETCH follows
+                at once, while the stream runs.
+    stream      first_output_latency + stream_cycles (codebook stalls included).
+    back end    rows reach the row FIFO XBUF_LATENCY + mac_latency after their stream cycle; the
+                feeder takes one per `feeder_interval` cycles in order (WAIT_EPI: an
+                instruction's first row only once every older one has retired); the epilogue
+                takes EPILOGUE_LATENCY; the write queue writes one word per cycle.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from . import isa
-from .spec import CODEBOOK_BITS, CODEBOOK_MODES
+from .spec import CODEBOOK_BITS, CODEBOOK_MODES, MAX_ROWS
 
 # ---- controller phases ------------------------------------------------------------------------
 FETCH_CYCLES = isa.INSTR_WORDS + 1
@@ -27,6 +30,11 @@ DECODE_CYCLES = 1
 OPERAND_CYCLES = 8                    # a, b, da, db, p, q, dst, dst2
 LOAD_WIDTH = 4                        # vector-pool words per loader cycle
 LOADED_CYCLES = 1
+WS_RELEASE = 0                        # weight stream busy -> idle after its last output
+
+# ---- queues ----------------------------------------------------------------------------------------
+ROW_FIFO_DEPTH = MAX_ROWS             # finished rows waiting for the feeder
+CTX_DEPTH = 4                         # instructions between stream start and their last write
 
 # ---- datapath latencies (the gateware asserts its structure matches) ----------------------------
 XBUF_LATENCY = 2                      # window position -> x lanes
@@ -125,26 +133,6 @@ def row_emit_cycles(ins: isa.Instr, n_lanes):
     return out
 
 
-def matvec_cycles(ins: isa.Instr, n_lanes):
-    """Cycles the controller spends on a MATVEC after its fetch (DECODE through STREAM)."""
-    load = -(-ins.a_len // LOAD_WIDTH) + (-(-ins.b_len // LOAD_WIDTH) if ins.b_len else 0)
-    fol = first_output_latency(ins.mode)
-    to_fifo = XBUF_LATENCY + mac_latency(n_lanes)   # stream cycle -> row in the row FIFO
-    interval = feeder_interval(ins)
-    emits = row_emit_cycles(ins, n_lanes)
-    pop = None
-    finish = 0
-    for j, e in enumerate(emits):
-        w = fol + e + to_fifo
-        if j == len(emits) - 1 and len(emits) > 1 and emits[j - 1] == e:
-            w += 1                                  # two rows ended in one cycle: the second waits
-        ready = w + 1
-        pop = ready if pop is None else max(ready, pop + interval)
-        finish = pop + interval + 1 + EPILOGUE_LATENCY + (1 if ins.dst2.used else 0)
-    stream_state = finish + 1                        # STREAM sees the last write one cycle later
-    return DECODE_CYCLES + OPERAND_CYCLES + load + LOADED_CYCLES + stream_state
-
-
 @dataclass
 class RunCycles:
     cycles: int
@@ -155,33 +143,113 @@ class RunCycles:
         return self.lane_ops / (n_lanes * self.cycles) if self.cycles else 0.0
 
 
+def load_cycles(ins: isa.Instr):
+    return -(-ins.a_len // LOAD_WIDTH) + (-(-ins.b_len // LOAD_WIDTH) if ins.b_len else 0)
+
+
+class _Core:
+    """Cycle-level model of the core (gateware/core.py): a front end walking the program, the
+    weight stream, and the back end (row FIFO, feeder, epilogue, write queue), all timed from the
+    first FETCH cycle (cycle 0)."""
+
+    def __init__(self, n_lanes):
+        self.n = n_lanes
+        self.fe = 0                 # cycle the next FETCH starts
+        self.ws_free = 0            # first cycle a new stream may start
+        self.retired = []           # retire cycle of every started MATVEC, in order
+        self.pop = None             # feeder: cycle of the last pop, and that row's interval
+        self.pop_interval = 0
+        self.last_write = -1
+        self.last_buf = None        # (segments) held by the most recently started stream's buffer
+        self.cost = {}
+
+    def retire_before(self, k):
+        """Cycle after which every MATVEC started before index k has retired (-1: none)."""
+        return max(self.retired[:k], default=-1)
+
+    def matvec(self, ins, key):
+        D = self.fe + FETCH_CYCLES                      # DECODE
+        k = len(self.retired)                           # this instruction's index
+        seg_wait = ins.flags & (isa.FLAG_WAIT | isa.FLAG_WAIT_OLDER)
+        reuse = not seg_wait and self.last_buf == key
+        if seg_wait:
+            older = k if ins.flags & isa.FLAG_WAIT else k - 1
+            w = max(D + 2, self.retire_before(older) + 1)   # WAITSEG: leaves in the cycle it sees it
+            s0 = w + 1 + load_cycles(ins) + LOADED_CYCLES
+        elif reuse:
+            s0 = D + 2
+        else:
+            s0 = D + 2 + load_cycles(ins) + LOADED_CYCLES
+        ctx_free = self.retired[k - CTX_DEPTH] + 1 if k >= CTX_DEPTH else 0
+        s = max(s0, self.ws_free, ctx_free)              # START: the stream starts
+        fol = first_output_latency(ins.mode)
+        sc = stream_cycles(self.n, ins.mode, ins.rows, ins.k_stored, ins.group_log2)
+        self.ws_free = s + fol + sc + WS_RELEASE
+        self.last_buf = key
+        # back end
+        to_fifo = XBUF_LATENCY + mac_latency(self.n)
+        interval = feeder_interval(ins)
+        emits = row_emit_cycles(ins, self.n)
+        epi_floor = self.retire_before(k) + 1 if ins.flags & isa.FLAG_WAIT_EPI else 0
+        for j, e in enumerate(emits):
+            w = s + fol + e + to_fifo
+            if j == len(emits) - 1 and len(emits) > 1 and emits[j - 1] == e:
+                w += 1                                  # two rows ended in one cycle: the second waits
+            pop = w + 1
+            if self.pop is not None:
+                pop = max(pop, self.pop + self.pop_interval)
+            if j == 0:
+                pop = max(pop, epi_floor)
+            self.pop, self.pop_interval = pop, interval
+            out = pop + interval + 1 + EPILOGUE_LATENCY
+            for _ in range(2 if ins.dst2.used else 1):
+                self.last_write = max(out + 1, self.last_write + 1)
+        self.retired.append(self.last_write)
+        self.fe = s + 1
+
+    def halt(self):
+        d = max(self.fe + FETCH_CYCLES + DECODE_CYCLES, self.retire_before(len(self.retired)) + 1)
+        return d + 1
+
+
 def run_cycles(img, steps, n_lanes) -> RunCycles:
     """Busy cycles of one run of `steps` steps, and the array work done in them."""
     prog, T = img.program, int(steps)
-    cyc = macs = lane_ops = 0
-    pc, loop = 0, None
-    cost = {}
+    core = _Core(n_lanes)
+    macs = lane_ops = 0
+    pc, loop, t, parity = 0, None, T - 1, 0
     while True:
         ins = prog[pc]
-        cyc += FETCH_CYCLES + DECODE_CYCLES
         if ins.opcode == isa.OP_HALT:
-            return RunCycles(cyc, macs, lane_ops)
+            return RunCycles(core.halt(), macs, lane_ops)
         if ins.opcode == isa.OP_LOOP:
-            loop = [pc + 1, ins.count or T, 0]
+            loop = [pc + 1, ins.count or T, 0, ins.reverse]
+            core.fe += FETCH_CYCLES + DECODE_CYCLES
             pc += 1
         elif ins.opcode == isa.OP_ENDLOOP:
+            core.fe += FETCH_CYCLES + DECODE_CYCLES
+            parity ^= 1
             loop[2] += 1
             if loop[2] < loop[1]:
                 pc = loop[0]
             else:
                 loop, pc = None, pc + 1
         else:
-            if pc not in cost:
-                cost[pc] = matvec_cycles(ins, n_lanes) - DECODE_CYCLES
-            cyc += cost[pc]
+            t = (loop[1] - 1 - loop[2] if loop[3] else loop[2]) if loop else T - 1
+            core.matvec(ins, _segments(ins, t, parity, img.pp_dist))
             macs += ins.rows * ins.k
             lane_ops += ins.rows * ins.k * (2 if ins.mode == 16 else 1)
             pc += 1
+
+
+def _segments(ins, t, parity, pp_dist):
+    """What the X buffer holds for an instruction (the core reuses a buffer holding the same)."""
+    def where(o):
+        a = o.addr + o.stride * t
+        if o.pp:
+            a += pp_dist * (parity ^ (o.pp == isa.PP_NEXT))
+        return (o.space, a)
+    return (where(ins.a), where(ins.b) if ins.b_len else None, ins.a_len, ins.b_len, ins.mode == 16)
 
 
 def ideal_cycles(img, steps, n_lanes):

@@ -60,6 +60,8 @@ ERRORS = {ERR_NONE: "ok", ERR_OPCODE: "illegal opcode", ERR_LOOP: "bad loop nest
 FLAG_WAIT = 1 << 0      # segments A/B read what the previous MATVEC writes: wait for its last write
 FLAG_WAIT_EPI = 1 << 1  # only epilogue/diag operands (P, Q, DA, DB) read what the previous MATVEC
                         # writes: the matrix product may start, the first epilogue read must wait
+FLAG_WAIT_OLDER = 1 << 2  # segments read what an instruction before the previous one writes: load
+                          # once every instruction but the previous one has written its last row
 
 # Field table: name -> (word, lsb, width, signed) -----------------------------------------------
 _OPERAND = lambda w: {"addr": (w, 0, 16, False), "space": (w, 16, 3, False), "pp": (w, 20, 2, False),
@@ -169,7 +171,8 @@ class Instr:
             return f"LOOP {n}{' reverse' if self.reverse else ''}"
         if self.opcode != OP_MATVEC:
             return self.name
-        wait = " wait" if self.flags & FLAG_WAIT else " wait-epi" if self.flags & FLAG_WAIT_EPI else ""
+        wait = "".join(f" {n}" for f, n in ((FLAG_WAIT, "wait"), (FLAG_WAIT_OLDER, "wait-older"),
+                                           (FLAG_WAIT_EPI, "wait-epi")) if self.flags & f)
         s = (f"MATVEC{wait} rows={self.rows} "
              f"a={self.a}x{self.a_len}<<{self.a_shift}")
         if self.b_len:

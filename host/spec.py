@@ -56,6 +56,10 @@ MAX_DRAIN_CYCLES = 64
 # per lane covers shifts up to 9 (the compiler gives the other segment shift 0).
 MAX_SEG_SHIFT = 9
 
+# Rows of one MATVEC: the core's row FIFO holds a whole instruction's rows, so the array never
+# waits for the epilogue (the compiler splits larger layers).
+MAX_ROWS = 512
+
 MAX_SHIFT = 31   # largest alignment/requantisation shift the datapath supports
 ALIGN = 64       # every weight matrix starts at a multiple of 64 bytes (the widest array word, N=64)
 

@@ -46,6 +46,8 @@ def families(seed=0):
                               Recurrent(_lstm(rng, H + 5, H), return_sequences=False, name="g3"),
                               _fc(rng, H, C)], I, T),
         "reverse_seq_out": Model([Recurrent(_lstm(rng, I, H, True), reverse=True, name="rev")], I, T),
+        # rows longer than 64 and not a multiple of any array width: windows wrap mid-cycle
+        "gru_wide": Model([Recurrent(_gru(rng, I, 61, False), return_sequences=False), _fc(rng, 61, C)], I, T),
     }
 
 

@@ -113,14 +113,13 @@ def test_wait_flags_mark_hazards():
     from .models import _fc, _gru, _lstm
     from rnnaccel.host.ir import Model, Recurrent
     rng = np.random.default_rng(0)
-    E, W = isa.FLAG_WAIT_EPI, isa.FLAG_WAIT
-    # Small GRU: r's write of r*h may still be in flight when c loads it (no drain proven).
-    small = Model([Recurrent(_gru(rng, 10, 24, False), return_sequences=False), _fc(rng, 24, 12)], 10, 5)
-    assert _flags(small) == [0, 0, W, W]
-    # Large GRU (rows*K >= 64*64): u outlives r, so c depends on u only through its epilogue (U);
-    # fc's product reads h' from c; r after fc (back-edge) has no hazard.
-    big = Model([Recurrent(_gru(rng, 10, 70, False), return_sequences=False), _fc(rng, 70, 12)], 10, 5)
-    assert _flags(big) == [0, 0, E, W]
+    E, W, O = isa.FLAG_WAIT_EPI, isa.FLAG_WAIT, isa.FLAG_WAIT_OLDER
+    # GRU: c loads r*h, which r (two back) wrote: c loads while u streams, r's last rows may still
+    # be in flight -> WAIT_OLDER; its epilogue reads u's U -> WAIT_EPI. fc's product reads h' from
+    # c -> WAIT. r after fc (back-edge): fc waited for c, so h' is written -> no hazard.
+    for h in (24, 70):
+        gru = Model([Recurrent(_gru(rng, 10, h, False), return_sequences=False), _fc(rng, h, 12)], 10, 5)
+        assert _flags(gru) == [0, 0, O | E, W]
     # LSTM: g, f, o depend on their predecessor through epilogue/diag operands only.
     lstm = Model([Recurrent(_lstm(rng, 10, 70, peep=True), return_sequences=False), _fc(rng, 70, 12)], 10, 5)
     assert _flags(lstm) == [0, E, E, E, W]

@@ -164,6 +164,17 @@ def cmd_compression(a):
         print(f"plot written to {a.plot}")
 
 
+def cmd_rtl_bench(a):
+    from rnnaccel.gateware.bench import rtl_bench
+    res = rtl_bench(a.macs, a.model, steps=a.steps, bits=a.bits)
+    print(f"GRU-S step on the RTL, N = {res['macs']}: {res['cycles_per_step']:.1f} cycles per step "
+          f"(ideal {res['ideal_cycles']:.1f}): utilisation {100 * res['utilisation']:.2f} %; "
+          f"single-step run {res['single_step_cycles']} cycles ({100 * res['single_step_utilisation']:.2f} %); "
+          f"bit-exact {res['bit_exact']}, cycle model exact {res['cycle_model_exact']}")
+    print(json.dumps(res))
+    return 0 if res["bit_exact"] and res["cycle_model_exact"] else 1
+
+
 def cmd_disasm(a):
     from .image import Image, ImageError
     from .isa import disassemble
@@ -223,6 +234,16 @@ def build_parser():
     s.add_argument("model")
     s.add_argument("--plot", help="write a PNG of SQNR vs bits per weight")
     s.set_defaults(fn=cmd_compression)
+
+    s = sub.add_parser("rtl-bench", help="MAC utilisation of the GRU-S step measured on the core's RTL",
+                       description="Build the core with N MAC lanes in Verilator, run the keyword-spotting "
+                                   "GRU-S (one step, and a sequence), check every word against the behaviour "
+                                   "simulator and the cycles against the cycle model, and report utilisation.")
+    s.add_argument("--macs", type=int, default=32, choices=[8, 16, 32, 64], help="MAC lanes N (default 32)")
+    s.add_argument("--model", help="GRU-S model (default: ../shared Hello Edge GRU_S.pb, else the shipped one)")
+    s.add_argument("--steps", type=int, default=25, help="steps of the sequence run (default 25)")
+    s.add_argument("--bits", type=int, default=8, choices=[16, 8, 6, 4, 2], help="weight mode (default 8)")
+    s.set_defaults(fn=cmd_rtl_bench)
 
     s = sub.add_parser("disasm", help="print an image's header and layer program")
     s.add_argument("image")

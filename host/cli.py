@@ -175,6 +175,26 @@ def cmd_rtl_bench(a):
     return 0 if res["bit_exact"] and res["cycle_model_exact"] else 1
 
 
+def cmd_cycles(a):
+    from .cycles import layer_report
+    from .image import Image, ImageError
+    try:
+        img = Image.load(a.image)
+    except ImageError as e:
+        raise UserError(str(e)) from None
+    steps = a.steps or img.max_steps
+    rows, r = layer_report(img, steps, a.macs)
+    print(f"{a.image}: {steps} steps on N = {a.macs} lanes (cycle model of gateware/core.py)")
+    print(f"{'pc':>4}  {'layer':<44} {'rows x K':>10} {'cycles':>9} {'util':>7}")
+    for x in rows:
+        print(f"{x['pc']:>4}  {x['note'][:44]:<44} {x['rows']:>4} x {x['k']:<4} {x['cycles']:>9.1f} "
+              f"{100 * x['utilisation']:>6.1f}%")
+    util = r.lane_ops / (a.macs * r.cycles)
+    print(f"run: {r.cycles} cycles, {r.macs:,} MACs, utilisation {100 * util:.2f} %")
+    print(json.dumps({"macs": a.macs, "steps": steps, "cycles": r.cycles, "mac_ops": r.macs,
+                      "utilisation": round(util, 4)}))
+
+
 def cmd_disasm(a):
     from .image import Image, ImageError
     from .isa import disassemble
@@ -244,6 +264,14 @@ def build_parser():
     s.add_argument("--steps", type=int, default=25, help="steps of the sequence run (default 25)")
     s.add_argument("--bits", type=int, default=8, choices=[16, 8, 6, 4, 2], help="weight mode (default 8)")
     s.set_defaults(fn=cmd_rtl_bench)
+
+    s = sub.add_parser("cycles", help="cycle model: cycles and MAC utilisation per layer for an image",
+                       description="Predict the core's exact cycle count for an image (host/cycles.py, checked "
+                                   "against the RTL in the tests) and break it down per layer.")
+    s.add_argument("image")
+    s.add_argument("--macs", type=int, default=32, help="MAC lanes N (default 32)")
+    s.add_argument("--steps", type=int, help="time steps of the run (default: the image's max_steps)")
+    s.set_defaults(fn=cmd_cycles)
 
     s = sub.add_parser("disasm", help="print an image's header and layer program")
     s.add_argument("image")

@@ -397,6 +397,7 @@ class Compiler:
             "frontend": vars(m.frontend) if m.frontend is not None else None,
             "steps": m.steps, "macs_once": self.once_macs,
             "fp32_weight_bytes": self.fp32_weight_bytes, "stored_weight_bytes": self.stored_weight_bytes,
+            "notes": [ins.note for ins in self.prog],   # per instruction: which layer it computes
         }
         return Image(program=self.prog, params=bytes(self.params), weights=bytes(self.weights),
                      consts=bytes(self.consts), meta=meta, flags=flags, state_words=state_words,

@@ -138,6 +138,7 @@ class RunCycles:
     cycles: int
     macs: int                       # useful multiply-accumulates (16-bit weights count twice:
     lane_ops: int                   # one 16x16 MAC is two lane operations)
+    starts: list = None             # (pc, stream start cycle) per executed MATVEC
 
     def utilisation(self, n_lanes):
         return self.lane_ops / (n_lanes * self.cycles) if self.cycles else 0.0
@@ -161,13 +162,13 @@ class _Core:
         self.pop_interval = 0
         self.last_write = -1
         self.last_buf = None        # (segments) held by the most recently started stream's buffer
-        self.cost = {}
+        self.starts = []            # (pc, stream start cycle) of every MATVEC
 
     def retire_before(self, k):
         """Cycle after which every MATVEC started before index k has retired (-1: none)."""
         return max(self.retired[:k], default=-1)
 
-    def matvec(self, ins, key):
+    def matvec(self, ins, key, pc=None):
         D = self.fe + FETCH_CYCLES                      # DECODE
         k = len(self.retired)                           # this instruction's index
         seg_wait = ins.flags & (isa.FLAG_WAIT | isa.FLAG_WAIT_OLDER)
@@ -182,6 +183,7 @@ class _Core:
             s0 = D + 2 + load_cycles(ins) + LOADED_CYCLES
         ctx_free = self.retired[k - CTX_DEPTH] + 1 if k >= CTX_DEPTH else 0
         s = max(s0, self.ws_free, ctx_free)              # START: the stream starts
+        self.starts.append((pc, s))
         fol = first_output_latency(ins.mode)
         sc = stream_cycles(self.n, ins.mode, ins.rows, ins.k_stored, ins.group_log2)
         self.ws_free = s + fol + sc + WS_RELEASE
@@ -221,7 +223,7 @@ def run_cycles(img, steps, n_lanes) -> RunCycles:
     while True:
         ins = prog[pc]
         if ins.opcode == isa.OP_HALT:
-            return RunCycles(core.halt(), macs, lane_ops)
+            return RunCycles(core.halt(), macs, lane_ops, core.starts)
         if ins.opcode == isa.OP_LOOP:
             loop = [pc + 1, ins.count or T, 0, ins.reverse]
             core.fe += FETCH_CYCLES + DECODE_CYCLES
@@ -236,7 +238,7 @@ def run_cycles(img, steps, n_lanes) -> RunCycles:
                 loop, pc = None, pc + 1
         else:
             t = (loop[1] - 1 - loop[2] if loop[3] else loop[2]) if loop else T - 1
-            core.matvec(ins, _segments(ins, t, parity, img.pp_dist))
+            core.matvec(ins, _segments(ins, t, parity, img.pp_dist), pc)
             macs += ins.rows * ins.k
             lane_ops += ins.rows * ins.k * (2 if ins.mode == 16 else 1)
             pc += 1
@@ -250,6 +252,24 @@ def _segments(ins, t, parity, pp_dist):
             a += pp_dist * (parity ^ (o.pp == isa.PP_NEXT))
         return (o.space, a)
     return (where(ins.a), where(ins.b) if ins.b_len else None, ins.a_len, ins.b_len, ins.mode == 16)
+
+
+def layer_report(img, steps, n_lanes):
+    """Per MATVEC: MACs, cycles from its stream start to the next one's (the last: to the end of
+    the run), averaged over its executions, and its MAC utilisation; plus the whole run."""
+    r = run_cycles(img, steps, n_lanes)
+    spans = {}
+    ends = [s for _, s in r.starts[1:]] + [r.cycles]
+    for (pc, s), e in zip(r.starts, ends):
+        spans.setdefault(pc, []).append(e - s)
+    rows = []
+    for pc, sp in spans.items():
+        ins = img.program[pc]
+        lane = ins.rows * ins.k * (2 if ins.mode == 16 else 1)
+        span = sum(sp) / len(sp)
+        rows.append({"pc": pc, "note": ins.note, "rows": ins.rows, "k": ins.k, "macs": ins.rows * ins.k,
+                     "cycles": span, "utilisation": lane / (n_lanes * span)})
+    return rows, r
 
 
 def ideal_cycles(img, steps, n_lanes):

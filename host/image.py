@@ -126,6 +126,8 @@ class Image:
             meta = json.loads(sec("meta").decode()) if h["meta_len"] else {}
         except ValueError as e:
             raise ImageError(f"{what}: metadata is not valid JSON ({e})") from None
+        for ins, note in zip(program, meta.get("notes", [])):
+            ins.note = note
         img = cls(program=program, params=sec("params"), weights=sec("weights"), consts=sec("consts"),
                   meta=meta)
         for k in ("flags", "state_words", "scratch_words", "pp_dist", "in_features", "in_frac",

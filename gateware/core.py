@@ -32,7 +32,7 @@ from rnnaccel.host import cycles as timing
 from rnnaccel.host import isa
 from rnnaccel.host.spec import ACC_BITS, ACT_BITS, MAX_ROWS, MAX_SEG_SHIFT, WEIGHT_MODE_CODE
 
-from .epilogue import Epilogue
+from .epilogue import Epilogue, delay
 from .mac import MacArray
 from .vmem import RD_WIDTH, VectorPool
 from .weights import WeightStream
@@ -232,12 +232,7 @@ class RNNAccelCore(Module):
         assert all(xb.latency == lag for xb in xbufs)
 
         def delayed(sig, name):
-            cur = sig
-            for k in range(lag):
-                nxt = Signal.like(cur, name=f"{name}_l{k}")
-                self.sync += nxt.eq(cur)
-                cur = nxt
-            return cur
+            return delay(self, sig, lag, name)
         wd = [delayed(ws.w[i], f"wl{i}") for i in range(N)]
         take_d = delayed(take, "take")
         first_d, last_d = delayed(ws.first, "first"), delayed(ws.last, "last")

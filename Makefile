@@ -4,6 +4,8 @@
 #   make run     main job: compile the keyword-spotting GRU and check it bit-accurately
 #   make test    the test suite
 #   make bench   benchmarks (numbers recorded in docs/benchmarks.md)
+#   make demo    live keyword-spotting demo on the simulated board (DEVICE=uri for a real board)
+#   make regress host-vs-device regression of every model family and weight mode (DEVICE=uri)
 
 SHELL  := /bin/bash
 PYTHON ?= python3
@@ -64,3 +66,12 @@ clean:
 .PHONY: train
 train: setup
 	$(VENV)/bin/rnnaccel kws train --arch gru --out host/kws/models/gru_s.npz --epochs 30 --n-train 24000 --seed 0
+
+# ---- the product's uses: live demo and host-vs-device regression ---------------------------------
+DEVICE ?= sim://
+.PHONY: demo regress
+demo: setup
+	$(VENV)/bin/rnnaccel demo --device '$(DEVICE)'
+
+regress: setup
+	$(VENV)/bin/rnnaccel regress --device '$(DEVICE)' --hello-edge $(HELLO) --out build/regress

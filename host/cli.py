@@ -10,6 +10,7 @@
     rnnaccel kws eval [--model PATH] [--bits float|16|8|6|4|2] [--n N] [--seed S]
     rnnaccel kws train [--arch gru|lstm|dnn] [--out PATH] [--epochs E] [--n-train N] [--seed S]
     rnnaccel demo [--device URI] [--wav FILE | --mic] [--bits 4]   (live keyword spotting)
+    rnnaccel regress [--device URI] [--modes 16,8,6,4,2] [--n 4]    (host-vs-device regression)
 
 Commands that are meant for scripts print one JSON object as their last line.
 """
@@ -415,6 +416,10 @@ def build_parser():
                                                     "simulated board); `rnnaccel demo --help`")
     s.add_argument("args", nargs=argparse.REMAINDER)
     s.set_defaults(fn=cmd_demo)
+    s = sub.add_parser("regress", add_help=False, help="host-vs-device regression over every model family and "
+                                                       "weight mode; `rnnaccel regress --help`")
+    s.add_argument("args", nargs=argparse.REMAINDER)
+    s.set_defaults(fn=cmd_regress)
     return p
 
 
@@ -423,14 +428,22 @@ def cmd_demo(a):
     return demo_main(a.args)
 
 
+def cmd_regress(a):
+    from .regress import main as regress_main
+    return regress_main(a.args)
+
+
+DELEGATED = {"demo": cmd_demo, "regress": cmd_regress}   # commands that parse their own options
+
+
 def main(argv=None):
     import os
     from .image import ImageError
     from .ir import ModelError
     from .simulator import SimError
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["demo"]:      # the demo parses its own options (rnnaccel demo --help)
-        return cmd_demo(argparse.Namespace(args=argv[1:]))
+    if argv[:1] and argv[0] in DELEGATED:
+        return DELEGATED[argv[0]](argparse.Namespace(args=argv[1:]))
     args = build_parser().parse_args(argv)
     try:
         rc = args.fn(args)

@@ -207,3 +207,64 @@ class FakeBoard(Transport):
         """Flip bits of one weight byte (as a write behind the driver's back would)."""
         self.wmem[byte_index] ^= mask
         self._gen += 1
+
+
+def serve_uartbone(board, host="127.0.0.1", port=0):
+    """Serve `board` (any transport) over TCP with the LiteX UARTBone protocol, as the simulated
+    board's bridge does; returns (server thread, port). One client at a time; stops with
+    `thread.stop()`. Lets the uart:// and pynq:// paths run without Verilator."""
+    import socket
+    import threading
+
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind((host, port))
+    srv.listen(4)
+    srv.settimeout(0.2)
+    stop = threading.Event()
+
+    def recv(c, n):
+        buf = bytearray()
+        while len(buf) < n:
+            try:
+                chunk = c.recv(n - len(buf))
+            except socket.timeout:
+                if stop.is_set():
+                    return None
+                continue
+            if not chunk:
+                return None
+            buf += chunk
+        return bytes(buf)
+
+    def client(c):
+        c.settimeout(0.2)
+        with c:
+            while not stop.is_set():
+                h = recv(c, 6)
+                if h is None:
+                    return
+                cmd, n, addr = h[0], h[1], int.from_bytes(h[2:6], "big") * 4
+                if cmd == 0x01:
+                    data = recv(c, 4 * n)
+                    if data is None:
+                        return
+                    board.write(addr, np.frombuffer(data, ">u4").astype(np.uint32))
+                elif cmd == 0x02:
+                    c.sendall(np.asarray(board.read(addr, n), np.uint32).astype(">u4").tobytes())
+                else:
+                    return
+
+    def loop():
+        while not stop.is_set():
+            try:
+                c, _ = srv.accept()
+            except socket.timeout:
+                continue
+            client(c)
+        srv.close()
+
+    th = threading.Thread(target=loop, daemon=True)
+    th.stop = stop.set
+    th.start()
+    return th, srv.getsockname()[1]

@@ -10,7 +10,8 @@ A transport that can hand out pointers into mapped windows sets `regions` to a l
     litex://HOST:PORT      litex_server (LiteX's RemoteClient; Etherbone packets over TCP)
     uio:///dev/uio0        Linux UIO: maps the device's uio maps only
     mem://                 /dev/mem: maps only the accelerator's CSRs and windows (?offset=PHYS)
-    pynq://                pynq.MMIO on the accelerator's CSRs and windows (?offset=, ?bitstream=)
+    pynq://                pynq.MMIO on the accelerator's CSRs and windows (?offset=, ?bitstream=;
+                           ?bridge=HOST:PORT routes MMIO to a UART bridge through a pynq Device)
     host://                a register-level model of the board in this process (driver/fake.py)
 """
 from __future__ import annotations
@@ -349,6 +350,11 @@ class Pynq(Transport):
             if isinstance(arr, np.ndarray) and arr.size * arr.itemsize >= size and arr.flags.writeable:
                 direct.append((base, size, arr))
         self.regions = direct if len(direct) == len(ranges) else None
+        self.device = device
+
+    def close(self):
+        if self.device is not None and hasattr(self.device, "close"):
+            self.device.close()
 
     def _find(self, addr, n):
         for base, size, m in self.mmios:
@@ -358,6 +364,9 @@ class Pynq(Transport):
 
     def read(self, addr, n):
         m, off = self._find(addr, n)
+        dev = m.device
+        if dev.has_capability("REGISTER_RW"):      # one burst through the device
+            return np.frombuffer(dev.read_registers(m.base_addr + off, 4 * n), "<u4").astype(np.uint32)
         return np.array([m.read(off + 4 * i) for i in range(n)], dtype=np.uint32)
 
     def write(self, addr, words):

@@ -8,6 +8,7 @@
     uio:///dev/uio0?csr=PATH[&offset=0x..]     Linux UIO (interrupt-driven wait with ?irq=1)
     mem://[/dev/mem]?csr=PATH[&offset=0x..]    /dev/mem, only the accelerator's CSRs and windows mapped
     pynq://?csr=PATH[&offset=0x40000000][&bitstream=soc.bit]   PYNQ MMIO (loads the bitstream first)
+    pynq://?csr=PATH&bridge=HOST:PORT          PYNQ MMIO through a pynq Device on a UART bridge
 
 Common options: timeout=SECONDS (default 2), check=raise|record|off (cross-check with the host
 simulator, default raise). `offset` is added to csr.csv addresses to get physical addresses.
@@ -99,7 +100,12 @@ def open_transport(uri):
     if s == "uio":
         return Uio(u.path or "/dev/uio0", offset=offset, needed=ranges), csr, []
     if s == "pynq":
-        return Pynq(ranges, offset=offset, bitstream=bit), csr, []
+        device = None
+        if "bridge" in q:               # a pynq Device routing MMIO to a UART bridge (simulated board)
+            from .pynqdev import BridgeDevice
+            h, _, p = q["bridge"].rpartition(":")
+            device = BridgeDevice(h or "127.0.0.1", int(p))
+        return Pynq(ranges, offset=offset, bitstream=bit, device=device), csr, []
     raise AssertionError(s)
 
 

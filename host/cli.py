@@ -6,6 +6,7 @@
     rnnaccel act-tables
     rnnaccel compression MODEL [--plot PNG]
     rnnaccel disasm IMAGE
+    rnnaccel validate --device URI --model MODEL [--model MODEL2 ...] [--bits B] --data DATA
     rnnaccel synth --macs N [--freq MHZ] [--out DIR] [--seed S] [--no-pnr]
     rnnaccel kws eval [--model PATH] [--bits float|16|8|6|4|2] [--n N] [--seed S]
     rnnaccel kws train [--arch gru|lstm|dnn] [--out PATH] [--epochs E] [--n-train N] [--seed S]
@@ -238,6 +239,26 @@ def cmd_synth(a):
     return 0
 
 
+def cmd_validate(a):
+    try:
+        from rnnaccel.driver import DriverError
+        from rnnaccel.driver.validate import ValidateError, validate
+    except ImportError as e:
+        raise UserError(f"validate needs the driver (pip install -e '.[driver]' with a C compiler): {e}") from None
+    if a.limit is not None and a.limit < 1:
+        raise UserError(f"--limit {a.limit}: must be >= 1")
+    try:
+        res = validate(a.device, a.model, a.data, bits=a.bits, calib=a.calib, limit=a.limit,
+                       log=lambda m: print(m, flush=True))
+    except (DriverError, ValidateError) as e:
+        raise UserError(str(e)) from None
+    ok = res["mismatches"] == 0 and res["cycle_mismatches"] == 0
+    print(f"{'PASS' if ok else 'FAIL'}: {res['inferences']} inferences, {res['mismatches']} mismatches, "
+          f"{res['cycle_mismatches']} cycle mismatches")
+    print(json.dumps(res))
+    return 0 if ok else 1
+
+
 def cmd_disasm(a):
     from .image import Image, ImageError
     from .isa import disassemble
@@ -377,6 +398,22 @@ def build_parser():
     s.add_argument("--seed", type=int, default=1, help="placer seed (default 1)")
     s.add_argument("--no-pnr", action="store_true", help="yosys only: cell counts, no place and route")
     s.set_defaults(fn=cmd_synth)
+
+    s = sub.add_parser("validate", help="run a data set through a device and the simulator: bit-exact and cycle agreement",
+                       description="Run every sequence of DATA through the device (URI: host://, sim://, "
+                                   "uart://HOST:PORT?csr=..., pynq://..., uio://..., docs/driver.md) and the "
+                                   "behaviour simulator; report bit-exact agreement and the device's cycle counter "
+                                   "vs the cycle model, per model. Last line: one JSON object.")
+    s.add_argument("--device", required=True, help="device URI, e.g. uart://127.0.0.1:1234?csr=build/csr.csv")
+    s.add_argument("--model", required=True, action="append",
+                   help="compiled image (.rnna) or a model file (.pb/.onnx/.pt/.npz); repeat for several")
+    s.add_argument("--data", required=True, help="a reference folder (clips.npz + <model>.npz, as "
+                                                 "../shared/models/hello-edge/reference), a folder of .wav, or .npy/.npz "
+                                                 "features [N, T, F]")
+    s.add_argument("--bits", **bits)
+    s.add_argument("--calib", help="calibration inputs for model files (default: the even-numbered sequences of DATA)")
+    s.add_argument("--limit", type=int, help="only the first N sequences per model")
+    s.set_defaults(fn=cmd_validate)
 
     s = sub.add_parser("disasm", help="print an image's header and layer program")
     s.add_argument("image")

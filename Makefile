@@ -57,6 +57,7 @@ test: setup
 bench: setup
 	$(PY) bench/simulator_throughput.py
 	$(PY) bench/reference_table.py
+	$(PY) bench/kws_stream.py
 
 clean:
 	rm -rf build .pytest_cache

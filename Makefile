@@ -51,7 +51,7 @@ run: setup | build
 	$(VENV)/bin/rnnaccel compile $(HELLO)/GRU_S.pb -o build/gru_s.rnna --bits $(BITS) --calib build/gru_s_calib.npy
 	$(VENV)/bin/rnnaccel simulate build/gru_s.rnna --data $(HELLO)/reference/GRU_S.npz --show 5
 
-test: setup
+test: setup $(VENV)-pynq/.stamp
 	$(VENV)/bin/pytest -q
 
 bench: setup
@@ -76,3 +76,12 @@ demo: setup
 
 regress: setup
 	$(VENV)/bin/rnnaccel regress --device '$(DEVICE)' --hello-edge $(HELLO) --out build/regress
+
+# PYNQ's Python for the driver tests (pynq 4.0 pins numpy<2: a venv of its own, no torch): the suite
+# runs tests/test_driver_pynq_board.py in it against the simulated board through pynq.MMIO.
+$(VENV)-pynq/.stamp: pyproject.toml setup.py
+	@test -x $(VENV)-pynq/bin/python || $(PYTHON) -m venv $(VENV)-pynq
+	$(VENV)-pynq/bin/pip install -q "numpy<2" "pynq==4.0" cffi pytest 2>&1 | grep -v "is ignored" || true
+	$(VENV)-pynq/bin/pip install -q -e . 2>&1 | grep -v "is ignored" || true
+	@$(VENV)-pynq/bin/python -c "import pynq, rnnaccel.driver._core" || { echo ".venv-pynq setup failed"; exit 1; }
+	@touch $@

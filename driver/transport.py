@@ -110,7 +110,8 @@ class CsrMap:
 
 def to_csv(regs: dict, mems: dict) -> str:
     """csr.csv text (LiteX format) for a register/memory map."""
-    lines = ["#" * 80, "# rnnaccel register map", "#" * 80]
+    lines = ["#" * 80, "# rnnaccel register map", "#" * 80,
+             "constant,config_csr_data_width,32,,", "constant,config_bus_address_width,32,,"]
     for n, (b, s) in mems.items():
         lines.append(f"memory_region,{n},0x{b:08x},{s},io")
     for n, (a, w) in regs.items():

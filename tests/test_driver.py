@@ -277,3 +277,36 @@ def test_validate_cli_on_the_host_board(images, tmp_path):
     assert res["models"]["m"]["cycles_per_inference"] > 0
     assert main(["validate", "--device", "host://", "--model", str(tmp_path / "m.rnna"),
                  "--data", str(tmp_path / "missing.npy")]) == 2
+
+
+def test_litex_server_transport(images, tmp_path):
+    """litex:// through LiteX's litex_server (Etherbone over TCP) bridging to a UART (the host board)."""
+    pytest.importorskip("litex")
+    import socket
+    import time
+    img, x = images["gru_tf"]
+    board = FakeBoard(n_lanes=8)
+    th, port = serve_uartbone(board)
+    (tmp_path / "csr.csv").write_text(board.csr_csv)
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    lport = s.getsockname()[1]
+    s.close()
+    server = Path(sys.executable).with_name("litex_server")
+    p = subprocess.Popen([str(server), "--uart", "--uart-port", f"socket://127.0.0.1:{port}", "--bind-ip", "127.0.0.1",
+                          "--bind-port", str(lport)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", lport), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        with open_device(f"litex://127.0.0.1:{lport}?csr={tmp_path}/csr.csv") as dev:
+            m = dev.load(img)
+            assert np.array_equal(m.run_q(x[0], reset=True), Simulator(img, 1).run_q(x[0], reset=True))
+            assert m.last.cycles == m.last.predicted_cycles
+    finally:
+        p.terminate()
+        p.wait(timeout=10)
+        th.stop()

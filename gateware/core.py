@@ -139,25 +139,44 @@ class RNNAccelCore(Module):
         for op in ("da", "db", "p", "q", "dst", "dst2"):
             length[op] = F["rows"]
 
-        # ---- operand checks: all eight in parallel -----------------------------------------------------
+        # ---- operand checks: all eight in parallel, pipelined over DECODE and CHECK0..2 ------------
+        # The registers below run freely; the instruction register and the loop state are stable
+        # from DECODE until the next FETCH, so stage A is valid in CHECK0, B in CHECK1, C in CHECK2
+        # (timing.CHECK_CYCLES), where the FSM acts on the results.
+        #   A: stride * t, addr + pp offset, size - length and base of the operand's space
+        #   B: eff = addr + stride * t + pp offset
+        #   C: bad = eff + length > size (or an illegal space), phys = base + eff
+        t_now = Signal(16)
+        self.comb += If(in_loop, If(loop_rev, t_now.eq(loop_count - 1 - loop_iter)).Else(t_now.eq(loop_iter))) \
+            .Else(t_now.eq(self.steps - 1))
+        self.sync += t.eq(t_now)
         bases, sizes = Array(self.space_base), Array(self.space_size)
-        phys_now, op_bad = {}, []
+        op_bad = []
+        phys = {}
         for op in OPERANDS:
             space, pp = F[f"{op}_space"], F[f"{op}_pp"]
             stride = F[STRIDED[op]] if op in STRIDED else 0
             pp_off = Signal(vaw + 1, name=f"ppoff_{op}")
             self.comb += If((pp != 0) & ((pp == isa.PP_NEXT) ^ parity), pp_off.eq(self.pp_dist)).Else(pp_off.eq(0))
-            eff = Signal(34, name=f"eff_{op}")
-            self.comb += eff.eq(F[f"{op}_addr"] + stride * t + pp_off)
+            prod_a = Signal(32, name=f"prod_{op}")
+            addr_a = Signal(18, name=f"addrpp_{op}")
+            szlen_a = Signal((vaw + 19, True), name=f"szlen_{op}")
+            base_a = Signal(vaw, name=f"pbase_{op}")
+            sbad_a = Signal(name=f"sbad_{op}")
+            self.sync += [
+                prod_a.eq(stride * t), addr_a.eq(F[f"{op}_addr"] + pp_off),
+                szlen_a.eq(sizes[space] - length[op]), base_a.eq(bases[space]),
+                sbad_a.eq((space >= N_SPACES) | ((op in ("dst", "dst2")) & (space == isa.SPACE_CONST))),
+            ]
+            eff_b = Signal(34, name=f"eff_{op}")
+            self.sync += eff_b.eq(addr_a + prod_a)
             bad = Signal(name=f"bad_{op}")
-            self.comb += bad.eq(used[op] & ((space >= N_SPACES) | (eff + length[op] > sizes[space]) |
-                                            ((op in ("dst", "dst2")) & (space == isa.SPACE_CONST))))
+            phys[op] = Signal(vaw, name=f"phys_{op}")
+            # eff + length > size  <=>  eff > size - length (eff >= 0)
+            self.sync += bad.eq(used[op] & (sbad_a | (eff_b > szlen_a))), phys[op].eq(base_a + eff_b)
             op_bad.append(bad)
-            phys_now[op] = Signal(vaw, name=f"physnow_{op}")
-            self.comb += phys_now[op].eq(bases[space] + eff)
         any_op_bad = Signal()
         self.comb += any_op_bad.eq(Cat(*op_bad) != 0)
-        phys = {op: Signal(vaw, name=f"phys_{op}") for op in OPERANDS}
 
         field_bad = Signal()
         self.comb += field_bad.eq(
@@ -169,19 +188,27 @@ class RNNAccelCore(Module):
             ((F["b_len"] != 0) & (F["a_aux"] != 0) & (F["b_aux"] != 0)) | (F["dst_aux"] < 0) |
             (F["a_pp"] > 2) | (F["b_pp"] > 2) | (F["dst_pp"] > 2) | (F["dst2_pp"] > 2))
 
+        # stage A: k_stored, k_useful, mode (also what LOAD and START use)
         k_useful, k_stored = Signal(17), Signal(18)
-        self.comb += k_useful.eq(F["a_len"] + F["b_len"]), k_stored.eq(k_useful + F["dst_aux"])
+        self.sync += k_useful.eq(F["a_len"] + F["b_len"]), k_stored.eq(F["a_len"] + F["b_len"] + F["dst_aux"])
         mode16 = Signal()
-        self.comb += mode16.eq(F["mode"] == WEIGHT_MODE_CODE[16])
+        self.sync += mode16.eq(F["mode"] == WEIGHT_MODE_CODE[16])
         bits = Signal(5)
-        self.comb += Case(F["mode"], {WEIGHT_MODE_CODE[b]: bits.eq(b) for b in WEIGHT_MODE_CODE})
-        stream_bits = Signal(48)
-        self.comb += stream_bits.eq(F["rows"] * k_stored * bits)
-        weight_bad = Signal()
+        self.sync += Case(F["mode"], {WEIGHT_MODE_CODE[b]: bits.eq(b) for b in WEIGHT_MODE_CODE})
+        # weight check: ceil(rows * k_stored * bits / 8N) + (weight_off >> lgN) + weight_base >
+        # wmem_words  <=>  rows * k_stored * bits > (wmem_words - (weight_off >> lgN) - weight_base) * 8N
         lgN = N.bit_length() - 1
-        self.comb += weight_bad.eq(
-            ((F["weight_off"] >> lgN) + ((stream_bits + 8 * N - 1) >> (lgN + 3)) + self.weight_base > self.wmem_words) |
-            ((F["bias_off"] >> 2) + F["rows"] + self.param_base > param_words))
+        wo_a, bo_a = Signal(33), Signal(33)
+        self.sync += wo_a.eq((F["weight_off"] >> lgN) + self.weight_base), \
+            bo_a.eq((F["bias_off"] >> 2) + self.param_base)
+        kb_b, limit_b, pbad_b = Signal(23), Signal((35, True)), Signal()
+        self.sync += kb_b.eq(k_stored * bits), limit_b.eq(self.wmem_words - wo_a), \
+            pbad_b.eq(bo_a + F["rows"] > param_words)
+        stream_bits = Signal(40)
+        pbad_c = Signal()
+        self.sync += stream_bits.eq(F["rows"] * kb_b), pbad_c.eq(pbad_b)
+        weight_bad = Signal()
+        self.comb += weight_bad.eq((stream_bits > (limit_b << (lgN + 3))) | pbad_c)
 
         # ---- loader into X buffer `ld_sel` ---------------------------------------------------------
         ld_sel, ld_seg, ld_i, loading = Signal(), Signal(), Signal(17), Signal()
@@ -190,9 +217,16 @@ class RNNAccelCore(Module):
         self.comb += If(ld_seg, ld_src.eq(phys["b"]), ld_len.eq(F["b_len"]), ld_pos0.eq(F["a_len"])) \
             .Else(ld_src.eq(phys["a"]), ld_len.eq(F["a_len"]), ld_pos0.eq(0))
         self.comb += vpool.wide_adr.eq(ld_src + ld_i)
+        # the pool's words are registered once more before the X buffer write (the block RAM's
+        # clock-to-out stays out of the bank/wrap write logic): the last write lands in the cycle
+        # after LOADED, still well before the stream's first window read
+        wr_pend, wr_pos, wr_mask = Signal(), Signal(17), Signal(RD_WIDTH)
+        wr_dat = [Signal((ACT_BITS, True), name=f"ldw{j}") for j in range(RD_WIDTH)]
+        self.sync += wr_pend.eq(ld_pend), wr_pos.eq(ld_pend_pos), wr_mask.eq(ld_pend_mask), \
+            [wr_dat[j].eq(vpool.wide_dat[j]) for j in range(RD_WIDTH)]
         for b, xb in enumerate(xbufs):
-            self.comb += [xb.wpos.eq(ld_pend_pos), If(ld_pend & (ld_sel == b), xb.we.eq(ld_pend_mask))]
-            self.comb += [xb.wdata[j].eq(vpool.wide_dat[j]) for j in range(RD_WIDTH)]
+            self.comb += [xb.wpos.eq(wr_pos), If(wr_pend & (ld_sel == b), xb.we.eq(wr_mask))]
+            self.comb += [xb.wdata[j].eq(wr_dat[j]) for j in range(RD_WIDTH)]
             self.comb += xb.remaining.eq(0xFFFFFFFF)
             # per-buffer window geometry, set while the buffer loads (from the first LOAD cycle, so
             # the first write already sees the new k for its wrap copy)
@@ -208,7 +242,7 @@ class RNNAccelCore(Module):
         self.comb += seg_wait.eq(F["flags"][0] | F["flags"][2])
         reuse = Signal()
         h = [Array(held[b][k] for b in range(2)) for k in range(6)]
-        self.comb += reuse.eq(h[5][last_sel] & (h[0][last_sel] == phys_now["a"]) & (h[1][last_sel] == phys_now["b"]) &
+        self.comb += reuse.eq(h[5][last_sel] & (h[0][last_sel] == phys["a"]) & (h[1][last_sel] == phys["b"]) &
                               (h[2][last_sel] == F["a_len"]) & (h[3][last_sel] == F["b_len"]) &
                               (h[4][last_sel] == mode16) & ~seg_wait)
 
@@ -220,7 +254,8 @@ class RNNAccelCore(Module):
         ]
         st_sel, st_shift, st_mode16 = Signal(), Signal(max=MAX_SEG_SHIFT + 1), Signal()
         ws_ready = Signal()
-        self.comb += ws_ready.eq(rowfifo.level < ROW_FIFO_DEPTH - (mac.latency + timing.XBUF_LATENCY + 8))
+        # registered (the FIFO level grows by at most one row per cycle, hence the extra 1)
+        self.sync += ws_ready.eq(rowfifo.level < ROW_FIFO_DEPTH - (mac.latency + timing.XBUF_LATENCY + 9))
         self.comb += ws.ready.eq(ws_ready)
         take = Signal()
         self.comb += take.eq(ws.valid & ws_ready)
@@ -248,7 +283,8 @@ class RNNAccelCore(Module):
             mac.shifted.eq(Mux(sel_d, xbufs[1].shifted, xbufs[0].shifted)),
             mac.zero.eq(Mux(sel_d, xbufs[1].zero, xbufs[0].zero) | tail),
         ] + [mac.x[i].eq(xs[i]) for i in range(N)] + [mac.w[i].eq(wd[i]) for i in range(N)]
-        self.sync += If(mac.valid, self.mac_ops.eq(self.mac_ops + mac.busy_lanes))
+        busy_r, busy_v = Signal.like(mac.busy_lanes), Signal()   # the lane count, registered first
+        self.sync += busy_r.eq(mac.busy_lanes), busy_v.eq(mac.valid), If(busy_v, self.mac_ops.eq(self.mac_ops + busy_r))
 
         # two rows may finish in one cycle (a boundary and the stream's end): hold the second
         row1_hold, row1_val = Signal(), Signal((ACC_BITS, True))
@@ -264,19 +300,21 @@ class RNNAccelCore(Module):
         # ---- instruction contexts: pushed at stream start, retired at the last write ----------------
         ctx_fields = {
             "rows": F["rows"], "n_ops": None, "interval": None, "wait_epi": F["flags"][1],
-            "da": phys_now["da"], "db": phys_now["db"], "p": phys_now["p"], "q": phys_now["q"],
-            "dst": phys_now["dst"], "dst2": phys_now["dst2"], "dst2_used": used["dst2"],
+            "da": phys["da"], "db": phys["db"], "p": phys["p"], "q": phys["q"],
+            "dst": phys["dst"], "dst2": phys["dst2"], "dst2_used": used["dst2"],
+            "need0": used["da"], "need1": used["db"], "need2": used["p"], "need3": used["q"],
             "bias": self.param_base + (F["bias_off"] >> 2),
             "diag": F["diag"], "diag_shift": F["da_aux"], "out_shift": F["out_shift"], "act": F["act"],
             "act2": F["act2"], "combine": F["combine"], "s_c": F["p_aux"], "s_q": F["q_aux"], "s_p": F["db_aux"],
-            "need0": used["da"], "need1": used["db"], "need2": used["p"], "need3": used["q"],
         }
         need_now = [used["da"], used["db"], used["p"], used["q"]]
         n_ops_now, interval_now = Signal(3), Signal(3)
         self.comb += n_ops_now.eq(sum(need_now))
         self.comb += If(n_ops_now > 1, interval_now.eq(n_ops_now)).Elif(used["dst2"], interval_now.eq(2)) \
             .Else(interval_now.eq(1))
-        ctx_fields["n_ops"], ctx_fields["interval"] = n_ops_now, interval_now
+        interval_m1 = Signal(2)
+        self.comb += interval_m1.eq(interval_now - 1)
+        ctx_fields["n_ops"], ctx_fields["interval"] = n_ops_now, interval_m1   # stored minus one
         ctx = {}
         for name, src in ctx_fields.items():
             regs = [Signal(value_bits_sign(src), name=f"ctx{e}_{name}") for e in range(CTX_DEPTH)]
@@ -305,10 +343,8 @@ class RNNAccelCore(Module):
         fd_j = Signal(16)                                # next row of context feed_ptr
         r_ctx, r_j, acc_r = Signal(2), Signal(16), Signal((ACC_BITS, True))
         p_ctx, p_j, acc_p, push = Signal(2), Signal(16), Signal((ACC_BITS, True)), Signal()
-        interval_r = Signal(3)
-        self.comb += interval_r.eq(C("interval", r_ctx))
         last_slot = Signal()
-        self.comb += last_slot.eq(feeding & (slot == interval_r - 1))
+        self.comb += last_slot.eq(feeding & (slot == C("interval", r_ctx)))   # interval - 1
         epi_ok = Signal()   # WAIT_EPI: the first row waits until every older context has retired
         self.comb += epi_ok.eq((fd_j != 0) | ~C("wait_epi", feed_ptr) | (retire_ptr == feed_ptr))
         pop = Signal()
@@ -324,6 +360,7 @@ class RNNAccelCore(Module):
             .Elif(last_slot, feeding.eq(0))
             .Elif(feeding, slot.eq(slot + 1)),
         ]
+        core_rd_adr = Signal(vaw)
         need = [C(f"need{k}", r_ctx) for k in range(4)]
         pos_of = [Signal(3, name=f"pos{k}") for k in range(4)]
         order = Array(Signal(2, name=f"ord{k}") for k in range(4))   # slot -> operand index
@@ -333,10 +370,10 @@ class RNNAccelCore(Module):
         for k in range(4):
             self.comb += If(need[k], order[pos_of[k]].eq(k))
         op_base = Array([C("da", r_ctx), C("db", r_ctx), C("p", r_ctx), C("q", r_ctx)])
-        core_rd_adr = Signal(vaw)
         self.comb += core_rd_adr.eq(op_base[order[slot]] + r_j)
         rd_k, rd_live = Signal(2), Signal()
-        self.sync += rd_k.eq(order[slot]), rd_live.eq(feeding & (slot < C("n_ops", r_ctx)))
+        self.sync += rd_k.eq(order[slot]), \
+            rd_live.eq(feeding & (slot < C("n_ops", r_ctx)))
         cap = [Signal((ACT_BITS, True), name=f"cap{k}") for k in range(4)]
         now = [Signal((ACT_BITS, True), name=f"opnow{k}") for k in range(4)]
         for k in range(4):
@@ -350,7 +387,7 @@ class RNNAccelCore(Module):
         tag_dst, tag_dst2 = Signal(vaw), Signal(vaw)
         self.comb += tag_dst.eq(C("dst", p_ctx) + p_j), tag_dst2.eq(C("dst2", p_ctx) + p_j)
         self.comb += [
-            epi.valid.eq(push), epi.acc.eq(acc_p + bias),
+            epi.valid.eq(push), epi.acc.eq(acc_p), epi.bias.eq(bias),
             epi.tag.eq(Cat(tag_dst, tag_dst2, C("dst2_used", p_ctx), last_row)),
             epi.da.eq(now[0]), epi.db.eq(now[1]), epi.p.eq(now[2]), epi.q.eq(now[3]),
         ] + [getattr(epi, s).eq(C(s, p_ctx)) for s in
@@ -426,17 +463,14 @@ class RNNAccelCore(Module):
                     NextValue(parity, ~parity), NextValue(loop_iter, loop_iter + 1),
                     If(loop_iter + 1 < loop_count, *next_instr(loop_start))
                     .Else(NextValue(in_loop, 0), *next_instr(pc + 1))),
-                isa.OP_MATVEC: If(field_bad, *fail(isa.ERR_FIELD)).Else(
-                    If(in_loop,
-                        If(loop_rev, NextValue(t, loop_count - 1 - loop_iter)).Else(NextValue(t, loop_iter)))
-                    .Else(NextValue(t, self.steps - 1)),
-                    NextState("CHECK")),
+                isa.OP_MATVEC: If(field_bad, *fail(isa.ERR_FIELD)).Else(NextState("CHECK0")),
                 "default": fail(isa.ERR_OPCODE),
             }))
-        fsm.act("CHECK",
+        fsm.act("CHECK0", self.busy.eq(1), NextState("CHECK1"))   # the check pipeline (above)
+        fsm.act("CHECK1", self.busy.eq(1), NextState("CHECK2"))
+        fsm.act("CHECK2",
             self.busy.eq(1),
             If(any_op_bad, *fail(isa.ERR_ADDR)).Elif(weight_bad, *fail(isa.ERR_WEIGHT)).Else(
-                *[NextValue(phys[op], phys_now[op]) for op in OPERANDS],
                 If(seg_wait, NextState("WAITSEG"))
                 .Elif(reuse, NextValue(ld_sel, last_sel), NextState("START"))
                 .Else(NextValue(ld_sel, ~last_sel), NextValue(ld_seg, 0), NextValue(ld_i, 0), NextState("LOAD"))))

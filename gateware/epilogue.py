@@ -53,7 +53,42 @@ def delay(m, sig, n, name):
     return cur
 
 
+def _shift_stage(m, value, amount, out_width, name):
+    """First half of round_shift(value, amount) (a register stage of its own): for r > 0 the
+    value shifted right by r - 1, for r <= 0 the value shifted left by -r. Returns (t, right)."""
+    t = Signal((out_width + 1, True), name=name + "_t")
+    right = Signal(name=name + "_right")
+    r1 = Signal(6, name=name + "_r1")
+    left = Signal(6, name=name + "_l")
+    m.comb += r1.eq(amount - 1), left.eq(-amount)
+    m.sync += right.eq(amount > 0), If(amount > 0, t.eq(value >> r1)).Else(t.eq(value << left))
+    return t, right
+
+
+def _round_stage(m, t, right, out_width, name):
+    """Second half (combinational): ((t + 1) >> 1) after a right shift, t after a left one."""
+    res = Signal((out_width, True), name=name)
+    m.comb += If(right, res.eq((t + 1) >> 1)).Else(res.eq(t))
+    return res
+
+
 class Epilogue(Module):
+    """Pipeline (a register after each stage; `latency` = 18 = EPILOGUE_LATENCY):
+
+        1  inputs registered (the operands come straight from the vector pool's read port)
+        2  acc + bias, DA * DB (one MULT18X18D)
+        3  diag product shifted (first half of its round_shift)
+        4  acc + rounded diag product (wrap 48)
+        5  requantisation shift (first half) || P's act2 input shift (first half)
+        6  round, saturate to int16 -> z || the same for P
+        7..13  activation of z || act2 of P (ActivationUnit, 7)
+        14 Q - a, Q << s_q, the combine's operands
+        15 the combine's products: a * (P or act2(P)), P * (Q - a)
+        16 mac: + (Q << s_q); gru: a + round(P * (Q - a) >> 14)
+        17 the combine's shift by s_c (first half)
+        18 round, pick by combine, saturate -> y
+    """
+
     def __init__(self, tag_bits=16):
         # ---- per-instruction settings ------------------------------------------------------------
         self.diag = Signal()
@@ -68,6 +103,7 @@ class Epilogue(Module):
         # ---- per row ------------------------------------------------------------------------------
         self.valid = Signal()
         self.acc = Signal((ACC_BITS, True))
+        self.bias = Signal((32, True))          # added to acc (0 if unused)
         self.da = Signal((ACT_BITS, True))
         self.db = Signal((ACT_BITS, True))
         self.p = Signal((ACT_BITS, True))
@@ -77,68 +113,78 @@ class Epilogue(Module):
         self.y = Signal((ACT_BITS, True))
         self.out_tag = Signal(tag_bits)
 
-        # ---- stage 1: diagonal product ------------------------------------------------------------
-        v1, acc1, d1 = Signal(), Signal((ACC_BITS, True)), Signal((2 * ACT_BITS, True))
-        self.sync += v1.eq(self.valid), acc1.eq(self.acc), d1.eq(self.da * self.db)
-        # ---- stage 2: + shift(d, diag_shift), wrap to 48 bits -------------------------------------
-        diag1, dshift1 = delay(self, self.diag, 1, "diag"), delay(self, self.diag_shift, 1, "dshift")
-        dsh = _shift_round(self, d1, -dshift1, ACC_BITS, "dsh")
-        v2, acc2 = Signal(), Signal((ACC_BITS, True))
-        self.sync += v2.eq(v1), If(diag1, acc2.eq(acc1 + dsh)).Else(acc2.eq(acc1))
-        # ---- stage 3: requantise to int16 -----------------------------------------------------------
-        wide = _shift_round(self, acc2, delay(self, self.out_shift, 2, "oshift"), ACC_BITS + 32, "req")
-        z = _sat16(self, wide, "z")
-        v3, z3 = Signal(), Signal((ACT_BITS, True))
-        self.sync += v3.eq(v2), z3.eq(z)
-        # ---- stages 4..: activation; act2 of P in parallel (mulact) --------------------------------
+        # every per-row input travels down the pipeline as a delay line; at(sig, k) is `sig` as
+        # seen by stage k + 1 (k registers after the input)
+        taps = {}
+
+        def at(sig, k):
+            lst = taps.setdefault(id(sig), [sig])
+            while len(lst) <= k:
+                nxt = Signal.like(lst[-1], name=f"epi{len(taps)}_d{len(lst)}")
+                self.sync += nxt.eq(lst[-1])
+                lst.append(nxt)
+            return lst[k]
+
+        v = self.valid
+        # ---- stage 2: acc + bias, DA * DB -----------------------------------------------------------
+        acc2, d2 = Signal((ACC_BITS, True)), Signal((2 * ACT_BITS, True))
+        self.sync += acc2.eq(at(self.acc, 1) + at(self.bias, 1)), d2.eq(at(self.da, 1) * at(self.db, 1))
+        # ---- stages 3, 4: + round_shift(d, diag_shift), wrap to 48 bits ------------------------------
+        dt, dright = _shift_stage(self, d2, -at(self.diag_shift, 2), ACC_BITS, "dsh")
+        acc3 = at(acc2, 1)
+        dsh = _round_stage(self, dt, dright, ACC_BITS, "dsh")
+        acc4 = Signal((ACC_BITS, True))
+        self.sync += If(at(self.diag, 3), acc4.eq(acc3 + dsh)).Else(acc4.eq(acc3))
+        # ---- stages 5, 6: requantise to int16 || act2's input P (shifted by s_p) --------------------
+        rt, rright = _shift_stage(self, acc4, at(self.out_shift, 4), ACC_BITS + 32, "req")
+        z6 = Signal((ACT_BITS, True))
+        self.sync += z6.eq(_sat16(self, _round_stage(self, rt, rright, ACC_BITS + 32, "req_w"), "z"))
+        pt, pright = _shift_stage(self, at(self.p, 4), at(self.s_p, 4), ACT_BITS + 32, "pconv")
+        pconv6 = Signal((ACT_BITS, True))
+        self.sync += pconv6.eq(_sat16(self, _round_stage(self, pt, pright, ACT_BITS + 32, "pconv_w"), "pconv"))
+        # ---- stages 7..13: activation; act2 of P in parallel (mulact) --------------------------------
         self.submodules.act_unit = au = ActivationUnit()
         self.submodules.act2_unit = au2 = ActivationUnit()
-        p3 = delay(self, self.p, 3, "p")
-        q3 = delay(self, self.q, 3, "q")
-        t3 = delay(self, self.tag, 3, "tag")
-        sp3 = delay(self, self.s_p, 3, "sp")
-        pconv = _sat16(self, _shift_round(self, p3, sp3, ACT_BITS + 32, "pconv_w"), "pconv")
         self.comb += [
-            au.z.eq(z3), au.func.eq(delay(self, self.act, 3, "act")), au.valid.eq(v3),
-            au2.z.eq(pconv), au2.func.eq(delay(self, self.act2, 3, "act2")), au2.valid.eq(v3),
+            au.z.eq(z6), au.func.eq(at(self.act, 6)), au.valid.eq(at(v, 6)),
+            au2.z.eq(pconv6), au2.func.eq(at(self.act2, 6)), au2.valid.eq(at(v, 6)),
         ]
         L = au.latency
-        comb_sel = delay(self, self.combine, 3 + L, "comb")
-        s_c = delay(self, self.s_c, 3 + L, "s_c")
-        s_q = delay(self, self.s_q, 3 + L, "s_q")
-        pa, qa, ta = (delay(self, s, L, n) for s, n in ((p3, "pa"), (q3, "qa"), (t3, "ta")))
+        k = 6 + L                      # registers from the input to the activation's output
         a, t2 = au.out, au2.out
-        # ---- combine (registered) ------------------------------------------------------------------
+        # ---- stage 14: operands of the combine ------------------------------------------------------
         W = 2 * ACT_BITS + 24
-        mul = Signal((W, True))
-        gru = Signal((W, True))
-        mac = Signal((W, True))
-        mulact = Signal((W, True))
-        qs = Signal((W, True))
+        a14, pa14, t14 = (Signal((ACT_BITS, True), name=n) for n in ("a14", "pa14", "t14"))
+        diff14 = Signal((ACT_BITS + 1, True))
+        qs14 = Signal((W, True))
         sq = Signal(5)  # the Q alignment is a left shift (docs/arithmetic.md)
-        self.comb += sq.eq(s_q)
-        self.comb += [
-            mul.eq(a * pa),
-            gru.eq(pa * (qa - a)),
-            qs.eq(qa << sq),
-            mac.eq(a * pa + qs),
-            mulact.eq(a * t2),
-        ]
-        r_mul = _shift_round(self, mul, s_c, W, "r_mul")
-        r_gru = _shift_round(self, gru, F_ACT_OUT, W, "r_gru")
-        r_mac = _shift_round(self, mac, s_c, W, "r_mac")
-        r_mulact = _shift_round(self, mulact, s_c, W, "r_mulact")
-        gru_sum = Signal((W, True))
-        self.comb += gru_sum.eq(a + r_gru)
+        self.comb += sq.eq(at(self.s_q, k))
+        self.sync += a14.eq(a), pa14.eq(at(self.p, k)), t14.eq(t2), diff14.eq(at(self.q, k) - a), \
+            qs14.eq(at(self.q, k) << sq)
+        sel15 = at(self.combine, k + 1)
+        # ---- stage 15: products ---------------------------------------------------------------------
+        m15, g15 = Signal((2 * ACT_BITS, True)), Signal((2 * ACT_BITS + 1, True))
+        self.sync += If(sel15 == isa.COMB_MULACT, m15.eq(a14 * t14)).Else(m15.eq(a14 * pa14)), \
+            g15.eq(pa14 * diff14)
+        a15, qs15 = at(a14, 1), at(qs14, 1)
+        # ---- stage 16: mac sum; gru: a + round(P * (Q - a) >> F_ACT_OUT) ---------------------------
+        val16 = Signal((W, True))
+        gru16 = Signal((W, True))
+        self.sync += If(at(self.combine, k + 2) == isa.COMB_MAC, val16.eq(m15 + qs15)).Else(val16.eq(m15)), \
+            gru16.eq(a15 + ((g15 >> (F_ACT_OUT - 1)) + 1 >> 1))
+        # ---- stages 17, 18: round_shift by s_c, pick, saturate ---------------------------------------
+        ct, cright = _shift_stage(self, val16, at(self.s_c, k + 3), W, "cmb")
+        r18 = _round_stage(self, ct, cright, W, "cmb_r")
+        a17, gru17, sel17 = at(a15, 2), at(gru16, 1), at(self.combine, k + 4)
         pick = Signal((W, True))
-        self.comb += Case(comb_sel, {
-            isa.COMB_NONE: pick.eq(a),
-            isa.COMB_MUL: pick.eq(r_mul),
-            isa.COMB_GRU: pick.eq(gru_sum),
-            isa.COMB_MAC: pick.eq(r_mac),
-            isa.COMB_MULACT: pick.eq(r_mulact),
-            "default": pick.eq(a),
+        self.comb += Case(sel17, {
+            isa.COMB_NONE: pick.eq(a17),
+            isa.COMB_MUL: pick.eq(r18),
+            isa.COMB_GRU: pick.eq(gru17),
+            isa.COMB_MAC: pick.eq(r18),
+            isa.COMB_MULACT: pick.eq(r18),
+            "default": pick.eq(a17),
         })
         y = _sat16(self, pick, "ysat")
-        self.sync += self.out_valid.eq(au.out_valid), self.y.eq(y), self.out_tag.eq(ta)
-        self.latency = 3 + L + 1
+        self.sync += self.out_valid.eq(at(au.out_valid, 4)), self.y.eq(y), self.out_tag.eq(at(self.tag, k + 4))
+        self.latency = k + 5

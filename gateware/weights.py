@@ -29,7 +29,8 @@ Structure
                   shifter, and at most one new word per cycle, which the memory always delivers.
     _RowTracker   where rows end: d = columns left in the row at weight 0 (k_stored - column
                   position), decremented by N_eff per cycle, so bnd = d if d < N_eff.
-    _Codebooks    two int8 register files (entries of group g live in file g & 1) and the filler
+    _Codebooks    two int8 codebook files (entries of group g live in file g & 1; every lane has
+                  a copy of both in a small LUT RAM, written a word at a time) and the filler
                   that loads them from the parameter memory, one 32-bit word (4 entries) per
                   cycle: groups 0 and 1 right after `start`, then group g + 2 as soon as the
                   output stage has finished with group g.
@@ -74,7 +75,7 @@ Let `start` be high in cycle S.
 from functools import reduce
 from operator import or_
 
-from migen import Array, Case, Cat, If, Module, Mux, Signal
+from migen import Array, Case, Cat, If, Memory, Module, Mux, Signal
 
 from rnnaccel.host.isa import FIELDS
 from rnnaccel.host.cycles import CB_PER_WORD, codebook_words
@@ -89,6 +90,8 @@ MODE_BITS = FIELDS["mode"][2]
 
 CB_ENTRIES = 1 << max(CODEBOOK_MODES)   # one register file: entries of the widest codebook mode
 UNITS_PER_WORD = 4                      # the gearbox works in 2N-bit units, a word is 8N bits
+CB_WORD_BITS = (CB_ENTRIES // CB_PER_WORD - 1).bit_length()   # word within one file
+CB_ADR_BITS = CB_WORD_BITS + 1          # {file, word}: both files in one lane memory
 
 
 # Timing (first_output_latency, stream_cycles, ...) lives in rnnaccel.host.cycles, shared with the
@@ -122,6 +125,7 @@ class _Gearbox(Module):
         # ---- buffer ------------------------------------------------------------------------------
         w0 = Signal(8 * n)
         ptr = Signal(len(port.adr))           # address whose word is on port.dat_r
+        ptr1 = Signal(len(port.adr))          # ptr + 1
         off = Signal(2)
         prime = Signal()                      # the cycle after start: first word arrives
         total = Signal(3)
@@ -130,15 +134,15 @@ class _Gearbox(Module):
             total.eq(off + self.units),
             shift.eq(prime | (self.advance & total[2])),
             # the port registers its address: present the word we want on dat_r next cycle
-            If(self.start, port.adr.eq(self.base)).Else(port.adr.eq(ptr + shift)),
+            If(self.start, port.adr.eq(self.base)).Elif(shift, port.adr.eq(ptr1)).Else(port.adr.eq(ptr)),
             self.primed.eq(~prime),
         ]
         self.sync += [
             If(self.start,
-                ptr.eq(self.base), off.eq(0), prime.eq(1),
+                ptr.eq(self.base), ptr1.eq(self.base + 1), off.eq(0), prime.eq(1),
             ).Else(
                 prime.eq(0),
-                If(shift, w0.eq(port.dat_r), ptr.eq(ptr + 1)),
+                If(shift, w0.eq(port.dat_r), ptr.eq(ptr1), ptr1.eq(ptr1 + 1)),
                 If(self.advance, off.eq(total[:2])),
             )
         ]
@@ -203,26 +207,31 @@ class _RowTracker(Module):
         ends = Signal()
         last_row = Signal()
         mid = Signal()                        # the next row starts inside this cycle
-        start_row = Signal(ROW_BITS)
         self.comb += [
             ends.eq(d <= ne),
             last_row.eq(row == rows_m1),
             mid.eq(~fresh & (d < ne) & ~last_row),
             self.has_bnd.eq(fresh | mid),
             If(fresh, self.bnd.eq(0)).Elif(mid, self.bnd.eq(d)).Else(self.bnd.eq(ne)),
-            start_row.eq(Mux(fresh, row, row + 1)),
-            self.new_group.eq(self.has_bnd & ((start_row & self.mask) == 0)),
             self.last.eq(last_row & ends),
             self.n_valid.eq(Mux(self.last, d, ne)),
         ]
+        # the state after an advance, and `new_group` of that state computed ahead and registered
+        # (it gates the parent's `advance`: no adder or comparator between it and the advance)
+        d_nx, row_nx, fresh_nx = Signal(K_BITS), Signal(ROW_BITS), Signal()
+        self.comb += If(ends, d_nx.eq(d + k_step), row_nx.eq(row + 1), fresh_nx.eq(d == ne)) \
+            .Else(d_nx.eq(d - ne), row_nx.eq(row), fresh_nx.eq(0))
+        start_nx = Signal(ROW_BITS)
+        self.comb += start_nx.eq(Mux(fresh_nx, row_nx, row_nx + 1))
+        bnd_nx = Signal()
+        self.comb += bnd_nx.eq(fresh_nx | ((d_nx < ne) & (row_nx != rows_m1)))
+        # at start the first cycle has no boundary: k_stored >= N_eff
+        self.sync += If(self.start, self.new_group.eq(0)).Elif(self.advance,
+            self.new_group.eq(bnd_nx & ((start_nx & self.mask) == 0)))
         self.sync += If(~self.start & self.advance,
             self.first.eq(0),
             If(self.last, self.running.eq(0)),
-            If(ends,
-                d.eq(d + k_step), row.eq(row + 1), fresh.eq(d == ne),
-            ).Else(
-                d.eq(d - ne), fresh.eq(0),
-            ),
+            d.eq(d_nx), row.eq(row_nx), fresh.eq(fresh_nx),
         )
 
 
@@ -230,7 +239,7 @@ class _RowTracker(Module):
 # Codebooks
 # --------------------------------------------------------------------------------------------------
 class _Codebooks(Module):
-    """Two codebook register files and their filler.
+    """Two codebook files (in every lane's LUT RAM, see WeightStream) and their filler.
 
     Group g's entries live in file g & 1. The filler reads the codebooks in order (they are
     consecutive in the parameter memory, group 0 first), one word per cycle, and may load group
@@ -250,8 +259,6 @@ class _Codebooks(Module):
         self.release = Signal()                 # the output stage passed such a cycle
 
         self.ahead = Signal(2)
-        self.files = [[Signal(CODEBOOK_BITS, name=f"cb{f}_{e}") for e in range(CB_ENTRIES)]
-                      for f in range(2)]
 
         # ---- filler: issue reads -----------------------------------------------------------------
         adr = Signal(len(port.adr))
@@ -291,11 +298,13 @@ class _Codebooks(Module):
                 self.ahead.eq(self.ahead + (wr & wr_last) - self.take),
             ),
         ]
-        for f, file in enumerate(self.files):
-            for e, entry in enumerate(file):
-                b = e % CB_PER_WORD
-                self.sync += If(wr & (wr_par == f) & (wr_j == e // CB_PER_WORD),
-                                entry.eq(port.dat_r[8 * b:8 * b + 8]))
+        # the words go to every lane's copy (WeightStream.lookup): word wr_j of file wr_par
+        # registered once more (the block RAM's clock-to-out and the fan-out to N lanes in separate
+        # cycles): a word lands one cycle after `wr`, still before any lookup can use it (a file
+        # is looked up at the earliest two cycles after the `ahead` update that its last word's
+        # `wr` causes)
+        self.wr, self.wr_adr, self.wr_dat = Signal(), Signal(CB_ADR_BITS), Signal(32)
+        self.sync += [self.wr.eq(wr), self.wr_adr.eq(Cat(wr_j, wr_par)), self.wr_dat.eq(port.dat_r)]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -400,14 +409,23 @@ class WeightStream(Module):
         ]
 
         # ---- stage 2: codebook lookup / sign extension -> outputs --------------------------------
-        table = Array(cb.files[0] + cb.files[1])
+        # Each lane has its own copy of both files: a 32-bit-wide LUT RAM (asynchronous read, so
+        # distributed RAM, not a wide register-file mux), written a parameter word at a time by
+        # the filler; the lane reads word {file, index >> 2} and picks byte index & 3.
         idx_bits = max(CODEBOOK_MODES)
+        sub = (CB_PER_WORD - 1).bit_length()
         for i in range(n):
             # weights from bnd belong to the next row, which opened a new group if s1_cross
             f = s1_par ^ (s1_cross & (i >= s1_bnd))
+            mem = Memory(32, 2 << CB_WORD_BITS, name=f"cbmem{i}")
+            rp = mem.get_port(async_read=True)
+            wp = mem.get_port(write_capable=True)
+            self.specials += mem, rp, wp
+            self.comb += wp.we.eq(cb.wr), wp.adr.eq(cb.wr_adr), wp.dat_w.eq(cb.wr_dat)
             entry = Signal((CODEBOOK_BITS, True), name=f"entry{i}")
             signed = Signal((8, True), name=f"byte{i}")
-            self.comb += [entry.eq(table[Cat(s1_lanes[i][:idx_bits], f)]),
+            self.comb += [rp.adr.eq(Cat(s1_lanes[i][sub:idx_bits], f)),
+                          entry.eq(Array(rp.dat_r[8 * b:8 * b + 8] for b in range(CB_PER_WORD))[s1_lanes[i][:sub]]),
                           signed.eq(s1_lanes[i])]
             pick = If(cbm, self.w[i].eq(entry))
             if i % 2 == 0:   # mode 16: the low byte of a weight is unsigned

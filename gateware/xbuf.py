@@ -53,7 +53,7 @@ class XBuffer(Module):
         self.x = [Signal((ACT_BITS, True), name=f"xw{i}") for i in range(N)]
         self.shifted = Signal(N)
         self.zero = Signal(N)
-        self.latency = 2
+        self.latency = 3
 
         # ---- storage -----------------------------------------------------------------------
         banks = [Memory(ACT_BITS, depth, name=f"xbank{b}") for b in range(N)]
@@ -100,26 +100,31 @@ class XBuffer(Module):
             self.comb += If(b >= r, pos.eq((q << lg) + b)).Else(pos.eq(((q + 1) << lg) + b))
             self.comb += rports[b].adr.eq(pos >> lg)
             self.sync += use_wrap[b].eq(pos >= self.k)
-        # stage 1 (memory output registered): pick memory or wrap register, then rotate by r
-        r1 = Signal(lg)
-        p1 = Signal(kw)
-        rem1 = Signal(32)
-        self.sync += r1.eq(r), p1.eq(p), rem1.eq(self.remaining)
+        # stage 1 (the memory's read register): pick memory word or wrap register, registered
+        # (the block RAM's clock-to-out stays out of the rotator); stage 2: rotate by r -> x
+        r1, r2 = Signal(lg), Signal(lg)
+        p1, p2 = Signal(kw), Signal(kw)
+        rem1, rem2 = Signal(32), Signal(32)
+        self.sync += r1.eq(r), p1.eq(p), rem1.eq(self.remaining), r2.eq(r1), p2.eq(p1), rem2.eq(rem1)
         word = [Signal((ACT_BITS, True), name=f"word{b}") for b in range(N)]
         for b in range(N):
-            self.comb += If(use_wrap[b], word[b].eq(wrap[b])).Else(word[b].eq(rports[b].dat_r))
-        words = Array(word)
-        win = [Signal((ACT_BITS, True), name=f"win{i}") for i in range(N)]
-        for i in range(N):
-            self.comb += win[i].eq(words[(r1 + i) & (N - 1)])
+            self.sync += If(use_wrap[b], word[b].eq(wrap[b])).Else(word[b].eq(rports[b].dat_r))
+        # rotate by r2 (win[i] = word[(r2 + i) mod N]) as log2(N) levels of 2:1 muxes, not N
+        # N:1 muxes
+        win = word
+        for lv in range(lg):
+            nxt = [Signal((ACT_BITS, True), name=f"rot{lv}_{i}") for i in range(N)]
+            for i in range(N):
+                self.comb += If(r2[lv], nxt[i].eq(win[(i + (1 << lv)) % N])).Else(nxt[i].eq(win[i]))
+            win = nxt
         # lane i takes element i (element i // 2 for paired 16-bit lanes)
         for i in range(N):
             col = Signal(kw + 1, name=f"col{i}")
             e = Signal(lg + 1, name=f"el{i}")
             self.comb += If(self.mode16, e.eq(i // 2)).Else(e.eq(i))
-            self.comb += If(p1 + e >= self.k, col.eq(p1 + e - self.k)).Else(col.eq(p1 + e))
+            self.comb += If(p2 + e >= self.k, col.eq(p2 + e - self.k)).Else(col.eq(p2 + e))
             self.sync += [
                 If(self.mode16, self.x[i].eq(win[i // 2])).Else(self.x[i].eq(win[i])),
                 self.shifted[i].eq((col < self.split) ^ self.shift_b),
-                self.zero[i].eq((col >= self.k_useful) | (e >= rem1)),
+                self.zero[i].eq((col >= self.k_useful) | (e >= rem2)),
             ]

@@ -6,7 +6,8 @@ the core's cycle counter against `run_cycles` on every case.
 
 The core (gateware/core.py) overlaps three parts, modelled as such in `_Core`:
 
-    front end   FETCH 17 cycles (16 words + the read latency), DECODE 1; a MATVEC then CHECK 1,
+    front end   FETCH 17 cycles (16 words + the read latency), DECODE 1; a MATVEC then CHECK 3 (the
+                operand and weight checks, pipelined),
                 [WAITSEG until the instructions it depends on have retired], LOAD
                 ceil(KA/4) + ceil(KB/4) + LOADED 1 (skipped when the X buffer already holds the
                 segments), START when the previous stream has finished; the next FETCH follows
@@ -27,6 +28,7 @@ from .spec import CODEBOOK_BITS, CODEBOOK_MODES, MAX_ROWS
 # ---- controller phases ------------------------------------------------------------------------
 FETCH_CYCLES = isa.INSTR_WORDS + 1
 DECODE_CYCLES = 1
+CHECK_CYCLES = 3                      # CHECK0..2: the operand/weight check pipeline
 OPERAND_CYCLES = 8                    # a, b, da, db, p, q, dst, dst2
 LOAD_WIDTH = 4                        # vector-pool words per loader cycle
 LOADED_CYCLES = 1
@@ -37,8 +39,8 @@ ROW_FIFO_DEPTH = MAX_ROWS             # finished rows waiting for the feeder
 CTX_DEPTH = 4                         # instructions between stream start and their last write
 
 # ---- datapath latencies (the gateware asserts its structure matches) ----------------------------
-XBUF_LATENCY = 2                      # window position -> x lanes
-EPILOGUE_LATENCY = 11                 # 3 stages + the activation unit (7) + the combine register
+XBUF_LATENCY = 3                      # window position -> bank read -> word registered -> x lanes
+EPILOGUE_LATENCY = 18                 # 6 stages + the activation unit (7) + 5 combine stages
 ACT_LATENCY = 7
 
 
@@ -175,12 +177,12 @@ class _Core:
         reuse = not seg_wait and self.last_buf == key
         if seg_wait:
             older = k if ins.flags & isa.FLAG_WAIT else k - 1
-            w = max(D + 2, self.retire_before(older) + 1)   # WAITSEG: leaves in the cycle it sees it
+            w = max(D + 1 + CHECK_CYCLES, self.retire_before(older) + 1)   # WAITSEG: leaves in the cycle it sees it
             s0 = w + 1 + load_cycles(ins) + LOADED_CYCLES
         elif reuse:
-            s0 = D + 2
+            s0 = D + 1 + CHECK_CYCLES
         else:
-            s0 = D + 2 + load_cycles(ins) + LOADED_CYCLES
+            s0 = D + 1 + CHECK_CYCLES + load_cycles(ins) + LOADED_CYCLES
         ctx_free = self.retired[k - CTX_DEPTH] + 1 if k >= CTX_DEPTH else 0
         s = max(s0, self.ws_free, ctx_free)              # START: the stream starts
         self.starts.append((pc, s))

@@ -4,6 +4,8 @@
 #   make run     main job: compile the keyword-spotting GRU and check it bit-accurately
 #   make test    the test suite
 #   make bench   benchmarks (numbers recorded in docs/benchmarks.md)
+#   make sim-board                 the simulated board on 127.0.0.1 (MACS=32 PORT= BUS=wishbone|axi-lite)
+#   make bitstream BOARD=ulx3s     SoC bitstream + register map in bitstreams/BOARD (ulx3s|ecp5-evn|pynq-z2)
 #   make demo    live keyword-spotting demo on the simulated board (DEVICE=uri for a real board)
 #   make regress host-vs-device regression of every model family and weight mode (DEVICE=uri)
 
@@ -16,8 +18,8 @@ HELLO  := $(SHARED)/models/hello-edge
 BITS   ?= 8
 
 # Debian packages the tools and tests use: espeak-ng + pocketsphinx test audio (synthetic keyword
-# data), Verilator (RTL simulation).
-DEBS   := espeak-ng pocketsphinx-testdata verilator g++ make
+# data), Verilator (RTL simulation); libevent, json-c, zlib for LiteX's simulated board.
+DEBS   := espeak-ng pocketsphinx-testdata verilator g++ make libevent-dev libjson-c-dev zlib1g-dev
 
 .PHONY: setup debs run test bench clean help
 
@@ -37,7 +39,7 @@ $(VENV)/.stamp: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
 	$(PY) -m pip install -q -e '.[all]' 2>&1 | grep -v "is ignored" || true
-	@$(PY) -c "import rnnaccel.host, torch, onnx, onnxruntime, migen" || { echo "python setup failed"; exit 1; }
+	@$(PY) -c "import rnnaccel.host, torch, onnx, onnxruntime, migen, litex, litex_boards" || { echo "python setup failed"; exit 1; }
 	@touch $@
 
 setup: debs $(VENV)/.stamp
@@ -85,3 +87,16 @@ $(VENV)-pynq/.stamp: pyproject.toml setup.py
 	$(VENV)-pynq/bin/pip install -q -e . 2>&1 | grep -v "is ignored" || true
 	@$(VENV)-pynq/bin/python -c "import pynq, rnnaccel.driver._core" || { echo ".venv-pynq setup failed"; exit 1; }
 	@touch $@
+
+# ---- SoC: simulated board and bitstreams (docs/soc.md) -------------------------------------------------
+.PHONY: sim-board bitstream
+BOARD ?= ulx3s
+MACS  ?=
+PORT  ?=
+BUS   ?=
+sim-board: setup
+	$(VENV)/bin/rnnaccel board sim $(if $(MACS),--macs $(MACS)) $(if $(PORT),--port $(PORT)) $(if $(BUS),--bus $(BUS))
+
+# ECP5 boards: YoWASP yosys/nextpnr/ecppack (pip, extra `synth`); pynq-z2: Vivado project (+ .bit with Vivado)
+bitstream: setup
+	$(VENV)/bin/rnnaccel bitstream --board $(BOARD) $(if $(MACS),--macs $(MACS)) $(if $(BUS),--bus $(BUS))

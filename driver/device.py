@@ -371,11 +371,16 @@ class Model:
             v += max(s, 1)
         b = dev.bus
         W = dev.windows
-        b.write_bytes(W["prog"][0] + 4 * self.prog_base, prog)
-        b.write_bytes(W["param"][0] + 4 * self.param_base, img.params)
-        b.write_bytes(W["wmem"][0] + N * self.weight_base, img.weights, pad_to=N)
-        b.fill(W["vmem"][0] + 4 * self.base[0], 0, need["vmem"])
-        b.write_i16(W["vmem"][0] + 4 * self.base[isa.SPACE_CONST], np.frombuffer(img.consts, "<i2"))
+        try:
+            b.write_bytes(W["prog"][0] + 4 * self.prog_base, prog)
+            b.write_bytes(W["param"][0] + 4 * self.param_base, img.params)
+            b.write_bytes(W["wmem"][0] + N * self.weight_base, img.weights, pad_to=N)
+            b.fill(W["vmem"][0] + 4 * self.base[0], 0, need["vmem"])
+            b.write_i16(W["vmem"][0] + 4 * self.base[isa.SPACE_CONST], np.frombuffer(img.consts, "<i2"))
+        except BaseException:
+            for kind, start in self._allocs.items():
+                dev.alloc[kind].release(start)
+            raise
         a = dev.addr
         cfg = [("prog_len", len(img.program)), ("prog_base", self.prog_base), ("weight_base", self.weight_base),
                ("param_base", self.param_base), ("pp_dist", img.pp_dist)]

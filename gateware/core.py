@@ -99,9 +99,8 @@ class RNNAccelCore(Module):
 
         # ---- datapath units -------------------------------------------------------------------------
         self.submodules.vpool = vpool = VectorPool(vmem_words)
-        xbufs = [XBuffer(N, kmax, RD_WIDTH) for _ in range(2)]
-        self.submodules.xbuf0, self.submodules.xbuf1 = xbufs
-        self.xbuf = xbufs[0]
+        # X buffers 0 and 1 (one loads while the other streams): one unit, two sets of banks
+        self.submodules.xbuf = xb = XBuffer(N, kmax, RD_WIDTH, sets=2)
         self.submodules.wstream = ws = WeightStream(N, w_stream, q_stream)
         self.submodules.mac = mac = MacArray(N)
         tag_bits = 2 * vaw + 2
@@ -224,13 +223,14 @@ class RNNAccelCore(Module):
         wr_dat = [Signal((ACT_BITS, True), name=f"ldw{j}") for j in range(RD_WIDTH)]
         self.sync += wr_pend.eq(ld_pend), wr_pos.eq(ld_pend_pos), wr_mask.eq(ld_pend_mask), \
             [wr_dat[j].eq(vpool.wide_dat[j]) for j in range(RD_WIDTH)]
-        for b, xb in enumerate(xbufs):
-            self.comb += [xb.wpos.eq(wr_pos), If(wr_pend & (ld_sel == b), xb.we.eq(wr_mask))]
-            self.comb += [xb.wdata[j].eq(wr_dat[j]) for j in range(RD_WIDTH)]
-            self.comb += xb.remaining.eq(0xFFFFFFFF)
+        self.comb += [xb.wpos.eq(wr_pos), xb.wsel.eq(ld_sel), If(wr_pend, xb.we.eq(wr_mask))]
+        self.comb += [xb.wdata[j].eq(wr_dat[j]) for j in range(RD_WIDTH)]
+        self.comb += xb.remaining.eq(0xFFFFFFFF)
+        for b in range(2):
             # per-buffer window geometry, set while the buffer loads (from the first LOAD cycle, so
             # the first write already sees the new k for its wrap copy)
-            cfg = [xb.k, xb.k_useful, xb.split, xb.shift_b, xb.mode16]
+            c = xb.cfg[b]
+            cfg = [c["k"], c["k_useful"], c["split"], c["shift_b"], c["mode16"]]
             vals = [k_stored, k_useful, F["a_len"], F["b_aux"] != 0, mode16]
             self.sync += If(loading & (ld_sel == b), *[c.eq(v) for c, v in zip(cfg, vals)])
         # which segments each buffer holds (for reuse)
@@ -260,11 +260,10 @@ class RNNAccelCore(Module):
         take = Signal()
         self.comb += take.eq(ws.valid & ws_ready)
         self.sync += If(ws.valid & ~ws_ready, self.stalls.eq(self.stalls + 1))
-        for b, xb in enumerate(xbufs):
-            self.comb += xb.advance.eq(take & (st_sel == b))
+        self.comb += xb.advance.eq(take), xb.rsel.eq(st_sel)
 
         lag = timing.XBUF_LATENCY
-        assert all(xb.latency == lag for xb in xbufs)
+        assert xb.latency == lag
 
         def delayed(sig, name):
             return delay(self, sig, lag, name)
@@ -272,17 +271,16 @@ class RNNAccelCore(Module):
         take_d = delayed(take, "take")
         first_d, last_d = delayed(ws.first, "first"), delayed(ws.last, "last")
         nvalid_d, bnd_d = delayed(ws.n_valid, "nvalid"), delayed(ws.bnd, "bnd")
-        sel_d, shift_d, m16_d = delayed(st_sel, "sel"), delayed(st_shift, "shift"), delayed(st_mode16, "m16")
+        shift_d, m16_d = delayed(st_shift, "shift"), delayed(st_mode16, "m16")
         tail = Signal(N)
         for i in range(N):
             self.comb += tail[i].eq(i >= lanes16(m16_d, nvalid_d))
-        xs = [Array([xbufs[0].x[i], xbufs[1].x[i]])[sel_d] for i in range(N)]
         self.comb += [
             mac.valid.eq(take_d), mac.first.eq(first_d), mac.last.eq(last_d),
             mac.bnd.eq(lanes16(m16_d, bnd_d)), mac.shift.eq(shift_d), mac.mode16.eq(m16_d),
-            mac.shifted.eq(Mux(sel_d, xbufs[1].shifted, xbufs[0].shifted)),
-            mac.zero.eq(Mux(sel_d, xbufs[1].zero, xbufs[0].zero) | tail),
-        ] + [mac.x[i].eq(xs[i]) for i in range(N)] + [mac.w[i].eq(wd[i]) for i in range(N)]
+            mac.shifted.eq(xb.shifted),
+            mac.zero.eq(xb.zero | tail),
+        ] + [mac.x[i].eq(xb.x[i]) for i in range(N)] + [mac.w[i].eq(wd[i]) for i in range(N)]
         busy_r, busy_v = Signal.like(mac.busy_lanes), Signal()   # the lane count, registered first
         self.sync += busy_r.eq(mac.busy_lanes), busy_v.eq(mac.valid), If(busy_v, self.mac_ops.eq(self.mac_ops + busy_r))
 
@@ -495,7 +493,7 @@ class RNNAccelCore(Module):
         fsm.act("START",     # the previous stream has finished issuing and a context slot is free
             self.busy.eq(1),
             If(~ws.busy & (ctx_count < CTX_DEPTH),
-                ws.start.eq(1), Array([xbufs[0].restart, xbufs[1].restart])[ld_sel].eq(1),
+                ws.start.eq(1), xb.restart.eq(1),
                 ctx_push.eq(1),
                 NextValue(st_sel, ld_sel), NextValue(last_sel, ld_sel),
                 NextValue(st_shift, F["a_aux"] | F["b_aux"]), NextValue(st_mode16, mode16),

@@ -14,34 +14,44 @@ Per lane the unit also reports the column, from which the MAC array's masks foll
 `shifted` (the lane's column is in the shifted segment) and `zero` (padding column or past the
 stream's end).
 """
-from migen import Array, If, Memory, Module, Signal
+from migen import Array, Cat, If, Memory, Module, Signal
 
 from rnnaccel.host.spec import ACT_BITS
 
 
 class XBuffer(Module):
-    """N banks of `kmax // N` words plus N wrap registers.
+    """N banks of `kmax // N` words plus N wrap registers, per buffer; `sets` buffers.
 
-    Configuration (held for the whole stream): k (columns per stored row, N <= k <= kmax),
-    k_useful (a_len + b_len; columns >= k_useful are padding), split (a_len), shift_b (the shifted
-    segment is B, else A), mode16 (lane pairs share an element: N_eff = N/2).
-    Write port: we[j], wpos (position of element 0), wdata[j] for j < wr_width.
-    Read: `advance` steps the window by N_eff (a pulse per stream cycle), `restart` sets p = 0;
-    outputs x[i], col[i], shifted, zero appear `latency` cycles after the cycle the window was
-    at p.
+    Configuration of buffer s (held for the whole stream): cfg[s] = dict of k (columns per stored
+    row, N <= k <= kmax), k_useful (a_len + b_len; columns >= k_useful are padding), split (a_len),
+    shift_b (the shifted segment is B, else A), mode16 (lane pairs share an element: N_eff = N/2).
+    With one set, `k`, `k_useful`, `split`, `shift_b`, `mode16` are its attributes as well.
+    Write port: we[j], wpos (position of element 0), wdata[j] for j < wr_width, into buffer `wsel`.
+    Read: from buffer `rsel` (held for the stream), `advance` steps the window by N_eff (a pulse
+    per stream cycle), `restart` sets p = 0; outputs x[i], shifted, zero appear `latency` cycles
+    after the cycle the window was at p.
+
+    The buffers share the window position, the rotator and the lane masks (one stream reads at a
+    time, the other buffer loads meanwhile): buffer s is the address MSB of every bank memory and
+    its own set of wrap registers.
     """
 
-    def __init__(self, n_lanes, kmax, wr_width=4):
+    def __init__(self, n_lanes, kmax, wr_width=4, sets=1):
         N = self.n_lanes = n_lanes
         assert kmax % N == 0 and wr_width <= N
         depth = kmax // N
         kw = (2 * kmax).bit_length()
-        self.k = Signal(kw)
-        self.k_useful = Signal(kw)
-        self.split = Signal(kw)
-        self.shift_b = Signal()
-        self.mode16 = Signal()
+        S = self.sets = sets
+        sb = max(1, (S - 1).bit_length())
+        self.cfg = [{"k": Signal(kw, name=f"k{s}"), "k_useful": Signal(kw, name=f"ku{s}"),
+                     "split": Signal(kw, name=f"split{s}"), "shift_b": Signal(name=f"shb{s}"),
+                     "mode16": Signal(name=f"m16_{s}")} for s in range(S)]
+        if S == 1:
+            for name, sig in self.cfg[0].items():
+                setattr(self, name, sig)
 
+        self.wsel = Signal(sb)
+        self.rsel = Signal(sb)
         self.we = Signal(wr_width)
         self.wpos = Signal(kw)
         self.wdata = [Signal((ACT_BITS, True), name=f"wdata{j}") for j in range(wr_width)]
@@ -55,41 +65,56 @@ class XBuffer(Module):
         self.zero = Signal(N)
         self.latency = 3
 
+        def cfg(name, sel):
+            return Array(c[name] for c in self.cfg)[sel] if S > 1 else self.cfg[0][name]
+
         # ---- storage -----------------------------------------------------------------------
-        banks = [Memory(ACT_BITS, depth, name=f"xbank{b}") for b in range(N)]
-        wrap = Array(Signal((ACT_BITS, True), name=f"xwrap{b}") for b in range(N))
+        banks = [Memory(ACT_BITS, depth * S, name=f"xbank{b}") for b in range(N)]
+        wrap = [Array(Signal((ACT_BITS, True), name=f"xwrap{s}_{b}") for b in range(N)) for s in range(S)]
         self.specials += banks
         rports = [m.get_port() for m in banks]            # synchronous read
         wports = [m.get_port(write_capable=True) for m in banks]
         self.specials += rports + wports
 
+        aw = (depth - 1).bit_length()
+
+        def badr(word, sel):
+            if S == 1:
+                return word
+            return Cat(word[:aw], sel) if aw else sel
+
         # ---- writes: position wpos+j -> bank (wpos+j) mod N, word (wpos+j) div N ------------
         lg = N.bit_length() - 1
         assert 1 << lg == N, "N must be a power of two"
+        wk = cfg("k", self.wsel)
         for j in range(wr_width):
             pos = Signal(kw, name=f"wp{j}")
             self.comb += pos.eq(self.wpos + j)
             # the wrap copy: x[pos] for pos < N also lives at bank (pos + k) mod N
             wb = Signal(lg, name=f"wrapbank{j}")
-            self.comb += wb.eq(pos + self.k)
-            self.sync += If(self.we[j] & (pos < N), wrap[wb].eq(self.wdata[j]))
+            self.comb += wb.eq(pos + wk)
+            for s in range(S):
+                self.sync += If(self.we[j] & (pos < N) & (self.wsel == s), wrap[s][wb].eq(self.wdata[j]))
         for b in range(N):
             hits = [Signal(name=f"hit{b}_{j}") for j in range(wr_width)]
             for j in range(wr_width):
                 self.comb += hits[j].eq(self.we[j] & (((self.wpos + j) & (N - 1)) == b))
             # at most one j hits bank b (consecutive positions, wr_width <= N)
             for j in range(wr_width):
+                wadr = Signal(kw, name=f"wadr{b}_{j}")
+                self.comb += wadr.eq((self.wpos + j) >> lg)
                 self.comb += If(hits[j],
-                                wports[b].adr.eq((self.wpos + j) >> lg),
+                                wports[b].adr.eq(badr(wadr, self.wsel)),
                                 wports[b].dat_w.eq(self.wdata[j]),
                                 wports[b].we.eq(1))
 
         # ---- window position --------------------------------------------------------------------
+        rk = cfg("k", self.rsel)
         p = Signal(kw)
         step = Signal(kw)
-        self.comb += If(self.mode16, step.eq(N // 2)).Else(step.eq(N))
+        self.comb += If(cfg("mode16", self.rsel), step.eq(N // 2)).Else(step.eq(N))
         self.sync += If(self.restart, p.eq(0)).Elif(self.advance,
-            If(p + step >= self.k, p.eq(p + step - self.k)).Else(p.eq(p + step)))
+            If(p + step >= rk, p.eq(p + step - rk)).Else(p.eq(p + step)))
 
         # ---- read: bank b serves lane (b - p) mod N at position p + ((b - p) mod N) -------------
         q, r = Signal(kw), Signal(lg)
@@ -97,18 +122,22 @@ class XBuffer(Module):
         use_wrap = Signal(N)
         for b in range(N):
             pos = Signal(kw, name=f"rp{b}")
+            radr = Signal(kw, name=f"radr{b}")
             self.comb += If(b >= r, pos.eq((q << lg) + b)).Else(pos.eq(((q + 1) << lg) + b))
-            self.comb += rports[b].adr.eq(pos >> lg)
-            self.sync += use_wrap[b].eq(pos >= self.k)
+            self.comb += radr.eq(pos >> lg), rports[b].adr.eq(badr(radr, self.rsel))
+            self.sync += use_wrap[b].eq(pos >= rk)
         # stage 1 (the memory's read register): pick memory word or wrap register, registered
         # (the block RAM's clock-to-out stays out of the rotator); stage 2: rotate by r -> x
         r1, r2 = Signal(lg), Signal(lg)
         p1, p2 = Signal(kw), Signal(kw)
         rem1, rem2 = Signal(32), Signal(32)
-        self.sync += r1.eq(r), p1.eq(p), rem1.eq(self.remaining), r2.eq(r1), p2.eq(p1), rem2.eq(rem1)
+        sel1, sel2 = Signal(sb), Signal(sb)
+        self.sync += r1.eq(r), p1.eq(p), rem1.eq(self.remaining), r2.eq(r1), p2.eq(p1), rem2.eq(rem1), \
+            sel1.eq(self.rsel), sel2.eq(sel1)
         word = [Signal((ACT_BITS, True), name=f"word{b}") for b in range(N)]
         for b in range(N):
-            self.sync += If(use_wrap[b], word[b].eq(wrap[b])).Else(word[b].eq(rports[b].dat_r))
+            wr_b = Array(wrap[s][b] for s in range(S))[sel1] if S > 1 else wrap[0][b]
+            self.sync += If(use_wrap[b], word[b].eq(wr_b)).Else(word[b].eq(rports[b].dat_r))
         # rotate by r2 (win[i] = word[(r2 + i) mod N]) as log2(N) levels of 2:1 muxes, not N
         # N:1 muxes
         win = word
@@ -118,13 +147,17 @@ class XBuffer(Module):
                 self.comb += If(r2[lv], nxt[i].eq(win[(i + (1 << lv)) % N])).Else(nxt[i].eq(win[i]))
             win = nxt
         # lane i takes element i (element i // 2 for paired 16-bit lanes)
+        k2, ku2, split2 = Signal(kw), Signal(kw), Signal(kw)
+        shb2, m16_2 = Signal(), Signal()
+        self.comb += k2.eq(cfg("k", sel2)), ku2.eq(cfg("k_useful", sel2)), split2.eq(cfg("split", sel2)), \
+            shb2.eq(cfg("shift_b", sel2)), m16_2.eq(cfg("mode16", sel2))
         for i in range(N):
             col = Signal(kw + 1, name=f"col{i}")
             e = Signal(lg + 1, name=f"el{i}")
-            self.comb += If(self.mode16, e.eq(i // 2)).Else(e.eq(i))
-            self.comb += If(p2 + e >= self.k, col.eq(p2 + e - self.k)).Else(col.eq(p2 + e))
+            self.comb += If(m16_2, e.eq(i // 2)).Else(e.eq(i))
+            self.comb += If(p2 + e >= k2, col.eq(p2 + e - k2)).Else(col.eq(p2 + e))
             self.sync += [
-                If(self.mode16, self.x[i].eq(win[i // 2])).Else(self.x[i].eq(win[i])),
-                self.shifted[i].eq((col < self.split) ^ self.shift_b),
-                self.zero[i].eq((col >= self.k_useful) | (e >= rem2)),
+                If(m16_2, self.x[i].eq(win[i // 2])).Else(self.x[i].eq(win[i])),
+                self.shifted[i].eq((col < split2) ^ shb2),
+                self.zero[i].eq((col >= ku2) | (e >= rem2)),
             ]

@@ -449,6 +449,33 @@ def build_parser():
     s.add_argument("--seed", type=int, default=0, help="seed of initialisation and shuffling (default 0)")
     s.set_defaults(fn=cmd_kws_train)
 
+    b = sub.add_parser("board", help="start a board for the driver: `board sim` runs the simulated board",
+                       description="Boards the driver talks to. `sim`: the SoC in Verilator (built once, cached "
+                                   "in build/soc/), its bus reachable through a UART bridge on a TCP port of "
+                                   "127.0.0.1; prints `listening on 127.0.0.1:P (csr map: ...)` and runs until "
+                                   "Ctrl-C or SIGTERM.")
+    bsub = b.add_subparsers(dest="board_cmd", metavar="BOARD")
+    bsub.required = True
+    s = bsub.add_parser("sim", help="the simulated board (Verilator) on 127.0.0.1")
+    s.add_argument("--macs", type=int, default=None, help="MAC lanes N (default 32)")
+    s.add_argument("--port", type=int, default=None, help="TCP port on 127.0.0.1 (default: a free one)")
+    s.add_argument("--bus", choices=["wishbone", "axi-lite"], default="wishbone", help="SoC bus (default wishbone)")
+    s.set_defaults(fn=cmd_board_sim)
+
+    s = sub.add_parser("bitstream", help="build the SoC for a board: bitstream, register map, report",
+                       description="ulx3s / ecp5-evn: LiteX + YoWASP yosys, nextpnr-ecp5, ecppack -> a .bit. "
+                                   "pynq-z2: the Zynq-7000 SoC (ARM through AXI GP0): Verilog, .xdc, Vivado .tcl "
+                                   "(and the .bit when Vivado is on PATH). Writes bitstreams/BOARD/ (bitstream, "
+                                   "csr.csv, csr.json, report.json); tool logs in build/soc/BOARD/.")
+    s.add_argument("--board", required=True, choices=["ulx3s", "ecp5-evn", "pynq-z2"])
+    s.add_argument("--macs", type=int, help="MAC lanes N (default: the board's)")
+    s.add_argument("--clk", type=float, help="system clock in MHz (default: the board's)")
+    s.add_argument("--bus", choices=["wishbone", "axi-lite"], help="SoC bus (default: wishbone; pynq-z2 axi-lite)")
+    s.add_argument("--out", help="output directory (default bitstreams/BOARD)")
+    s.add_argument("--seed", type=int, default=1, help="nextpnr placer seed (default 1)")
+    s.add_argument("--no-compile", action="store_true", help="generate the SoC and register map only")
+    s.set_defaults(fn=cmd_bitstream)
+
     s = sub.add_parser("demo", add_help=False, help="live keyword-spotting demo on a device (default: the "
                                                     "simulated board); `rnnaccel demo --help`")
     s.add_argument("args", nargs=argparse.REMAINDER)
@@ -458,6 +485,35 @@ def build_parser():
     s.add_argument("args", nargs=argparse.REMAINDER)
     s.set_defaults(fn=cmd_regress)
     return p
+
+
+def cmd_board_sim(a):
+    try:
+        from rnnaccel.soc.simboard import DEFAULT_LANES, SimBoardError, serve
+    except ImportError as e:
+        raise UserError(f"the simulated board needs the soc extra (pip install 'rnnaccel[soc]'): {e}") from None
+    n = a.macs or DEFAULT_LANES
+    if n < 4 or n & (n - 1):
+        raise UserError(f"--macs {n}: must be a power of two >= 4")
+    try:
+        return serve(n_lanes=n, bus=a.bus, port=a.port)
+    except SimBoardError as e:
+        raise UserError(str(e)) from None
+
+
+def cmd_bitstream(a):
+    try:
+        from rnnaccel.soc.targets import BuildError, bitstream
+    except ImportError as e:
+        raise UserError(f"bitstreams need the soc and synth extras (pip install 'rnnaccel[soc,synth]'): {e}") from None
+    try:
+        rep = bitstream(a.board, n_lanes=a.macs, sys_clk_mhz=a.clk, bus=a.bus, out_dir=a.out, seed=a.seed,
+                        no_compile=a.no_compile)
+    except BuildError as e:
+        raise UserError(str(e)) from None
+    print(json.dumps({k: rep.get(k) for k in ("board", "n_lanes", "sys_clk_mhz", "fmax_mhz", "timing_met",
+                                             "bitstream")}))
+    return 0 if rep.get("timing_met") in (True, None) else 1
 
 
 def cmd_demo(a):

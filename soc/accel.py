@@ -1,8 +1,8 @@
 """The accelerator as a LiteX core: CSRs, an interrupt and four memory windows, all built from
 `soc/regmap.py` (the contract with the driver).
 
-`RNNAccel(n_lanes, ...)` wraps `gateware.core.RNNAccelCore` (inside a `ResetInserter`: the soft
-reset clears the core's logic, the memories keep their contents). Add it to a SoC with
+`RNNAccel(n_lanes, ...)` wraps `gateware.core.RNNAccelCore` (the soft reset resets the core's logic,
+the memories keep their contents). Add it to a SoC with
 `add_rnnaccel(soc, ...)` (soc/soc.py), which registers it as `rnnaccel` (so every CSR is exported as
 `rnnaccel_<name>`) and adds the windows as bus slaves `rnnaccel_<window>`.
 
@@ -10,12 +10,21 @@ Windows (32-bit Wishbone slaves; LiteX converts them when the SoC bus is AXI-Lit
   prog, param  one 32-bit word per bus word; write only (reads return 0)
   wmem         32-bit sub-words of the 8N-bit weight words (regmap.WINDOWS); write only
   vmem         one signed 16-bit word per bus word, sign-extended on read
+The core itself is converted to Verilog by Migen's own converter (module `rnnaccel_core`, the exact
+Verilog the RTL tests verify) and instantiated as a black box: LiteX's Verilog backend prints some of
+the core's signed arithmetic differently, and the core computed wrong results through it (found on
+the simulated board: outputs saturated, cycles exact). The soft reset drives the instance's
+`sys_rst` together with the system reset.
+
 Host writes are dropped while the core is busy (the core owns its memories then); vmem reads while
 busy return whatever the pool's read port shows.
 """
 from __future__ import annotations
 
-from migen import Cat, If, Module, ResetInserter, Signal
+import hashlib
+from pathlib import Path
+
+from migen import Cat, ClockSignal, If, Instance, Module, ResetSignal, Signal
 
 from litex.gen import LiteXModule
 from litex.soc.interconnect import wishbone
@@ -68,20 +77,94 @@ class _Window(Module):
             ]
 
 
+# the core's ports: attribute name -> direction (space_base/space_size are lists, see below)
+CORE_INPUTS = ("prog_we", "prog_adr", "prog_dat", "param_we", "param_adr", "param_dat", "wmem_we", "wmem_adr",
+               "wmem_dat", "vmem_we", "vmem_adr", "vmem_wdat", "start", "steps", "prog_len", "parity_in",
+               "prog_base", "weight_base", "param_base", "pp_dist")
+CORE_OUTPUTS = ("vmem_rdat", "busy", "done", "error", "error_pc", "parity_out", "cycles", "mac_ops", "stalls")
+
+
+class CoreVerilog:
+    """RNNAccelCore(n_lanes, **kw) as Verilog module `rnnaccel_core` (Migen's converter), with
+    `ports`: name -> (direction, width, signed) and `data_files` (ROM contents read by $readmemh)."""
+
+    def __init__(self, n_lanes, **kw):
+        from migen.fhdl.verilog import convert
+        core = RNNAccelCore(n_lanes=n_lanes, **kw)
+        self.prog_words, self.param_words = core.prog_words, core.param_words
+        self.wmem_words, self.vmem_words = core.wmem_words, core.vmem_words
+        sigs = {}
+        for name in CORE_INPUTS:
+            sigs[name] = ("i", getattr(core, name))
+        for name in CORE_OUTPUTS:
+            sigs[name] = ("o", getattr(core, name))
+        for s, sname in enumerate(regmap.SPACE_NAMES):
+            sigs[f"base_{sname}"] = ("i", core.space_base[s])
+            sigs[f"size_{sname}"] = ("i", core.space_size[s])
+        for name, (_, sig) in sigs.items():
+            sig.name_override = name
+        conv = convert(core, ios={sig for _, sig in sigs.values()}, name="rnnaccel_core")
+        src = conv.main_source
+        self.data_files = {}
+        for fname, content in conv.data_files.items():
+            new = f"rnnaccel_core_{fname}"
+            src = src.replace(f'"{fname}"', f'"{new}"')
+            self.data_files[new] = content
+        self.source = src
+        self.ports = {}
+        for name, (d, sig) in sigs.items():
+            got = conv.ns.get_name(sig)
+            if got != name:
+                raise RuntimeError(f"core port {name} was named {got} by the converter")
+            self.ports[name] = (d, len(sig), sig.signed)
+
+    def write(self, directory) -> Path:
+        """Write the Verilog and its data files into `directory`; returns the .v path."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        v = d / "rnnaccel_core.v"
+        if not v.exists() or v.read_text() != self.source:
+            v.write_text(self.source)
+        for fname, content in self.data_files.items():
+            (d / fname).write_text(content)
+        return v
+
+    def digest(self) -> str:
+        return hashlib.sha256(self.source.encode()).hexdigest()[:12]
+
+
 class RNNAccel(LiteXModule):
     """CSRs (regmap.CSRS), EventManager `ev` (regmap.EVENTS) and windows (regmap.WINDOWS) around the
-    core. `self.windows[name]` holds each window's Wishbone interface and size in bytes."""
+    core. `self.windows[name]` holds each window's Wishbone interface and size in bytes;
+    `add_sources(platform, directory)` writes the core's Verilog there and adds it to the platform
+    (its .init files must also be in the directory the simulator/toolchain runs from:
+    `copy_data_files(gateware_dir)`)."""
 
     def __init__(self, n_lanes=32, **core_kwargs):
         kw = dict(CORE_DEFAULTS, **core_kwargs)
         self.n_lanes = N = n_lanes
         assert N >= 4 and N & (N - 1) == 0, "n_lanes: a power of two >= 4"
         self.core_kwargs = kw
-        soft_reset = Signal()
-        core = ResetInserter()(RNNAccelCore(n_lanes=N, **kw))
-        self.submodules.core = core
-        self.comb += core.reset.eq(soft_reset)
         self.params = {"n_lanes": N, **kw}
+        self.verilog = cv = CoreVerilog(N, **kw)
+        soft_reset = Signal()
+
+        # wrapper-side signals, one per core port; `core` namespace mirrors RNNAccelCore's attributes
+        class _Ports:
+            pass
+        core = _Ports()
+        core.prog_words, core.param_words = cv.prog_words, cv.param_words
+        core.wmem_words, core.vmem_words = cv.wmem_words, cv.vmem_words
+        inst = {}
+        for name, (d, width, signed) in cv.ports.items():
+            sig = Signal((width, signed), name=f"core_{name}")
+            setattr(core, name, sig)
+            inst[f"{d}_{name}"] = sig
+        core.space_base = [getattr(core, f"base_{s}") for s in regmap.SPACE_NAMES]
+        core.space_size = [getattr(core, f"size_{s}") for s in regmap.SPACE_NAMES]
+        self.specials += Instance("rnnaccel_core", i_sys_clk=ClockSignal("sys"),
+                                  i_sys_rst=ResetSignal("sys") | soft_reset, **inst)
+        self.core = core
 
         # ---- CSRs, straight from the table ----------------------------------------------------------
         self.csr_objs = {}
@@ -171,3 +254,11 @@ class RNNAccel(LiteXModule):
             self.sync += If(wm.we & (j == k), st.eq(wm.dat_w))
         self.comb += [core.wmem_we.eq(wm.we & (j == subs - 1)), core.wmem_adr.eq(wm.adr[sub_bits:]),
                       core.wmem_dat.eq(Cat(*stage, wm.dat_w))]
+
+    def add_sources(self, platform, directory):
+        """Write the core's Verilog into `directory`; the Builder copies it into the gateware dir."""
+        platform.add_source(str(self.verilog.write(directory)), copy=True)
+
+    def copy_data_files(self, gateware_dir):
+        for fname in self.verilog.data_files:
+            (Path(gateware_dir) / fname).write_text(self.verilog.data_files[fname])

@@ -94,7 +94,8 @@ def config_hash(n_lanes, bus, core_kwargs=None) -> str:
     h.update(json.dumps({"n": n_lanes, "bus": bus, "core": dict(SIM_CORE, **(core_kwargs or {})),
                          "litex": getattr(litex, "__version__", ""), "bridge": BRIDGE_CLK_HZ,
                          "clk": SIM_CLK_HZ}, sort_keys=True).encode())
-    files = sorted(SOC_DIR.glob("*.py")) + sorted((SOC_DIR / "serial2tcp").rglob("*")) + \
+    files = [SOC_DIR / f for f in ("accel.py", "soc.py", "simboard.py", "regmap.py")] + \
+        sorted((SOC_DIR / "serial2tcp").rglob("*")) + \
         sorted((REPO / "gateware").glob("*.py")) + [REPO / "host" / "isa.py", REPO / "host" / "spec.py",
                                                      REPO / "host" / "cycles.py", REPO / "host" / "image.py"]
     for f in files:
@@ -155,6 +156,8 @@ def build(n_lanes=DEFAULT_LANES, bus="wishbone", core_kwargs=None, quiet=False) 
                               compile_gateware=False, csr_csv=str(d / "csr.csv"), csr_json=str(d / "csr.json"))
             builder.build(run=False, sim_config=cfg, interactive=False, opt_level="O1",
                           extra_mods=[MOD_NAME], extra_mods_path=str(mods))
+            soc.rnnaccel.copy_data_files(d / "gateware")
+        _fast_build_script(d)
         say(f"  verilog and register map written ({time.monotonic() - t0:.0f} s); verilating and compiling "
             f"(log {log})")
         _run_logged(["bash", "build_sim.sh"], d / "gateware", log, say, t0)
@@ -163,6 +166,25 @@ def build(n_lanes=DEFAULT_LANES, bus="wishbone", core_kwargs=None, quiet=False) 
         stamp.write_text(json.dumps({"n_lanes": n_lanes, "bus": bus, "seconds": round(time.monotonic() - t0, 1)}))
         say(f"  built in {time.monotonic() - t0:.0f} s")
         return d
+
+
+def _fast_build_script(d: Path):
+    """LiteX's sim Makefile always verilates with --trace and compiles with -ggdb; the board needs
+    neither: build with a patched copy and a tracer-free glue file (soc/serial2tcp/veril_notrace.cpp)."""
+    from litex.build.sim import verilator as litex_verilator
+    core = Path(litex_verilator.core_directory)
+    mk = (core / "Makefile").read_text()
+    patched = (mk.replace("\t\t--trace \\\n", "")
+                 .replace("$(SRC_DIR)/veril.cpp", str(d / "mods" / "veril_notrace.cpp"))
+                 .replace("CFLAGS += -ggdb", "CFLAGS += -g0"))
+    if patched.count("--trace") != 1 or "veril_notrace" not in patched:   # only --trace-fst may remain
+        raise SimBoardError(f"unexpected LiteX sim Makefile {core / 'Makefile'}: update _fast_build_script")
+    (d / "gateware" / "sim.mk").write_text(patched)
+    script = d / "gateware" / "build_sim.sh"
+    text = script.read_text().replace(str(core / "Makefile"), str(d / "gateware" / "sim.mk"))
+    jobs = max(1, min(os.cpu_count() or 1, 4))
+    text = text.replace("make -C . -f", f"make -j{jobs} JOBS={jobs} -C . -f")
+    script.write_text(text)
 
 
 @contextlib.contextmanager

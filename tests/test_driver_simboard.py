@@ -140,3 +140,11 @@ def test_validate_hello_edge_reference_clips(uri, shared_dir):
 def test_pynq_transport_against_the_simulated_board(simboard, tmp_path):
     prepare_pynq_dir(tmp_path, steps=4)
     run_pynq_board_test(simboard.host, simboard.port, simboard.csr_csv, tmp_path)
+
+
+def test_sim_uri_starts_its_own_board(simboard):
+    """sim:// builds (cached) and starts a simulated board itself and stops it on close."""
+    with open_device(f"sim://?lanes={N_LANES}&bus=wishbone") as dev:
+        assert dev.caps["n_lanes"] == N_LANES and dev.transport.name.startswith("uart://127.0.0.1:")
+        board = dev._owns[0].board
+    assert not board.running

@@ -8,8 +8,8 @@
  *     without an overflow check, back-to-back write bursts were corrupted);
  *   - flow control SoC -> host: a transmit ring drained with non-blocking writes; `source_ready`
  *     drops only when it is full (stock: one blocking-or-lost write per byte);
- * plus: a client that disconnects is closed and a new one can connect; a second simultaneous client
- * is refused; the listening address is printed (and flushed) once bound:
+ * plus: a client that disconnects is closed and a new one can connect; a new client replaces the
+ * current one (one client at a time); the listening address is printed (and flushed) once bound:
  *   "[serial2tcp_lo] listening on 127.0.0.1:<port>"
  * Args (sim_config.js): {"port": <port>}.
  */
@@ -161,10 +161,8 @@ static void accept_conn_cb(struct evconnlistener *listener, evutil_socket_t fd, 
   struct session_s *s = (struct session_s*)ctx;
   int one = 1;
 
-  if(s->fd >= 0) {               /* one client at a time */
-    close(fd);
-    return;
-  }
+  if(s->fd >= 0)                 /* one client at a time: a new client replaces the old one (whose */
+    close_client(s);             /* EOF may simply not have been seen yet) */
   evutil_make_socket_nonblocking(fd);
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   s->fd = fd;

@@ -44,6 +44,9 @@ STRIDED = {"a": "a_stride", "b": "b_stride", "dst": "dst_stride", "dst2": "dst2_
 ROW_FIFO_DEPTH = timing.ROW_FIFO_DEPTH
 CTX_DEPTH = timing.CTX_DEPTH
 WQ_DEPTH = 8
+# memory sizes of the default core (the SoC wrapper, the simulated board and the boards use these):
+# GRU-S fits at 8-bit weights (77.6 KB), several keyword models at 4 bits
+CORE_DEFAULTS = dict(prog_words=2048, param_words=4096, wmem_bytes=128 * 1024, vmem_words=8192, kmax=1024)
 
 
 def lanes16(mode16, weights):
@@ -52,8 +55,9 @@ def lanes16(mode16, weights):
 
 
 class RNNAccelCore(Module):
-    def __init__(self, n_lanes=32, prog_words=2048, param_words=4096, wmem_bytes=128 * 1024,
-                 vmem_words=8192, kmax=1024):
+    def __init__(self, n_lanes=32, prog_words=CORE_DEFAULTS["prog_words"],
+                 param_words=CORE_DEFAULTS["param_words"], wmem_bytes=CORE_DEFAULTS["wmem_bytes"],
+                 vmem_words=CORE_DEFAULTS["vmem_words"], kmax=CORE_DEFAULTS["kmax"]):
         N = self.n_lanes = n_lanes
         self.wmem_words = wmem_bytes // N
         self.prog_words, self.param_words, self.vmem_words = prog_words, param_words, vmem_words

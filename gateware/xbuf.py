@@ -129,10 +129,9 @@ class XBuffer(Module):
         # stage 1 (the memory's read register): pick memory word or wrap register, registered
         # (the block RAM's clock-to-out stays out of the rotator); stage 2: rotate by r -> x
         r1, r2 = Signal(lg), Signal(lg)
-        p1, p2 = Signal(kw), Signal(kw)
         rem1, rem2 = Signal(32), Signal(32)
         sel1, sel2 = Signal(sb), Signal(sb)
-        self.sync += r1.eq(r), p1.eq(p), rem1.eq(self.remaining), r2.eq(r1), p2.eq(p1), rem2.eq(rem1), \
+        self.sync += r1.eq(r), rem1.eq(self.remaining), r2.eq(r1), rem2.eq(rem1), \
             sel1.eq(self.rsel), sel2.eq(sel1)
         word = [Signal((ACT_BITS, True), name=f"word{b}") for b in range(N)]
         for b in range(N):
@@ -146,18 +145,23 @@ class XBuffer(Module):
             for i in range(N):
                 self.comb += If(r2[lv], nxt[i].eq(win[(i + (1 << lv)) % N])).Else(nxt[i].eq(win[i]))
             win = nxt
-        # lane i takes element i (element i // 2 for paired 16-bit lanes)
-        k2, ku2, split2 = Signal(kw), Signal(kw), Signal(kw)
-        shb2, m16_2 = Signal(), Signal()
-        self.comb += k2.eq(cfg("k", sel2)), ku2.eq(cfg("k_useful", sel2)), split2.eq(cfg("split", sel2)), \
-            shb2.eq(cfg("shift_b", sel2)), m16_2.eq(cfg("mode16", sel2))
+        # lane i takes element i (element i // 2 for paired 16-bit lanes). Its column depends on p
+        # only, not on the memory data: pipelined beside the data path, one carry chain per stage
+        # (p + e; wrap at k; the segment and padding compares), each with its stage's configuration.
+        names = list(self.cfg[0])
+        cfgs = [{n: Signal.like(self.cfg[0][n], name=f"{n}_s{t}") for n in names} for t in range(3)]
+        for t, sel in enumerate((self.rsel, sel1, sel2)):
+            self.comb += [cfgs[t][n].eq(cfg(n, sel)) for n in names]
+        c0, c1, c2 = cfgs
         for i in range(N):
+            e0, e1, e2 = (Signal(lg + 1, name=f"el{i}_{t}") for t in range(3))
+            pe = Signal(kw + 1, name=f"pe{i}")
             col = Signal(kw + 1, name=f"col{i}")
-            e = Signal(lg + 1, name=f"el{i}")
-            self.comb += If(m16_2, e.eq(i // 2)).Else(e.eq(i))
-            self.comb += If(p2 + e >= k2, col.eq(p2 + e - k2)).Else(col.eq(p2 + e))
+            self.comb += If(c0["mode16"], e0.eq(i // 2)).Else(e0.eq(i))
+            self.sync += pe.eq(p + e0), e1.eq(e0), e2.eq(e1)
+            self.sync += If(pe >= c1["k"], col.eq(pe - c1["k"])).Else(col.eq(pe))
             self.sync += [
-                If(m16_2, self.x[i].eq(win[i // 2])).Else(self.x[i].eq(win[i])),
-                self.shifted[i].eq((col < split2) ^ shb2),
-                self.zero[i].eq((col >= ku2) | (e >= rem2)),
+                If(c2["mode16"], self.x[i].eq(win[i // 2])).Else(self.x[i].eq(win[i])),
+                self.shifted[i].eq((col < c2["split"]) ^ c2["shift_b"]),
+                self.zero[i].eq((col >= c2["k_useful"]) | (e2 >= rem2)),
             ]

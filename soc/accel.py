@@ -31,14 +31,13 @@ from litex.soc.interconnect import wishbone
 from litex.soc.interconnect.csr import CSRStatus, CSRStorage
 from litex.soc.interconnect.csr_eventmanager import EventManager, EventSourcePulse
 
-from rnnaccel.gateware.core import N_SPACES, RNNAccelCore
+from rnnaccel.gateware.core import CORE_DEFAULTS, N_SPACES, RNNAccelCore
 from rnnaccel.host import image as image_format
 from rnnaccel.host.spec import WEIGHT_MODES
 
 from . import regmap
 
 VMEM_READ_WAIT = 2        # cycles from a vector-pool address to sampling its data (core latency: 1)
-CORE_DEFAULTS = dict(prog_words=2048, param_words=4096, wmem_bytes=128 * 1024, vmem_words=8192, kmax=1024)
 
 
 def pow2(x: int) -> int:

@@ -34,6 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from rnnaccel.gateware.core import CORE_DEFAULTS
+
 REPO = Path(__file__).resolve().parents[1]
 SOC_DIR = Path(__file__).resolve().parent
 MOD_NAME = "serial2tcp_lo"
@@ -41,8 +43,8 @@ DEFAULT_LANES = 32
 SIM_CLK_HZ = int(1e6)                 # nominal clock of the simulation (only a time base)
 BRIDGE_CLK_HZ = int(1e15)             # what UARTBone is told: its 100 ms idle timeout never fires
 HOST = "127.0.0.1"
-# a small core configuration for the board: enough for the Hello Edge models, quick to build
-SIM_CORE = dict(prog_words=2048, param_words=4096, wmem_bytes=128 * 1024, vmem_words=8192, kmax=1024)
+# the board's core memories: the default core's (enough for the Hello Edge models)
+SIM_CORE = CORE_DEFAULTS
 
 
 class SimBoardError(RuntimeError):

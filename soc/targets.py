@@ -32,7 +32,7 @@ from rnnaccel.gateware.core import CORE_DEFAULTS
 from .simboard import REPO, build_root, quiet_litex
 
 BOARDS = {
-    "ulx3s": dict(family="ecp5", device="LFE5U-85F-6BG381C", n_lanes=8, sys_clk_mhz=20.0),
+    "ulx3s": dict(family="ecp5", device="LFE5U-85F-6BG381C", n_lanes=8, sys_clk_mhz=50.0),
     "ecp5-evn": dict(family="ecp5", device="LFE5UM5G-85F-8BG381", n_lanes=8, sys_clk_mhz=20.0),
     "pynq-z2": dict(family="zynq7000", device="xc7z020clg400-1", n_lanes=16, sys_clk_mhz=50.0),
 }
@@ -195,7 +195,7 @@ def _nextpnr_numbers(log_text, report_path):
         if keys:
             res["fmax_mhz"] = round(fmax[keys[0]]["achieved"], 2)
             res["constraint_mhz"] = round(fmax[keys[0]]["constraint"], 2)
-    m = re.findall(r"Max frequency for clock\s+'([^']*sys[^']*)':\s+([\d.]+) MHz \((PASS|FAIL) at ([\d.]+) MHz\)",
+    m = re.findall(r"Max frequency for clock\s+'([^']*)':\s+([\d.]+) MHz \((PASS|FAIL) at ([\d.]+) MHz\)",
                    log_text)
     if m:
         res.setdefault("fmax_mhz", float(m[-1][1]))
@@ -247,7 +247,7 @@ def build_ecp5(board, n_lanes=None, sys_clk_mhz=None, bus="wishbone", out_dir=No
         elif tool == "nextpnr-ecp5":
             argv += ["--report", "nextpnr-report.json"]
             _run_step(argv, gw, bdir / "nextpnr.log", "nextpnr-ecp5: place and route", say, t0, env,
-                      ticks=r"^Info: (?:Packing|Running placer|Running router|Program finished|Max frequency for clock .*sys.*|Routing complete.*)$")
+                      ticks=r"^Info: (?:Packing IOs|Running main analytical placer|Running simulated annealing placer|Running router2|Max frequency for clock .*|Routing complete.*|Program finished normally.*)")
         elif tool == "ecppack":
             _run_step(argv, gw, bdir / "ecppack.log", "ecppack: bitstream", say, t0, env)
         else:

@@ -92,7 +92,6 @@ CB_ENTRIES = 1 << max(CODEBOOK_MODES)   # one register file: entries of the wide
 UNITS_PER_WORD = 4                      # the gearbox works in 2N-bit units, a word is 8N bits
 CB_WORD_BITS = (CB_ENTRIES // CB_PER_WORD - 1).bit_length()   # word within one file
 CB_ADR_BITS = CB_WORD_BITS + 1          # {file, word}: both files in one lane memory
-CB_LANES_PER_COPY = 4                   # lanes fed by one copy of the codebook write registers
 
 
 # Timing (first_output_latency, stream_cycles, ...) lives in rnnaccel.host.cycles, shared with the
@@ -299,20 +298,13 @@ class _Codebooks(Module):
                 self.ahead.eq(self.ahead + (wr & wr_last) - self.take),
             ),
         ]
-        # the words go to every lane's copy (WeightStream.lookup): word wr_j of file wr_par,
-        # registered once more in one copy per few lanes (`replica`): the block RAM's clock-to-out
-        # and the fan-out to the N lanes' LUT RAMs in separate cycles. A word lands one cycle after
-        # `wr`, still before any lookup can use it (a file is looked up at the earliest two cycles
-        # after the `ahead` update that its last word's `wr` causes).
-        self._wr_next = (wr, Cat(wr_j, wr_par), port.dat_r)
-
-    def replica(self, name):
-        """One copy of the lanes' write port (we, adr, dat), registered and kept as its own copy
-        (yosys would otherwise merge the copies, or absorb one into the block RAM)."""
-        regs = (Signal(name=f"{name}_we", attr={"keep"}), Signal(CB_ADR_BITS, name=f"{name}_adr", attr={"keep"}),
-                Signal(32, name=f"{name}_dat", attr={"keep"}))
-        self.sync += [r.eq(v) for r, v in zip(regs, self._wr_next)]
-        return regs
+        # the words go to every lane's copy (WeightStream.lookup): word wr_j of file wr_par
+        # registered once more (the block RAM's clock-to-out and the fan-out to N lanes in separate
+        # cycles): a word lands one cycle after `wr`, still before any lookup can use it (a file
+        # is looked up at the earliest two cycles after the `ahead` update that its last word's
+        # `wr` causes)
+        self.wr, self.wr_adr, self.wr_dat = Signal(), Signal(CB_ADR_BITS), Signal(32)
+        self.sync += [self.wr.eq(wr), self.wr_adr.eq(Cat(wr_j, wr_par)), self.wr_dat.eq(port.dat_r)]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -429,9 +421,7 @@ class WeightStream(Module):
             rp = mem.get_port(async_read=True)
             wp = mem.get_port(write_capable=True)
             self.specials += mem, rp, wp
-            if i % CB_LANES_PER_COPY == 0:
-                cb_we, cb_adr, cb_dat = cb.replica(f"cbw{i // CB_LANES_PER_COPY}")
-            self.comb += wp.we.eq(cb_we), wp.adr.eq(cb_adr), wp.dat_w.eq(cb_dat)
+            self.comb += wp.we.eq(cb.wr), wp.adr.eq(cb.wr_adr), wp.dat_w.eq(cb.wr_dat)
             entry = Signal((CODEBOOK_BITS, True), name=f"entry{i}")
             signed = Signal((8, True), name=f"byte{i}")
             self.comb += [rp.adr.eq(Cat(s1_lanes[i][sub:idx_bits], f)),

@@ -387,7 +387,7 @@ def test_ulx3s_soc_generation(tmp_path, board):
         assert mems[f"rnnaccel_{w}"][0] == sim_mems[f"rnnaccel_{w}"][0]
 
 
-@pytest.mark.skipif(not os.environ.get("RNNACCEL_SLOW"), reason="the full ULX3S bitstream takes ~20 min; "
+@pytest.mark.skipif(not os.environ.get("RNNACCEL_SLOW"), reason="the full ULX3S bitstream takes ~10 min; "
                     "set RNNACCEL_SLOW=1 (or run `make bitstream BOARD=ulx3s`)")
 def test_ulx3s_bitstream(tmp_path):
     from rnnaccel.soc import targets

@@ -150,3 +150,12 @@ def test_cli_kws_errors(capsys):
     assert cli.main(["kws", "eval", "--model", "/nonexistent/model.npz"]) == 2
     assert "no such file" in capsys.readouterr().err
     assert cli.main(["kws", "train", "--epochs", "0"]) == 2
+
+
+def test_recorded_model_paths_are_portable(tmp_path):
+    """Results written to docs/ never carry this machine's absolute paths."""
+    from rnnaccel.host.kws.evaluate import REPO, portable_path
+    assert portable_path(REPO / "host" / "kws" / "models" / "gru_s.npz") == "host/kws/models/gru_s.npz"
+    assert portable_path(REPO.parent / "shared" / "m.pb") == "../shared/m.pb"
+    assert portable_path(None) is None
+    assert not portable_path(tmp_path / "x.npz").startswith("/") or str(REPO.parent) == "/"

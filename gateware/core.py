@@ -44,6 +44,7 @@ STRIDED = {"a": "a_stride", "b": "b_stride", "dst": "dst_stride", "dst2": "dst2_
 ROW_FIFO_DEPTH = timing.ROW_FIFO_DEPTH
 CTX_DEPTH = timing.CTX_DEPTH
 WQ_DEPTH = 8
+WMEM_SLICE = 32                       # bits of the weight word per weight-memory slice
 # memory sizes of the default core (the SoC wrapper, the simulated board and the boards use these):
 # GRU-S fits at 8-bit weights (77.6 KB), several keyword models at 4 bits
 CORE_DEFAULTS = dict(prog_words=2048, param_words=4096, wmem_bytes=128 * 1024, vmem_words=8192, kmax=1024)
@@ -69,8 +70,12 @@ class RNNAccelCore(Module):
         # ---- memories and host ports --------------------------------------------------------------
         prog = Memory(32, prog_words, name="prog")
         param = Memory(32, param_words, name="param")
-        wmem = Memory(8 * N, self.wmem_words, name="wmem")
-        self.specials += prog, param, wmem
+        # the weight memory as WMEM_SLICE-bit wide memories side by side, each with its own read
+        # address logic in the gearbox and its own registered host write (no net reaches every
+        # block RAM of the 8N-bit word)
+        n_wm = max(1, 8 * N // WMEM_SLICE)
+        wmems = [Memory(8 * N // n_wm, self.wmem_words, name=f"wmem{g}") for g in range(n_wm)]
+        self.specials += prog, param, *wmems
         # read ports READ_FIRST (data registered): a write-first port beside a write port makes
         # yosys emulate the transparency with a bypass mux and an address compare behind the block
         # RAM; here a read never meets a write to the same word in the same cycle (the host writes
@@ -78,11 +83,19 @@ class RNNAccelCore(Module):
         rd = dict(mode=READ_FIRST)
         p_fetch, p_host = prog.get_port(**rd), prog.get_port(write_capable=True)
         q_stream, q_bias, q_host = param.get_port(**rd), param.get_port(**rd), param.get_port(write_capable=True)
-        w_stream, w_host = wmem.get_port(**rd), wmem.get_port(write_capable=True)
-        self.specials += p_fetch, p_host, q_stream, q_bias, q_host, w_stream, w_host
+        w_stream = [m.get_port(**rd) for m in wmems]
+        w_host = [m.get_port(write_capable=True) for m in wmems]
+        self.specials += p_fetch, p_host, q_stream, q_bias, q_host, *w_stream, *w_host
         self.prog_we, self.prog_adr, self.prog_dat = p_host.we, p_host.adr, p_host.dat_w
         self.param_we, self.param_adr, self.param_dat = q_host.we, q_host.adr, q_host.dat_w
-        self.wmem_we, self.wmem_adr, self.wmem_dat = w_host.we, w_host.adr, w_host.dat_w
+        self.wmem_we, self.wmem_adr, self.wmem_dat = Signal(), Signal(waw), Signal(8 * N)
+        # host weight writes land one cycle later, through one register per slice (each with its
+        # own reset address, else yosys merges the copies; `we` resets to 0)
+        sw = 8 * N // n_wm
+        for g, port in enumerate(w_host):
+            rep = Signal(1 + waw + sw, reset=(g % (1 << waw)) << 1, name=f"wmw{g}")
+            self.sync += rep.eq(Cat(self.wmem_we, self.wmem_adr, self.wmem_dat[g * sw:(g + 1) * sw]))
+            self.comb += port.we.eq(rep[0]), port.adr.eq(rep[1:1 + waw]), port.dat_w.eq(rep[1 + waw:])
         self.vmem_we, self.vmem_adr = Signal(), Signal(vaw)
         self.vmem_wdat, self.vmem_rdat = Signal((ACT_BITS, True)), Signal((ACT_BITS, True))
 
@@ -228,8 +241,9 @@ class RNNAccelCore(Module):
         ld_adr = Signal(vaw)
         self.comb += vpool.wide_adr.eq(ld_adr)
         # the pool's words are registered once more before the X buffer write (the block RAM's
-        # clock-to-out stays out of the bank/wrap write logic): the last write lands in the cycle
-        # after LOADED, still well before the stream's first window read
+        # clock-to-out stays out of the bank/wrap write logic), and the X buffer takes a cycle to
+        # land a write: the last write lands two cycles after LOADED (START + 1 at the earliest),
+        # still before the stream's first window read (START + first_output_latency >= START + 4)
         wr_pend, wr_pos, wr_mask = Signal(), Signal(17), Signal(RD_WIDTH)
         wr_dat = [Signal((ACT_BITS, True), name=f"ldw{j}") for j in range(RD_WIDTH)]
         self.sync += wr_pend.eq(ld_pend), wr_pos.eq(ld_pend_pos), wr_mask.eq(ld_pend_mask), \
@@ -272,6 +286,8 @@ class RNNAccelCore(Module):
         self.comb += take.eq(ws.valid & ws_ready)
         self.sync += If(ws.valid & ~ws_ready, self.stalls.eq(self.stalls + 1))
         self.comb += xb.advance.eq(take), xb.rsel.eq(st_sel)
+        ws_idle = Signal(reset=1)             # ~ws.busy, registered from the stream's next state
+        self.sync += ws_idle.eq(ws.idle_next)
 
         lag = timing.XBUF_LATENCY
         assert xb.latency == lag
@@ -340,13 +356,22 @@ class RNNAccelCore(Module):
         push_ptr, feed_ptr, retire_ptr = Signal(2), Signal(2), Signal(2)
         ctx_count = Signal(3)
         ctx_push, ctx_retire = Signal(), Signal()
+        # the push is registered (it reaches every context register): it lands in the first FETCH
+        # cycle after START, while the instruction register and the operand registers still hold
+        # this instruction, long before its first row or the next START / WAITSEG looks at it
+        push_r = Signal()
+        self.sync += push_r.eq(ctx_push)
         for name, (regs, src) in ctx.items():
             for e in range(CTX_DEPTH):
-                self.sync += If(ctx_push & (push_ptr == e), regs[e].eq(src))
+                self.sync += If(push_r & (push_ptr == e), regs[e].eq(src))
+        ctx_next = Signal(4)
+        ctx_ok = Signal(reset=1)              # ctx_count < CTX_DEPTH, registered from the next count
+        self.comb += ctx_next.eq(ctx_count + push_r - ctx_retire)
         self.sync += [
-            If(ctx_push, push_ptr.eq(push_ptr + 1)),
+            If(push_r, push_ptr.eq(push_ptr + 1)),
             If(ctx_retire, retire_ptr.eq(retire_ptr + 1)),
-            ctx_count.eq(ctx_count + ctx_push - ctx_retire),
+            ctx_count.eq(ctx_next),
+            ctx_ok.eq(ctx_next < CTX_DEPTH),
         ]
 
         def C(name, ptr):
@@ -400,7 +425,9 @@ class RNNAccelCore(Module):
         for k in range(4):
             self.sync += If(rd_live & (rd_k == k), cap[k].eq(vpool.rd_dat))
             self.comb += If(rd_live & (rd_k == k), now[k].eq(vpool.rd_dat)).Else(now[k].eq(cap[k]))
-        self.comb += q_bias.adr.eq(C("bias", r_ctx) + r_j)
+        bias_adr = Signal(len(q_bias.adr))     # the row's bias address, added at pop as well
+        self.sync += If(pop, bias_adr.eq(C("bias", feed_ptr) + fd_j))
+        self.comb += q_bias.adr.eq(bias_adr)
         bias = Signal((32, True))
         self.comb += bias.eq(q_bias.dat_r)
         last_row = Signal()
@@ -511,14 +538,14 @@ class RNNAccelCore(Module):
                 If(ld_seg | (F["b_len"] == 0), NextState("LOADED"))
                 .Else(NextValue(ld_seg, 1), NextValue(ld_adr, phys["b"])))
             .Else(NextValue(ld_i, ld_i + RD_WIDTH), NextValue(ld_adr, ld_adr + RD_WIDTH)))
-        fsm.act("LOADED",    # the last loader write lands in this cycle
+        fsm.act("LOADED",    # the pool returns the last loader read in this cycle
             self.busy.eq(1), NextValue(ld_pend, 0),
             *[If(ld_sel == b, NextValue(held[b][k], v)) for b in range(2) for k, v in
               enumerate([phys["a"], phys["b"], F["a_len"], F["b_len"], mode16, 1])],
             NextState("START"))
         fsm.act("START",     # the previous stream has finished issuing and a context slot is free
             self.busy.eq(1),
-            If(~ws.busy & (ctx_count < CTX_DEPTH),
+            If(ws_idle & ctx_ok,
                 ws.start.eq(1), xb.restart.eq(1),
                 ctx_push.eq(1),
                 NextValue(st_sel, ld_sel), NextValue(last_sel, ld_sel),

@@ -23,7 +23,8 @@ has k_stored >= 64 >= N columns there is at most one boundary per cycle (docs/is
 
 Structure
 ---------
-    _Gearbox      two-word buffer {w0, memory output}; the stream advances by 2N-bit units
+    _Gearbox      two-word buffer {w0, w1} (registers; the memory port holds the next word);
+                  the stream advances by 2N-bit units
                   (4, 4, 3, 2, 1 units per cycle in modes 16, 8, 6, 4, 2; a word is 4 units), so
                   the window of a cycle starts at unit 0..3 of the buffer: a 4:1 mux, no barrel
                   shifter, and at most one new word per cycle, which the memory always delivers.
@@ -49,9 +50,9 @@ Timing (exact, with `ready` held high)
 Let `start` be high in cycle S.
 
 * First valid output: cycle S + ``first_output_latency(mode)`` =
-  S + 4 in modes 16 and 8, S + 4 + W in the codebook modes, with W = 2**bits / 4 parameter words
+  S + 5 in modes 16 and 8, S + 4 + W in the codebook modes, with W = 2**bits / 4 parameter words
   per codebook (W = 16, 4, 1 for modes 6, 4, 2: group 0 must be loaded; the two-word buffer
-  primes in parallel).
+  primes in parallel, in 3 cycles).
 * Then ``stream_cycles(n_lanes, mode, rows, k_stored, group_log2)`` consecutive cycles carry the
   stream; `valid` is high in all of them except codebook stalls, `last` marks the final one:
 
@@ -110,9 +111,10 @@ def units_per_cycle(mode):
 class _Gearbox(Module):
     """Two-word buffer over the weight memory and the lane fields of the current stream cycle.
 
-    The buffer is {w0, memory output}: the memory's output register is the second word, so a
-    word shift is `w0 <= dat_r` while the read address moves on by one. `off` (in 2N-bit units)
-    is where the cycle's window starts; it advances by `units` and wraps into a word shift.
+    The buffer is two registers {w0, w1}, and the memory's output holds the word after w1, so a
+    word shift is `w0 <= w1 <= dat_r` while the read address moves on by one (priming takes
+    PRIME_CYCLES). `off` (in 2N-bit units) is where the cycle's window starts; it advances by
+    `units` and wraps into a word shift.
 
     `ports`: the weight memory as one or more read ports side by side (word bits split in
     order). Each port gets its own copy of the address registers and of the shift decision, so
@@ -132,10 +134,12 @@ class _Gearbox(Module):
         assert len(dat_r) == 8 * n
 
         # ---- buffer ------------------------------------------------------------------------------
-        w0 = Signal(8 * n)
-        prime = Signal()                      # the cycle after start: first word arrives
-        self.comb += self.primed.eq(~prime)
-        self.sync += prime.eq(self.start)
+        # {w0, w1} are registers; the memory port already holds the word after w1, so a shift is
+        # w0 <= w1 <= dat_r and no logic stands behind the block RAMs' outputs
+        w0, w1 = Signal(8 * n), Signal(8 * n)
+        prime1, prime2 = Signal(), Signal()   # the two cycles after start: the first two words
+        self.comb += self.primed.eq(~prime1 & ~prime2)
+        self.sync += prime1.eq(self.start), prime2.eq(prime1)
         # per port: the address whose word is on its dat_r (ptr), ptr + 1, a copy of `off` and the
         # shift of its slice of w0; each copy feeds back on itself, so yosys keeps them apart
         lo = 0
@@ -144,12 +148,12 @@ class _Gearbox(Module):
             ptr, ptr1 = Signal(aw, name=f"wptr{g}"), Signal(aw, name=f"wptr1_{g}")
             off_g, total_g, shift_g = Signal(2, name=f"woff{g}"), Signal(3, name=f"wtot{g}"), Signal(name=f"wsh{g}")
             hi = lo + len(port.dat_r)
-            self.sync += If(~self.start & shift_g, w0[lo:hi].eq(port.dat_r))
+            self.sync += If(~self.start & shift_g, w0[lo:hi].eq(w1[lo:hi]), w1[lo:hi].eq(port.dat_r))
             offs.append((lo, hi, off_g))
             lo = hi
             self.comb += [
                 total_g.eq(off_g + self.units),
-                shift_g.eq(prime | (self.advance_p[g] & total_g[2])),
+                shift_g.eq(prime1 | prime2 | (self.advance_p[g] & total_g[2])),
                 # the port registers its address: present the word we want on dat_r next cycle
                 If(self.start, port.adr.eq(self.base)).Elif(shift_g, port.adr.eq(ptr1)).Else(port.adr.eq(ptr)),
             ]
@@ -163,7 +167,7 @@ class _Gearbox(Module):
         # ---- window: 4 units from unit `off` of the buffer (the only mux in the data path) -------
         # (each slice of the window selected by its port's copy of off: no net reaches all 8N muxes)
         u = 2 * n
-        buf = Cat(w0, dat_r)
+        buf = Cat(w0, w1)
         window = Signal(8 * n)
         for lo, hi, off_g in offs:
             self.comb += window[lo:hi].eq(Array(buf[o * u + lo:o * u + hi] for o in range(UNITS_PER_WORD))[off_g])

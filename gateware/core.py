@@ -123,7 +123,7 @@ class RNNAccelCore(Module):
         self.submodules.vpool = vpool = VectorPool(vmem_words)
         # X buffers 0 and 1 (one loads while the other streams): one unit, two sets of banks
         self.submodules.xbuf = xb = XBuffer(N, kmax, RD_WIDTH, sets=2)
-        self.submodules.wstream = ws = WeightStream(N, w_stream, q_stream, start_copies=True)
+        self.submodules.wstream = ws = WeightStream(N, w_stream, q_stream)
         self.submodules.mac = mac = MacArray(N)
         tag_bits = 2 * vaw + 2
         self.submodules.epi = epi = Epilogue(tag_bits=tag_bits)
@@ -288,7 +288,6 @@ class RNNAccelCore(Module):
         self.comb += xb.advance.eq(take), xb.rsel.eq(st_sel)
         ws_idle = Signal(reset=1)             # ~ws.busy, registered from the stream's next state
         self.sync += ws_idle.eq(ws.idle_next)
-        ws_starts = ws.start_ports + [ws.start_tracker]   # copies of ws.start (set below)
 
         lag = timing.XBUF_LATENCY
         assert xb.latency == lag
@@ -298,14 +297,11 @@ class RNNAccelCore(Module):
         wd = [delayed(ws.w[i], f"wl{i}") for i in range(N)]
         take_d = delayed(take, "take")
         first_d, last_d = delayed(ws.first, "first"), delayed(ws.last, "last")
-        bnd_d = delayed(ws.bnd, "bnd")
+        nvalid_d, bnd_d = delayed(ws.n_valid, "nvalid"), delayed(ws.bnd, "bnd")
         shift_d, m16_d = delayed(st_shift, "shift"), delayed(st_mode16, "m16")
-        # lanes past the cycle's last weight, compared a cycle ahead (from the count delayed by
-        # lag - 1) and registered: no comparator in front of the MAC array's first stage
         tail = Signal(N)
-        nvalid_e, m16_e = delay(self, ws.n_valid, lag - 1, "nvalid_e"), delay(self, st_mode16, lag - 1, "m16_e")
         for i in range(N):
-            self.sync += tail[i].eq(i >= lanes16(m16_e, nvalid_e))
+            self.comb += tail[i].eq(i >= lanes16(m16_d, nvalid_d))
         self.comb += [
             mac.valid.eq(take_d), mac.first.eq(first_d), mac.last.eq(last_d),
             mac.bnd.eq(lanes16(m16_d, bnd_d)), mac.shift.eq(shift_d), mac.mode16.eq(m16_d),
@@ -561,10 +557,4 @@ class RNNAccelCore(Module):
             self.busy.eq(1),
             If(ctx_count == 0, NextValue(self.done, 1), NextState("IDLE")))
         self.sync += If(~fsm.ongoing("LOAD"), ld_pend.eq(0))
-        # ws.start's copies: each from its own copy of ws_idle and ctx_ok (copy_reg; a copy is 0
-        # in the first cycle after reset, when the FSM is in IDLE anyway)
-        for k, st in enumerate(ws_starts):
-            idle_k = copy_reg(self, ws.idle_next, f"ws_idle{k}", ws.idle_next)
-            ok_k = copy_reg(self, ctx_next < CTX_DEPTH, f"ctx_ok{k}", ws.idle_next)
-            self.comb += st.eq(fsm.ongoing("START") & idle_k & ok_k)
         self.comb += loading.eq(fsm.ongoing("LOAD"))

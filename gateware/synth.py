@@ -64,8 +64,7 @@ class SynthTop(Module):
     Address map: region = adr >> `region_bits` (`region_bits` fits the largest region), offset =
     the low bits. `self.regions[name]` gives each region's base word address.
 
-    region 0  registers (32-bit, offsets below; unlisted offsets read 0); a write takes effect a
-              cycle after the other regions' writes (decoded strobes, registered)
+    region 0  registers (32-bit, offsets below; unlisted offsets read 0)
         0x00 CTRL      write: bit0 start (one-cycle pulse to the core), bit1 parity_in (kept)
                        read (status): bit0 busy, bit1 done, bit2 parity_out, bit3 parity_in,
                        bits 4..6 error, bits 16.. error_pc
@@ -112,16 +111,9 @@ class SynthTop(Module):
             self.comb += wr[k].eq(we & (region == k))
 
         # ---- registers ----------------------------------------------------------------------------
-        # a register write is decoded into one strobe per register, registered with the data, and
-        # lands a cycle later (no decode in front of the registers' enables)
-        reg_offs = [R_CTRL, R_STEPS, R_PROG_LEN, R_PROG_BASE, R_WEIGHT_BASE, R_PARAM_BASE, R_PP_DIST] + \
-            [R_SPACE_BASE + s for s in range(N_SPACES)] + [R_SPACE_SIZE + s for s in range(N_SPACES)]
-        wsel = {o: Signal(name=f"wsel_{o:02x}") for o in reg_offs}
-        dat_d = Signal(32)
-        self.sync += [wsel[o].eq(wr[REG] & (off == o)) for o in reg_offs] + [dat_d.eq(dat_w)]
         start, parity_in = Signal(), Signal()
-        self.sync += start.eq(wsel[R_CTRL] & dat_d[0])
-        self.sync += If(wsel[R_CTRL], parity_in.eq(dat_d[1]))
+        self.sync += start.eq(wr[REG] & (off == R_CTRL) & dat_w[0])
+        self.sync += If(wr[REG] & (off == R_CTRL), parity_in.eq(dat_w[1]))
         self.comb += core.start.eq(start), core.parity_in.eq(parity_in)
         rw = {R_STEPS: core.steps, R_PROG_LEN: core.prog_len, R_PROG_BASE: core.prog_base,
               R_WEIGHT_BASE: core.weight_base, R_PARAM_BASE: core.param_base, R_PP_DIST: core.pp_dist}
@@ -130,7 +122,7 @@ class SynthTop(Module):
             rw[R_SPACE_SIZE + s] = core.space_size[s]
         for o, port in rw.items():
             reg = Signal(len(port), name=f"reg_{o:02x}")
-            self.sync += If(wsel[o], reg.eq(dat_d))
+            self.sync += If(wr[REG] & (off == o), reg.eq(dat_w))
             self.comb += port.eq(reg)
             rw[o] = reg
         status = Signal(32)

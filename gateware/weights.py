@@ -128,7 +128,6 @@ class _Gearbox(Module):
         self.m6, self.m4, self.m2 = Signal(), Signal(), Signal()
         # the current cycle is consumed: one copy per port (the parent drives them all alike)
         self.advance_p = [Signal(name=f"wadv{g}") for g in range(len(ports))]
-        self.start_p = [Signal(name=f"wstart{g}") for g in range(len(ports))]   # start, per port
         self.primed = Signal()                # both words are in place
         self.lanes = [Signal(8, name=f"field{i}") for i in range(n)]   # byte or codebook index
         aw = len(ports[0].adr)
@@ -150,17 +149,16 @@ class _Gearbox(Module):
             ptr, ptr1 = Signal(aw, name=f"wptr{g}"), Signal(aw, name=f"wptr1_{g}")
             off_g, total_g, shift_g = Signal(2, name=f"woff{g}"), Signal(3, name=f"wtot{g}"), Signal(name=f"wsh{g}")
             hi = lo + len(port.dat_r)
-            st = self.start_p[g]
-            self.sync += If(~st & shift_g, w0[lo:hi].eq(w1[lo:hi]), w1[lo:hi].eq(port.dat_r))
+            self.sync += If(~self.start & shift_g, w0[lo:hi].eq(w1[lo:hi]), w1[lo:hi].eq(port.dat_r))
             offs.append((lo, hi, off_g))
             lo = hi
             self.comb += [
                 total_g.eq(off_g + self.units),
                 shift_g.eq(prime1 | prime2 | (self.advance_p[g] & total_g[2])),
                 # the port registers its address: present the word we want on dat_r next cycle
-                If(st, port.adr.eq(self.base)).Elif(shift_g, port.adr.eq(ptr1)).Else(port.adr.eq(ptr)),
+                If(self.start, port.adr.eq(self.base)).Elif(shift_g, port.adr.eq(ptr1)).Else(port.adr.eq(ptr)),
             ]
-            self.sync += If(st,
+            self.sync += If(self.start,
                 ptr.eq(self.base), ptr1.eq(self.base + 1), off_g.eq(0),
             ).Else(
                 If(shift_g, ptr.eq(ptr1), ptr1.eq(ptr1 + 1)),
@@ -370,7 +368,7 @@ class WeightStream(Module):
     busy: from start until the last output has been accepted.
     """
 
-    def __init__(self, n_lanes, wport, pport, start_copies=False):
+    def __init__(self, n_lanes, wport, pport):
         n = self.n_lanes = n_lanes
         if n & (n - 1) or not 4 <= n <= MAX_LANES:
             raise ValueError(f"n_lanes must be a power of two in 4..{MAX_LANES}, got {n}")
@@ -397,13 +395,6 @@ class WeightStream(Module):
         self.busy = Signal()
 
         self.submodules.gearbox = gb = _Gearbox(n, wports)
-        # `start` reaches some 400 registers: with start_copies the parent drives copies of it,
-        # one per weight-memory port (start_ports, its address and buffer) and one for the row
-        # tracker (start_tracker), all equal to `start`
-        self.start_ports = [Signal(name=f"ws_start_p{g}") for g in range(len(wports))]
-        self.start_tracker = Signal()
-        if not start_copies:
-            self.comb += [c.eq(self.start) for c in self.start_ports + [self.start_tracker]]
         self.submodules.tracker = tr = _RowTracker(n)
         self.submodules.codebooks = cb = _Codebooks(pport)
 
@@ -437,11 +428,9 @@ class WeightStream(Module):
             gen.eq(ce & can),
 
             gb.start.eq(self.start), gb.base.eq(self.word_base), gb.units.eq(units),
-            *[sp.eq(c) for sp, c in zip(gb.start_p, self.start_ports)],
-            tr.start.eq(self.start_tracker),
             gb.m6.eq(m6), gb.m4.eq(m4), gb.m2.eq(m2),
 
-            tr.rows.eq(self.rows), tr.k_stored.eq(self.k_stored),
+            tr.start.eq(self.start), tr.rows.eq(self.rows), tr.k_stored.eq(self.k_stored),
             tr.half.eq(is_[16]), tr.mask.eq(mask), tr.advance.eq(gen),
 
             cb.start.eq(self.start), cb.base.eq(self.cb_base), cb.enable.eq(cbm),

@@ -24,7 +24,7 @@ Host side (valid while `busy` is low): write ports for the program, parameter an
 memories, and a word port into the vector pool. Control: `start` with `steps`, `parity_in` and
 the base/size registers; status: `busy`, `done`, `error`, `error_pc`, `parity_out`, counters.
 """
-from migen import FSM, READ_FIRST, Array, Case, Cat, If, Memory, Module, Mux, NextState, NextValue, Signal
+from migen import FSM, Array, Case, Cat, If, Memory, Module, Mux, NextState, NextValue, Signal
 from migen.fhdl.bitcontainer import value_bits_sign
 from migen.genlib.fifo import SyncFIFO
 
@@ -34,7 +34,6 @@ from rnnaccel.host.spec import ACC_BITS, ACT_BITS, MAX_ROWS, MAX_SEG_SHIFT, WEIG
 
 from .epilogue import Epilogue, delay
 from .mac import MacArray
-from .replica import copy_reg
 from .vmem import RD_WIDTH, VectorPool
 from .weights import WeightStream
 from .xbuf import XBuffer
@@ -45,7 +44,6 @@ STRIDED = {"a": "a_stride", "b": "b_stride", "dst": "dst_stride", "dst2": "dst2_
 ROW_FIFO_DEPTH = timing.ROW_FIFO_DEPTH
 CTX_DEPTH = timing.CTX_DEPTH
 WQ_DEPTH = 8
-WMEM_SLICE = 32                       # bits of the weight word per weight-memory slice
 # memory sizes of the default core (the SoC wrapper, the simulated board and the boards use these):
 # GRU-S fits at 8-bit weights (77.6 KB), several keyword models at 4 bits
 CORE_DEFAULTS = dict(prog_words=2048, param_words=4096, wmem_bytes=128 * 1024, vmem_words=8192, kmax=1024)
@@ -71,31 +69,15 @@ class RNNAccelCore(Module):
         # ---- memories and host ports --------------------------------------------------------------
         prog = Memory(32, prog_words, name="prog")
         param = Memory(32, param_words, name="param")
-        # the weight memory as WMEM_SLICE-bit wide memories side by side, each with its own read
-        # address logic in the gearbox and its own registered host write (no net reaches every
-        # block RAM of the 8N-bit word)
-        n_wm = max(1, 8 * N // WMEM_SLICE)
-        wmems = [Memory(8 * N // n_wm, self.wmem_words, name=f"wmem{g}") for g in range(n_wm)]
-        self.specials += prog, param, *wmems
-        # read ports READ_FIRST (data registered): a write-first port beside a write port makes
-        # yosys emulate the transparency with a bypass mux and an address compare behind the block
-        # RAM; here a read never meets a write to the same word in the same cycle (the host writes
-        # only while the core is idle; see also VectorPool)
-        rd = dict(mode=READ_FIRST)
-        p_fetch, p_host = prog.get_port(**rd), prog.get_port(write_capable=True)
-        q_stream, q_bias, q_host = param.get_port(**rd), param.get_port(**rd), param.get_port(write_capable=True)
-        w_stream = [m.get_port(**rd) for m in wmems]
-        w_host = [m.get_port(write_capable=True) for m in wmems]
-        self.specials += p_fetch, p_host, q_stream, q_bias, q_host, *w_stream, *w_host
+        wmem = Memory(8 * N, self.wmem_words, name="wmem")
+        self.specials += prog, param, wmem
+        p_fetch, p_host = prog.get_port(), prog.get_port(write_capable=True)
+        q_stream, q_bias, q_host = param.get_port(), param.get_port(), param.get_port(write_capable=True)
+        w_stream, w_host = wmem.get_port(), wmem.get_port(write_capable=True)
+        self.specials += p_fetch, p_host, q_stream, q_bias, q_host, w_stream, w_host
         self.prog_we, self.prog_adr, self.prog_dat = p_host.we, p_host.adr, p_host.dat_w
         self.param_we, self.param_adr, self.param_dat = q_host.we, q_host.adr, q_host.dat_w
-        self.wmem_we, self.wmem_adr, self.wmem_dat = Signal(), Signal(waw), Signal(8 * N)
-        # host weight writes land one cycle later, through one register per slice (copy_reg)
-        sw = 8 * N // n_wm
-        for g, port in enumerate(w_host):
-            rep = copy_reg(self, Cat(self.wmem_we, self.wmem_adr, self.wmem_dat[g * sw:(g + 1) * sw]), f"wmw{g}",
-                           self.wmem_we)
-            self.comb += port.we.eq(rep[0]), port.adr.eq(rep[1:1 + waw]), port.dat_w.eq(rep[1 + waw:])
+        self.wmem_we, self.wmem_adr, self.wmem_dat = w_host.we, w_host.adr, w_host.dat_w
         self.vmem_we, self.vmem_adr = Signal(), Signal(vaw)
         self.vmem_wdat, self.vmem_rdat = Signal((ACT_BITS, True)), Signal((ACT_BITS, True))
 
@@ -237,13 +219,10 @@ class RNNAccelCore(Module):
         ld_pend, ld_pend_pos, ld_pend_mask = Signal(), Signal(17), Signal(RD_WIDTH)
         self.comb += If(ld_seg, ld_src.eq(phys["b"]), ld_len.eq(F["b_len"]), ld_pos0.eq(F["a_len"])) \
             .Else(ld_src.eq(phys["a"]), ld_len.eq(F["a_len"]), ld_pos0.eq(0))
-        # the pool address runs in its own register (ld_src + ld_i), no adder before the banks
-        ld_adr = Signal(vaw)
-        self.comb += vpool.wide_adr.eq(ld_adr)
+        self.comb += vpool.wide_adr.eq(ld_src + ld_i)
         # the pool's words are registered once more before the X buffer write (the block RAM's
-        # clock-to-out stays out of the bank/wrap write logic), and the X buffer takes a cycle to
-        # land a write: the last write lands two cycles after LOADED (START + 1 at the earliest),
-        # still before the stream's first window read (START + first_output_latency >= START + 4)
+        # clock-to-out stays out of the bank/wrap write logic): the last write lands in the cycle
+        # after LOADED, still well before the stream's first window read
         wr_pend, wr_pos, wr_mask = Signal(), Signal(17), Signal(RD_WIDTH)
         wr_dat = [Signal((ACT_BITS, True), name=f"ldw{j}") for j in range(RD_WIDTH)]
         self.sync += wr_pend.eq(ld_pend), wr_pos.eq(ld_pend_pos), wr_mask.eq(ld_pend_mask), \
@@ -286,8 +265,6 @@ class RNNAccelCore(Module):
         self.comb += take.eq(ws.valid & ws_ready)
         self.sync += If(ws.valid & ~ws_ready, self.stalls.eq(self.stalls + 1))
         self.comb += xb.advance.eq(take), xb.rsel.eq(st_sel)
-        ws_idle = Signal(reset=1)             # ~ws.busy, registered from the stream's next state
-        self.sync += ws_idle.eq(ws.idle_next)
 
         lag = timing.XBUF_LATENCY
         assert xb.latency == lag
@@ -308,17 +285,8 @@ class RNNAccelCore(Module):
             mac.shifted.eq(xb.shifted),
             mac.zero.eq(xb.zero | tail),
         ] + [mac.x[i].eq(xb.x[i]) for i in range(N)] + [mac.w[i].eq(wd[i]) for i in range(N)]
-        # utilisation counter: the idle-lane mask registered, then counted in two register stages
-        # (8 lanes, then the groups); it is read after `done`, long after its last increment
-        zero_r, v_r, v_c, busy_v = Signal(N), Signal(), Signal(), Signal()
-        self.sync += zero_r.eq(mac.zero), v_r.eq(mac.valid), v_c.eq(v_r), busy_v.eq(v_c)
-        counts = []
-        for g in range(0, N, 8):
-            c = Signal(max=9, name=f"busy{g // 8}")
-            self.sync += c.eq(sum(~zero_r[i] for i in range(g, min(g + 8, N))))
-            counts.append(c)
-        busy_r = Signal(max=N + 1)
-        self.sync += busy_r.eq(sum(counts)), If(busy_v, self.mac_ops.eq(self.mac_ops + busy_r))
+        busy_r, busy_v = Signal.like(mac.busy_lanes), Signal()   # the lane count, registered first
+        self.sync += busy_r.eq(mac.busy_lanes), busy_v.eq(mac.valid), If(busy_v, self.mac_ops.eq(self.mac_ops + busy_r))
 
         # two rows may finish in one cycle (a boundary and the stream's end): hold the second
         row1_hold, row1_val = Signal(), Signal((ACC_BITS, True))
@@ -356,22 +324,13 @@ class RNNAccelCore(Module):
         push_ptr, feed_ptr, retire_ptr = Signal(2), Signal(2), Signal(2)
         ctx_count = Signal(3)
         ctx_push, ctx_retire = Signal(), Signal()
-        # the push is registered (it reaches every context register): it lands in the first FETCH
-        # cycle after START, while the instruction register and the operand registers still hold
-        # this instruction, long before its first row or the next START / WAITSEG looks at it
-        push_r = Signal()
-        self.sync += push_r.eq(ctx_push)
         for name, (regs, src) in ctx.items():
             for e in range(CTX_DEPTH):
-                self.sync += If(push_r & (push_ptr == e), regs[e].eq(src))
-        ctx_next = Signal(4)
-        ctx_ok = Signal(reset=1)              # ctx_count < CTX_DEPTH, registered from the next count
-        self.comb += ctx_next.eq(ctx_count + push_r - ctx_retire)
+                self.sync += If(ctx_push & (push_ptr == e), regs[e].eq(src))
         self.sync += [
-            If(push_r, push_ptr.eq(push_ptr + 1)),
+            If(ctx_push, push_ptr.eq(push_ptr + 1)),
             If(ctx_retire, retire_ptr.eq(retire_ptr + 1)),
-            ctx_count.eq(ctx_next),
-            ctx_ok.eq(ctx_next < CTX_DEPTH),
+            ctx_count.eq(ctx_count + ctx_push - ctx_retire),
         ]
 
         def C(name, ptr):
@@ -412,11 +371,8 @@ class RNNAccelCore(Module):
             self.comb += pos_of[k].eq(pos_of[k - 1] + need[k - 1])
         for k in range(4):
             self.comb += If(need[k], order[pos_of[k]].eq(k))
-        # the four operand addresses of the row (base + row), added when the row is popped: in the
-        # slots only a mux stands before the pool's read port
-        op_adr = Array(Signal(vaw, name=f"opadr{k}") for k in range(4))
-        self.sync += If(pop, *[op_adr[k].eq(C(name, feed_ptr) + fd_j) for k, name in enumerate(("da", "db", "p", "q"))])
-        self.comb += core_rd_adr.eq(op_adr[order[slot]])
+        op_base = Array([C("da", r_ctx), C("db", r_ctx), C("p", r_ctx), C("q", r_ctx)])
+        self.comb += core_rd_adr.eq(op_base[order[slot]] + r_j)
         rd_k, rd_live = Signal(2), Signal()
         self.sync += rd_k.eq(order[slot]), \
             rd_live.eq(feeding & (slot < C("n_ops", r_ctx)))
@@ -425,9 +381,7 @@ class RNNAccelCore(Module):
         for k in range(4):
             self.sync += If(rd_live & (rd_k == k), cap[k].eq(vpool.rd_dat))
             self.comb += If(rd_live & (rd_k == k), now[k].eq(vpool.rd_dat)).Else(now[k].eq(cap[k]))
-        bias_adr = Signal(len(q_bias.adr))     # the row's bias address, added at pop as well
-        self.sync += If(pop, bias_adr.eq(C("bias", feed_ptr) + fd_j))
-        self.comb += q_bias.adr.eq(bias_adr)
+        self.comb += q_bias.adr.eq(C("bias", r_ctx) + r_j)
         bias = Signal((32, True))
         self.comb += bias.eq(q_bias.dat_r)
         last_row = Signal()
@@ -494,11 +448,9 @@ class RNNAccelCore(Module):
         fsm.act("ERROR", launch)   # the error code stays readable until the next start
         fsm.act("FETCH",
             self.busy.eq(1),
-            # the instruction words load whatever pc's check says (an error leaves ir unused), so
-            # the compare stays out of the enables of the 512 instruction-register bits
-            *[If(fetch_k == k + 1, NextValue(ir[k], p_fetch.dat_r)) for k in range(isa.INSTR_WORDS)],
             If(pc >= self.prog_len, *fail(isa.ERR_NOHALT)).Else(
                 NextValue(fetch_k, fetch_k + 1),
+                *[If(fetch_k == k + 1, NextValue(ir[k], p_fetch.dat_r)) for k in range(isa.INSTR_WORDS)],
                 If(fetch_k == isa.INSTR_WORDS, NextState("DECODE"))))
         fsm.act("DECODE",
             self.busy.eq(1),
@@ -523,31 +475,28 @@ class RNNAccelCore(Module):
             If(any_op_bad, *fail(isa.ERR_ADDR)).Elif(weight_bad, *fail(isa.ERR_WEIGHT)).Else(
                 If(seg_wait, NextState("WAITSEG"))
                 .Elif(reuse, NextValue(ld_sel, last_sel), NextState("START"))
-                .Else(NextValue(ld_sel, ~last_sel), NextValue(ld_seg, 0), NextValue(ld_i, 0),
-                      NextValue(ld_adr, phys["a"]), NextState("LOAD"))))
+                .Else(NextValue(ld_sel, ~last_sel), NextValue(ld_seg, 0), NextValue(ld_i, 0), NextState("LOAD"))))
         self.comb += seg_ready.eq((ctx_count == 0) | (~F["flags"][0] & (ctx_count <= 1)))
         fsm.act("WAITSEG",   # WAIT: every earlier instruction retired; WAIT_OLDER: all but the last
             self.busy.eq(1),
             If(seg_ready,
-                NextValue(ld_sel, ~last_sel), NextValue(ld_seg, 0), NextValue(ld_i, 0),
-                NextValue(ld_adr, phys["a"]), NextState("LOAD")))
+                NextValue(ld_sel, ~last_sel), NextValue(ld_seg, 0), NextValue(ld_i, 0), NextState("LOAD")))
         fsm.act("LOAD",
             self.busy.eq(1),
             NextValue(ld_pend, 1), NextValue(ld_pend_pos, ld_pos0 + ld_i),
             NextValue(ld_pend_mask, Cat(*[(ld_i + j < ld_len) for j in range(RD_WIDTH)])),
             If(ld_i + RD_WIDTH >= ld_len,
                 NextValue(ld_i, 0),
-                If(ld_seg | (F["b_len"] == 0), NextState("LOADED"))
-                .Else(NextValue(ld_seg, 1), NextValue(ld_adr, phys["b"])))
-            .Else(NextValue(ld_i, ld_i + RD_WIDTH), NextValue(ld_adr, ld_adr + RD_WIDTH)))
-        fsm.act("LOADED",    # the pool returns the last loader read in this cycle
+                If(ld_seg | (F["b_len"] == 0), NextState("LOADED")).Else(NextValue(ld_seg, 1)))
+            .Else(NextValue(ld_i, ld_i + RD_WIDTH)))
+        fsm.act("LOADED",    # the last loader write lands in this cycle
             self.busy.eq(1), NextValue(ld_pend, 0),
             *[If(ld_sel == b, NextValue(held[b][k], v)) for b in range(2) for k, v in
               enumerate([phys["a"], phys["b"], F["a_len"], F["b_len"], mode16, 1])],
             NextState("START"))
         fsm.act("START",     # the previous stream has finished issuing and a context slot is free
             self.busy.eq(1),
-            If(ws_idle & ctx_ok,
+            If(~ws.busy & (ctx_count < CTX_DEPTH),
                 ws.start.eq(1), xb.restart.eq(1),
                 ctx_push.eq(1),
                 NextValue(st_sel, ld_sel), NextValue(last_sel, ld_sel),

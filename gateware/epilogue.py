@@ -72,26 +72,6 @@ def _round_stage(m, t, right, out_width, name):
     return res
 
 
-def _round_sat16(m, t, right, name):
-    """sat16(_round_stage(t, right)) with the saturation compares made on t itself, beside a
-    17-bit rounding adder, instead of after a full-width adder (one carry chain deep). For
-    r = (t + 1) >> 1: r > hi <=> t > 2 hi, r < lo <=> t < 2 lo - 1, and in range r's 16 bits
-    are bits 1..16 of t + 1. (Equal to the two-step form wherever the widths leave headroom,
-    which the callers' widths do.)"""
-    lo, hi = -(1 << (ACT_BITS - 1)), (1 << (ACT_BITS - 1)) - 1
-    res = Signal((ACT_BITS, True), name=name)
-    rnd = Signal(ACT_BITS + 1, name=name + "_rnd")
-    over, under = Signal(name=name + "_over"), Signal(name=name + "_under")
-    val = Signal(ACT_BITS, name=name + "_val")
-    m.comb += [
-        rnd.eq(t[:ACT_BITS + 1] + 1),
-        If(right, over.eq(t > 2 * hi), under.eq(t < 2 * lo - 1), val.eq(rnd[1:]))
-        .Else(over.eq(t > hi), under.eq(t < lo), val.eq(t[:ACT_BITS])),
-        If(over, res.eq(hi)).Elif(under, res.eq(lo)).Else(res.eq(val)),
-    ]
-    return res
-
-
 class Epilogue(Module):
     """Pipeline (a register after each stage; `latency` = 18 = EPILOGUE_LATENCY):
 
@@ -158,10 +138,10 @@ class Epilogue(Module):
         # ---- stages 5, 6: requantise to int16 || act2's input P (shifted by s_p) --------------------
         rt, rright = _shift_stage(self, acc4, at(self.out_shift, 4), ACC_BITS + 32, "req")
         z6 = Signal((ACT_BITS, True))
-        self.sync += z6.eq(_round_sat16(self, rt, rright, "z"))
+        self.sync += z6.eq(_sat16(self, _round_stage(self, rt, rright, ACC_BITS + 32, "req_w"), "z"))
         pt, pright = _shift_stage(self, at(self.p, 4), at(self.s_p, 4), ACT_BITS + 32, "pconv")
         pconv6 = Signal((ACT_BITS, True))
-        self.sync += pconv6.eq(_round_sat16(self, pt, pright, "pconv"))
+        self.sync += pconv6.eq(_sat16(self, _round_stage(self, pt, pright, ACT_BITS + 32, "pconv_w"), "pconv"))
         # ---- stages 7..13: activation; act2 of P in parallel (mulact) --------------------------------
         self.submodules.act_unit = au = ActivationUnit()
         self.submodules.act2_unit = au2 = ActivationUnit()
@@ -194,20 +174,17 @@ class Epilogue(Module):
             gru16.eq(a15 + ((g15 >> (F_ACT_OUT - 1)) + 1 >> 1))
         # ---- stages 17, 18: round_shift by s_c, pick, saturate ---------------------------------------
         ct, cright = _shift_stage(self, val16, at(self.s_c, k + 3), W, "cmb")
-        # each candidate saturated on its own (a is int16 already, gru saturated in stage 17), so
-        # stage 18 is the rounding compares and a pick, not an adder, a compare and a pick
-        r18 = _round_sat16(self, ct, cright, "cmb_r")
-        gru17 = Signal((ACT_BITS, True))
-        self.sync += gru17.eq(_sat16(self, gru16, "grusat"))
-        a17, sel17 = at(a15, 2), at(self.combine, k + 4)
-        y = Signal((ACT_BITS, True))
+        r18 = _round_stage(self, ct, cright, W, "cmb_r")
+        a17, gru17, sel17 = at(a15, 2), at(gru16, 1), at(self.combine, k + 4)
+        pick = Signal((W, True))
         self.comb += Case(sel17, {
-            isa.COMB_NONE: y.eq(a17),
-            isa.COMB_MUL: y.eq(r18),
-            isa.COMB_GRU: y.eq(gru17),
-            isa.COMB_MAC: y.eq(r18),
-            isa.COMB_MULACT: y.eq(r18),
-            "default": y.eq(a17),
+            isa.COMB_NONE: pick.eq(a17),
+            isa.COMB_MUL: pick.eq(r18),
+            isa.COMB_GRU: pick.eq(gru17),
+            isa.COMB_MAC: pick.eq(r18),
+            isa.COMB_MULACT: pick.eq(r18),
+            "default": pick.eq(a17),
         })
+        y = _sat16(self, pick, "ysat")
         self.sync += self.out_valid.eq(at(au.out_valid, 4)), self.y.eq(y), self.out_tag.eq(at(self.tag, k + 4))
         self.latency = k + 5

@@ -97,13 +97,9 @@ class MacArray(Module):
         lo = [Signal((ACC_BITS, True), name=f"lo{i}") for i in range(N)]
         hi = [Signal((ACC_BITS, True), name=f"hi{i}") for i in range(N)]
         # the products of an input cycle are ready two cycles later: delay its bnd/mode to match
-        # (the lane masks i < bnd are compared a stage ahead and registered: no comparator in front
-        # of the 96 mask muxes of a lane)
-        bnd1 = Signal.like(self.bnd)
+        bnd1, bnd2 = Signal.like(self.bnd), Signal.like(self.bnd)
         mode16_1, mode16_2 = Signal(), Signal()
-        low2 = Signal(N)                       # lane i < bnd, for the products of stage 3
-        self.sync += bnd1.eq(self.bnd), mode16_1.eq(self.mode16), mode16_2.eq(mode16_1), \
-            [low2[i].eq(i < bnd1) for i in range(N)]
+        self.sync += bnd1.eq(self.bnd), bnd2.eq(bnd1), mode16_1.eq(self.mode16), mode16_2.eq(mode16_1)
         for i in range(N):
             scaled = Signal((ACC_BITS, True), name=f"ps{i}")
             if i % 2:
@@ -111,7 +107,7 @@ class MacArray(Module):
             else:
                 self.comb += scaled.eq(prod[i])
             self.sync += [
-                If(low2[i], lo[i].eq(scaled), hi[i].eq(0)).Else(lo[i].eq(0), hi[i].eq(scaled)),
+                If(i < bnd2, lo[i].eq(scaled), hi[i].eq(0)).Else(lo[i].eq(0), hi[i].eq(scaled)),
             ]
         # ---- stages 4..: two adder trees -------------------------------------------------------
         sum_lo, tlat = _tree(self, lo, ACC_BITS, 1)

@@ -23,8 +23,7 @@ has k_stored >= 64 >= N columns there is at most one boundary per cycle (docs/is
 
 Structure
 ---------
-    _Gearbox      two-word buffer {w0, w1} (registers; the memory port holds the next word);
-                  the stream advances by 2N-bit units
+    _Gearbox      two-word buffer {w0, memory output}; the stream advances by 2N-bit units
                   (4, 4, 3, 2, 1 units per cycle in modes 16, 8, 6, 4, 2; a word is 4 units), so
                   the window of a cycle starts at unit 0..3 of the buffer: a 4:1 mux, no barrel
                   shifter, and at most one new word per cycle, which the memory always delivers.
@@ -50,9 +49,9 @@ Timing (exact, with `ready` held high)
 Let `start` be high in cycle S.
 
 * First valid output: cycle S + ``first_output_latency(mode)`` =
-  S + 5 in modes 16 and 8, S + 4 + W in the codebook modes, with W = 2**bits / 4 parameter words
+  S + 4 in modes 16 and 8, S + 4 + W in the codebook modes, with W = 2**bits / 4 parameter words
   per codebook (W = 16, 4, 1 for modes 6, 4, 2: group 0 must be loaded; the two-word buffer
-  primes in parallel, in 3 cycles).
+  primes in parallel).
 * Then ``stream_cycles(n_lanes, mode, rows, k_stored, group_log2)`` consecutive cycles carry the
   stream; `valid` is high in all of them except codebook stalls, `last` marks the final one:
 
@@ -83,7 +82,6 @@ from rnnaccel.host.cycles import CB_PER_WORD, codebook_words
 from rnnaccel.host.spec import CODEBOOK_BITS, CODEBOOK_MODES, MAX_LANES, WEIGHT_MODE_CODE
 
 from .mac import W_BITS
-from .replica import copy_reg
 
 ROW_BITS = FIELDS["rows"][2]            # rows of one MATVEC
 K_BITS = FIELDS["a_len"][2] + 1         # k_stored = KA + KB + pad (pad only when K < 64)
@@ -94,7 +92,6 @@ CB_ENTRIES = 1 << max(CODEBOOK_MODES)   # one register file: entries of the wide
 UNITS_PER_WORD = 4                      # the gearbox works in 2N-bit units, a word is 8N bits
 CB_WORD_BITS = (CB_ENTRIES // CB_PER_WORD - 1).bit_length()   # word within one file
 CB_ADR_BITS = CB_WORD_BITS + 1          # {file, word}: both files in one lane memory
-LANES_PER_COPY = 4                      # lanes served by one copy of a high-fan-out control
 
 
 # Timing (first_output_latency, stream_cycles, ...) lives in rnnaccel.host.cycles, shared with the
@@ -112,66 +109,49 @@ def units_per_cycle(mode):
 class _Gearbox(Module):
     """Two-word buffer over the weight memory and the lane fields of the current stream cycle.
 
-    The buffer is two registers {w0, w1}, and the memory's output holds the word after w1, so a
-    word shift is `w0 <= w1 <= dat_r` while the read address moves on by one (priming takes
-    PRIME_CYCLES). `off` (in 2N-bit units) is where the cycle's window starts; it advances by
-    `units` and wraps into a word shift.
+    The buffer is {w0, port.dat_r}: the memory's output register is the second word, so a word
+    shift is `w0 <= dat_r` while the port's address moves on by one. `off` (in 2N-bit units) is
+    where the cycle's window starts; it advances by `units` and wraps into a word shift."""
 
-    `ports`: the weight memory as one or more read ports side by side (word bits split in
-    order). Each port gets its own copy of the address registers and of the shift decision, so
-    no single net drives the address of every block RAM of the 8N-bit word."""
-
-    def __init__(self, n, ports):
+    def __init__(self, n, port):
         self.start = Signal()
-        self.base = Signal(len(ports[0].adr))  # first word of the stream (valid with start)
+        self.base = Signal(len(port.adr))    # first word of the stream (valid with start)
         self.units = Signal(3)                # units per cycle (latched by the parent)
         self.m6, self.m4, self.m2 = Signal(), Signal(), Signal()
-        # the current cycle is consumed: one copy per port (the parent drives them all alike)
-        self.advance_p = [Signal(name=f"wadv{g}") for g in range(len(ports))]
+        self.advance = Signal()               # the current cycle is consumed
         self.primed = Signal()                # both words are in place
         self.lanes = [Signal(8, name=f"field{i}") for i in range(n)]   # byte or codebook index
-        aw = len(ports[0].adr)
-        dat_r = Cat(*[p.dat_r for p in ports])
-        assert len(dat_r) == 8 * n
 
         # ---- buffer ------------------------------------------------------------------------------
-        # {w0, w1} are registers; the memory port already holds the word after w1, so a shift is
-        # w0 <= w1 <= dat_r and no logic stands behind the block RAMs' outputs
-        w0, w1 = Signal(8 * n), Signal(8 * n)
-        prime1, prime2 = Signal(), Signal()   # the two cycles after start: the first two words
-        self.comb += self.primed.eq(~prime1 & ~prime2)
-        self.sync += prime1.eq(self.start), prime2.eq(prime1)
-        # per port: the address whose word is on its dat_r (ptr), ptr + 1, a copy of `off` and the
-        # shift of its slice of w0; each copy feeds back on itself, so yosys keeps them apart
-        lo = 0
-        offs = []                             # (bits lo..hi of the word, that port's copy of off)
-        for g, port in enumerate(ports):
-            ptr, ptr1 = Signal(aw, name=f"wptr{g}"), Signal(aw, name=f"wptr1_{g}")
-            off_g, total_g, shift_g = Signal(2, name=f"woff{g}"), Signal(3, name=f"wtot{g}"), Signal(name=f"wsh{g}")
-            hi = lo + len(port.dat_r)
-            self.sync += If(~self.start & shift_g, w0[lo:hi].eq(w1[lo:hi]), w1[lo:hi].eq(port.dat_r))
-            offs.append((lo, hi, off_g))
-            lo = hi
-            self.comb += [
-                total_g.eq(off_g + self.units),
-                shift_g.eq(prime1 | prime2 | (self.advance_p[g] & total_g[2])),
-                # the port registers its address: present the word we want on dat_r next cycle
-                If(self.start, port.adr.eq(self.base)).Elif(shift_g, port.adr.eq(ptr1)).Else(port.adr.eq(ptr)),
-            ]
-            self.sync += If(self.start,
-                ptr.eq(self.base), ptr1.eq(self.base + 1), off_g.eq(0),
+        w0 = Signal(8 * n)
+        ptr = Signal(len(port.adr))           # address whose word is on port.dat_r
+        ptr1 = Signal(len(port.adr))          # ptr + 1
+        off = Signal(2)
+        prime = Signal()                      # the cycle after start: first word arrives
+        total = Signal(3)
+        shift = Signal()
+        self.comb += [
+            total.eq(off + self.units),
+            shift.eq(prime | (self.advance & total[2])),
+            # the port registers its address: present the word we want on dat_r next cycle
+            If(self.start, port.adr.eq(self.base)).Elif(shift, port.adr.eq(ptr1)).Else(port.adr.eq(ptr)),
+            self.primed.eq(~prime),
+        ]
+        self.sync += [
+            If(self.start,
+                ptr.eq(self.base), ptr1.eq(self.base + 1), off.eq(0), prime.eq(1),
             ).Else(
-                If(shift_g, ptr.eq(ptr1), ptr1.eq(ptr1 + 1)),
-                If(self.advance_p[g], off_g.eq(total_g[:2])),
+                prime.eq(0),
+                If(shift, w0.eq(port.dat_r), ptr.eq(ptr1), ptr1.eq(ptr1 + 1)),
+                If(self.advance, off.eq(total[:2])),
             )
+        ]
 
         # ---- window: 4 units from unit `off` of the buffer (the only mux in the data path) -------
-        # (each slice of the window selected by its port's copy of off: no net reaches all 8N muxes)
         u = 2 * n
-        buf = Cat(w0, w1)
+        buf = Cat(w0, port.dat_r)
         window = Signal(8 * n)
-        for lo, hi, off_g in offs:
-            self.comb += window[lo:hi].eq(Array(buf[o * u + lo:o * u + hi] for o in range(UNITS_PER_WORD))[off_g])
+        self.comb += window.eq(Array(buf[o * u:o * u + 8 * n] for o in range(UNITS_PER_WORD))[off])
 
         # ---- lane fields: field i of a b-bit stream is window[b*i : b*i + b] ---------------------
         for i, lane in enumerate(self.lanes):
@@ -212,19 +192,15 @@ class _RowTracker(Module):
 
         ne = Signal(max=n + 1)                # N_eff
         k_step = Signal(K_BITS)               # k_stored - N_eff
-        k_step2 = Signal((K_BITS + 2, True))  # k_stored - 2 N_eff (may be negative)
-        ne2 = Signal(max=2 * n + 1)           # 2 N_eff
-        rows_m1, rows_m2 = Signal(ROW_BITS), Signal(ROW_BITS)
+        rows_m1 = Signal(ROW_BITS)
         d = Signal(K_BITS)
         fresh = Signal()
         row = Signal(ROW_BITS)                # row of weight 0
-        row1, row2 = Signal(ROW_BITS), Signal(ROW_BITS)   # row + 1, row + 2 (no adders ahead)
         self.sync += If(self.start,
-            ne.eq(Mux(self.half, n // 2, n)), ne2.eq(Mux(self.half, n, 2 * n)),
+            ne.eq(Mux(self.half, n // 2, n)),
             k_step.eq(self.k_stored - Mux(self.half, n // 2, n)),
-            k_step2.eq(self.k_stored - Mux(self.half, n, 2 * n)),
-            rows_m1.eq(self.rows - 1), rows_m2.eq(self.rows - 2),
-            d.eq(self.k_stored), fresh.eq(0), row.eq(0), row1.eq(1), row2.eq(2),
+            rows_m1.eq(self.rows - 1),
+            d.eq(self.k_stored), fresh.eq(0), row.eq(0),
             self.first.eq(1), self.running.eq(1),
         )
 
@@ -241,32 +217,21 @@ class _RowTracker(Module):
             self.n_valid.eq(Mux(self.last, d, ne)),
         ]
         # the state after an advance, and `new_group` of that state computed ahead and registered
-        # (it gates the parent's `advance`: no adder or comparator between it and the advance).
-        # Every compare of the next state is made on the current registers, in parallel, and
-        # `ends` only selects (one carry chain deep, not an adder followed by a comparator):
-        #   ends:  d' = d + k_step, row' = row + 1, d' < N_eff <=> d + k_stored - 2 N_eff < 0
-        #   else:  d' = d - N_eff,  row' = row,     d' < N_eff <=> d < 2 N_eff
+        # (it gates the parent's `advance`: no adder or comparator between it and the advance)
         d_nx, row_nx, fresh_nx = Signal(K_BITS), Signal(ROW_BITS), Signal()
-        self.comb += If(ends, d_nx.eq(d + k_step), row_nx.eq(row1), fresh_nx.eq(d == ne)) \
+        self.comb += If(ends, d_nx.eq(d + k_step), row_nx.eq(row + 1), fresh_nx.eq(d == ne)) \
             .Else(d_nx.eq(d - ne), row_nx.eq(row), fresh_nx.eq(0))
-        s_end = Signal((K_BITS + 3, True))
-        self.comb += s_end.eq(d + k_step2)
-        lt_nx, notlast_nx = Signal(), Signal()    # d' < N_eff, row' != rows - 1
-        self.comb += If(ends, lt_nx.eq(s_end[-1]), notlast_nx.eq(row != rows_m2)) \
-            .Else(lt_nx.eq(d < ne2), notlast_nx.eq(row != rows_m1))
-        # the next row (the one starting at the boundary): row' if fresh', else row' + 1
-        g1, g2 = Signal(), Signal()           # row + 1, row + 2 open a group
-        self.comb += g1.eq((row1 & self.mask) == 0), g2.eq((row2 & self.mask) == 0)
+        start_nx = Signal(ROW_BITS)
+        self.comb += start_nx.eq(Mux(fresh_nx, row_nx, row_nx + 1))
         bnd_nx = Signal()
-        self.comb += bnd_nx.eq(fresh_nx | (lt_nx & notlast_nx))
+        self.comb += bnd_nx.eq(fresh_nx | ((d_nx < ne) & (row_nx != rows_m1)))
         # at start the first cycle has no boundary: k_stored >= N_eff
         self.sync += If(self.start, self.new_group.eq(0)).Elif(self.advance,
-            self.new_group.eq(bnd_nx & Mux(ends & ~fresh_nx, g2, g1)))
+            self.new_group.eq(bnd_nx & ((start_nx & self.mask) == 0)))
         self.sync += If(~self.start & self.advance,
             self.first.eq(0),
             If(self.last, self.running.eq(0)),
             d.eq(d_nx), row.eq(row_nx), fresh.eq(fresh_nx),
-            If(ends, row1.eq(row2), row2.eq(row2 + 1)),
         )
 
 
@@ -333,22 +298,13 @@ class _Codebooks(Module):
                 self.ahead.eq(self.ahead + (wr & wr_last) - self.take),
             ),
         ]
-        # the words go to every lane's copy (WeightStream stage 2): word wr_j of file wr_par, in the
-        # cycle after `wr`, through one register per lane group (`write_replicas`), still before
-        # any lookup can use it (a file is looked up at the earliest two cycles after the `ahead`
-        # update that its last word's `wr` causes)
-        self.wr, self.wr_adr, self.wr_dat = wr, Cat(wr_j, wr_par), port.dat_r
-
-
-def write_replicas(m, cb, n_groups):
-    """The codebook write (we, address, data) registered once per lane group, so that neither the
-    block RAM's output nor one register drives every lane's LUT RAM (`copy_reg`: plain copies
-    merge into one register, which yosys then absorbs into the block RAM)."""
-    out = []
-    for g in range(n_groups):
-        rep = copy_reg(m, Cat(cb.wr, cb.wr_adr, cb.wr_dat), f"cbw{g}", cb.wr)
-        out.append((rep[0], rep[1:1 + CB_ADR_BITS], rep[1 + CB_ADR_BITS:]))
-    return out
+        # the words go to every lane's copy (WeightStream.lookup): word wr_j of file wr_par
+        # registered once more (the block RAM's clock-to-out and the fan-out to N lanes in separate
+        # cycles): a word lands one cycle after `wr`, still before any lookup can use it (a file
+        # is looked up at the earliest two cycles after the `ahead` update that its last word's
+        # `wr` causes)
+        self.wr, self.wr_adr, self.wr_dat = Signal(), Signal(CB_ADR_BITS), Signal(32)
+        self.sync += [self.wr.eq(wr), self.wr_adr.eq(Cat(wr_j, wr_par)), self.wr_dat.eq(port.dat_r)]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -358,9 +314,8 @@ class WeightStream(Module):
     """N lanes of decompressed weights per cycle (module docstring).
 
     Constructor: n_lanes (power of two, 4..64), wport = synchronous read port of the weight
-    memory (8*N-bit words; or a list of ports, the word's bits split in order over memories
-    that share the address space), pport = synchronous read port of the parameter memory
-    (32-bit words, little-endian bytes). The ports are driven only by this unit.
+    memory (8*N-bit words), pport = synchronous read port of the parameter memory (32-bit words,
+    little-endian bytes). Both ports are driven only by this unit.
 
     Control (sampled in the `start` cycle): word_base, mode (ISA code, spec.WEIGHT_MODE_CODE),
     rows, k_stored (>= N_eff), group_log2, cb_base (byte address, 4-byte aligned).
@@ -372,13 +327,12 @@ class WeightStream(Module):
         n = self.n_lanes = n_lanes
         if n & (n - 1) or not 4 <= n <= MAX_LANES:
             raise ValueError(f"n_lanes must be a power of two in 4..{MAX_LANES}, got {n}")
-        wports = list(wport) if isinstance(wport, (list, tuple)) else [wport]
-        if sum(len(p.dat_r) for p in wports) != 8 * n or len(pport.dat_r) != 32:
-            raise ValueError("weight port(s) must be 8*N bits wide together, parameter port 32 bits")
+        if len(wport.dat_r) != 8 * n or len(pport.dat_r) != 32:
+            raise ValueError("weight port must be 8*N bits wide, parameter port 32 bits")
 
         # ---- interface ---------------------------------------------------------------------------
         self.start = Signal()
-        self.word_base = Signal(len(wports[0].adr))
+        self.word_base = Signal(len(wport.adr))
         self.mode = Signal(MODE_BITS)
         self.rows = Signal(ROW_BITS)
         self.k_stored = Signal(K_BITS)
@@ -394,7 +348,7 @@ class WeightStream(Module):
         self.bnd = Signal(max=n + 1)
         self.busy = Signal()
 
-        self.submodules.gearbox = gb = _Gearbox(n, wports)
+        self.submodules.gearbox = gb = _Gearbox(n, wport)
         self.submodules.tracker = tr = _RowTracker(n)
         self.submodules.codebooks = cb = _Codebooks(pport)
 
@@ -415,20 +369,17 @@ class WeightStream(Module):
             # G - 1, saturated at the row counter's width (one group then)
             mask.eq(Cat(*[self.group_log2 > b for b in range(ROW_BITS)])),
         )
-        s1_valid_fwd = Signal()                 # stage 1 holds a stream cycle (declared early)
         # both pipeline stages move together: when the output is empty or taken
         ce = Signal()
         gen = Signal()                          # stage 1 issues a stream cycle
-        can = Signal()                          # ... if the stages move
         cross = Signal()
         self.comb += [
             ce.eq(~self.valid | self.ready),
             cross.eq(cbm & tr.new_group),
-            can.eq(tr.running & gb.primed & ~(cbm & (cb.ahead <= cross))),
-            gen.eq(ce & can),
+            gen.eq(ce & tr.running & gb.primed & ~(cbm & (cb.ahead <= cross))),
 
             gb.start.eq(self.start), gb.base.eq(self.word_base), gb.units.eq(units),
-            gb.m6.eq(m6), gb.m4.eq(m4), gb.m2.eq(m2),
+            gb.m6.eq(m6), gb.m4.eq(m4), gb.m2.eq(m2), gb.advance.eq(gen),
 
             tr.start.eq(self.start), tr.rows.eq(self.rows), tr.k_stored.eq(self.k_stored),
             tr.half.eq(is_[16]), tr.mask.eq(mask), tr.advance.eq(gen),
@@ -437,24 +388,8 @@ class WeightStream(Module):
             cb.words.eq(words), cb.rows.eq(rows), cb.mask.eq(mask), cb.take.eq(gen & cross),
         ]
 
-        # `ce` and `gen` reach every lane register and the whole gearbox buffer: each group of
-        # LANES_PER_COPY lanes (and each weight-memory port) gets its own copy, from its own copy
-        # of `valid` (which feeds back on itself, so yosys keeps the copies apart)
-        n_grp = -(-n // LANES_PER_COPY)
-        ce_g = [Signal(name=f"ce{g}") for g in range(n_grp)]
-        gen_g = [Signal(name=f"gen{g}") for g in range(n_grp)]
-        for g in range(n_grp):
-            valid_g = Signal(name=f"valid{g}")
-            self.comb += ce_g[g].eq(~valid_g | self.ready), gen_g[g].eq(ce_g[g] & can)
-            self.sync += If(self.start, valid_g.eq(0)).Elif(ce_g[g], valid_g.eq(s1_valid_fwd))
-        if len(gb.advance_p) == n_grp:
-            self.comb += [a.eq(x) for a, x in zip(gb.advance_p, gen_g)]
-        else:
-            self.comb += [a.eq(gen) for a in gb.advance_p]
-
         # ---- stage 1: lane fields and the cycle's row information --------------------------------
-        s1_valid = s1_valid_fwd
-        s1_cross, s1_par = Signal(), Signal()
+        s1_valid, s1_cross, s1_par = Signal(), Signal(), Signal()
         s1_first, s1_last = Signal(), Signal()
         s1_bnd, s1_nvalid = Signal.like(self.bnd), Signal.like(self.n_valid)
         s1_lanes = [Signal(8, name=f"s1_field{i}") for i in range(n)]
@@ -467,12 +402,11 @@ class WeightStream(Module):
                 If(gen,
                     s1_cross.eq(cross), s1_par.eq(par), s1_bnd.eq(tr.bnd),
                     s1_first.eq(tr.first), s1_last.eq(tr.last), s1_nvalid.eq(tr.n_valid),
+                    *[s.eq(f) for s, f in zip(s1_lanes, gb.lanes)],
                     If(cross, par.eq(~par)),
                 ),
             )
         ]
-        # (gen implies ~start: a stream only starts while the unit is idle)
-        self.sync += [If(gen_g[i // LANES_PER_COPY], s.eq(f)) for i, (s, f) in enumerate(zip(s1_lanes, gb.lanes))]
 
         # ---- stage 2: codebook lookup / sign extension -> outputs --------------------------------
         # Each lane has its own copy of both files: a 32-bit-wide LUT RAM (asynchronous read, so
@@ -480,7 +414,6 @@ class WeightStream(Module):
         # the filler; the lane reads word {file, index >> 2} and picks byte index & 3.
         idx_bits = max(CODEBOOK_MODES)
         sub = (CB_PER_WORD - 1).bit_length()
-        copies = write_replicas(self, cb, n_grp)
         for i in range(n):
             # weights from bnd belong to the next row, which opened a new group if s1_cross
             f = s1_par ^ (s1_cross & (i >= s1_bnd))
@@ -488,8 +421,7 @@ class WeightStream(Module):
             rp = mem.get_port(async_read=True)
             wp = mem.get_port(write_capable=True)
             self.specials += mem, rp, wp
-            we, wadr, wdat = copies[i // LANES_PER_COPY]
-            self.comb += wp.we.eq(we), wp.adr.eq(wadr), wp.dat_w.eq(wdat)
+            self.comb += wp.we.eq(cb.wr), wp.adr.eq(cb.wr_adr), wp.dat_w.eq(cb.wr_dat)
             entry = Signal((CODEBOOK_BITS, True), name=f"entry{i}")
             signed = Signal((8, True), name=f"byte{i}")
             self.comb += [rp.adr.eq(Cat(s1_lanes[i][sub:idx_bits], f)),
@@ -498,7 +430,7 @@ class WeightStream(Module):
             pick = If(cbm, self.w[i].eq(entry))
             if i % 2 == 0:   # mode 16: the low byte of a weight is unsigned
                 pick = pick.Elif(m16, self.w[i].eq(s1_lanes[i]))
-            self.sync += If(ce_g[i // LANES_PER_COPY], pick.Else(self.w[i].eq(signed)))
+            self.sync += If(ce, pick.Else(self.w[i].eq(signed)))
         self.sync += [
             If(self.start,
                 self.valid.eq(0),
@@ -511,14 +443,4 @@ class WeightStream(Module):
         self.comb += [
             cb.release.eq(ce & s1_valid & s1_cross),
             self.busy.eq(tr.running | s1_valid | self.valid),
-        ]
-        # `busy` of the next cycle (the parent registers it: its start condition then needs no
-        # logic of this unit)
-        self.idle_next = Signal()
-        run_nx, s1_nx, v_nx = Signal(), Signal(), Signal()
-        self.comb += [
-            run_nx.eq(self.start | (tr.running & ~(gen & tr.last))),
-            s1_nx.eq(~self.start & Mux(ce, gen, s1_valid)),
-            v_nx.eq(~self.start & Mux(ce, s1_valid, self.valid)),
-            self.idle_next.eq(~(run_nx | s1_nx | v_nx)),
         ]

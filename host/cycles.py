@@ -51,7 +51,7 @@ def mac_latency(n_lanes):
 
 # ---- weight stream (gateware/weights.py) ------------------------------------------------------------
 CB_PER_WORD = 32 // CODEBOOK_BITS     # codebook entries per parameter-memory word
-PRIME_CYCLES = 3                      # start -> first, second word in the gearbox registers -> third on the port
+PRIME_CYCLES = 2                      # start -> first word in the gearbox -> second word on the port
 PIPE_STAGES = 2                       # field extraction, lookup
 FILL_TURNAROUND = 3                   # crossing into a group -> refill of the file two groups back
 

@@ -24,7 +24,7 @@ Host side (valid while `busy` is low): write ports for the program, parameter an
 memories, and a word port into the vector pool. Control: `start` with `steps`, `parity_in` and
 the base/size registers; status: `busy`, `done`, `error`, `error_pc`, `parity_out`, counters.
 """
-from migen import FSM, Array, Case, Cat, If, Memory, Module, Mux, NextState, NextValue, Signal
+from migen import FSM, READ_FIRST, Array, Case, Cat, If, Memory, Module, Mux, NextState, NextValue, Signal
 from migen.fhdl.bitcontainer import value_bits_sign
 from migen.genlib.fifo import SyncFIFO
 
@@ -71,9 +71,14 @@ class RNNAccelCore(Module):
         param = Memory(32, param_words, name="param")
         wmem = Memory(8 * N, self.wmem_words, name="wmem")
         self.specials += prog, param, wmem
-        p_fetch, p_host = prog.get_port(), prog.get_port(write_capable=True)
-        q_stream, q_bias, q_host = param.get_port(), param.get_port(), param.get_port(write_capable=True)
-        w_stream, w_host = wmem.get_port(), wmem.get_port(write_capable=True)
+        # read ports READ_FIRST (data registered): a write-first port beside a write port makes
+        # yosys emulate the transparency with a bypass mux and an address compare behind the block
+        # RAM; here a read never meets a write to the same word in the same cycle (the host writes
+        # only while the core is idle; see also VectorPool)
+        rd = dict(mode=READ_FIRST)
+        p_fetch, p_host = prog.get_port(**rd), prog.get_port(write_capable=True)
+        q_stream, q_bias, q_host = param.get_port(**rd), param.get_port(**rd), param.get_port(write_capable=True)
+        w_stream, w_host = wmem.get_port(**rd), wmem.get_port(write_capable=True)
         self.specials += p_fetch, p_host, q_stream, q_bias, q_host, w_stream, w_host
         self.prog_we, self.prog_adr, self.prog_dat = p_host.we, p_host.adr, p_host.dat_w
         self.param_we, self.param_adr, self.param_dat = q_host.we, q_host.adr, q_host.dat_w
@@ -219,7 +224,9 @@ class RNNAccelCore(Module):
         ld_pend, ld_pend_pos, ld_pend_mask = Signal(), Signal(17), Signal(RD_WIDTH)
         self.comb += If(ld_seg, ld_src.eq(phys["b"]), ld_len.eq(F["b_len"]), ld_pos0.eq(F["a_len"])) \
             .Else(ld_src.eq(phys["a"]), ld_len.eq(F["a_len"]), ld_pos0.eq(0))
-        self.comb += vpool.wide_adr.eq(ld_src + ld_i)
+        # the pool address runs in its own register (ld_src + ld_i), no adder before the banks
+        ld_adr = Signal(vaw)
+        self.comb += vpool.wide_adr.eq(ld_adr)
         # the pool's words are registered once more before the X buffer write (the block RAM's
         # clock-to-out stays out of the bank/wrap write logic): the last write lands in the cycle
         # after LOADED, still well before the stream's first window read
@@ -285,8 +292,17 @@ class RNNAccelCore(Module):
             mac.shifted.eq(xb.shifted),
             mac.zero.eq(xb.zero | tail),
         ] + [mac.x[i].eq(xb.x[i]) for i in range(N)] + [mac.w[i].eq(wd[i]) for i in range(N)]
-        busy_r, busy_v = Signal.like(mac.busy_lanes), Signal()   # the lane count, registered first
-        self.sync += busy_r.eq(mac.busy_lanes), busy_v.eq(mac.valid), If(busy_v, self.mac_ops.eq(self.mac_ops + busy_r))
+        # utilisation counter: the idle-lane mask registered, then counted in two register stages
+        # (8 lanes, then the groups); it is read after `done`, long after its last increment
+        zero_r, v_r, v_c, busy_v = Signal(N), Signal(), Signal(), Signal()
+        self.sync += zero_r.eq(mac.zero), v_r.eq(mac.valid), v_c.eq(v_r), busy_v.eq(v_c)
+        counts = []
+        for g in range(0, N, 8):
+            c = Signal(max=9, name=f"busy{g // 8}")
+            self.sync += c.eq(sum(~zero_r[i] for i in range(g, min(g + 8, N))))
+            counts.append(c)
+        busy_r = Signal(max=N + 1)
+        self.sync += busy_r.eq(sum(counts)), If(busy_v, self.mac_ops.eq(self.mac_ops + busy_r))
 
         # two rows may finish in one cycle (a boundary and the stream's end): hold the second
         row1_hold, row1_val = Signal(), Signal((ACC_BITS, True))
@@ -371,8 +387,11 @@ class RNNAccelCore(Module):
             self.comb += pos_of[k].eq(pos_of[k - 1] + need[k - 1])
         for k in range(4):
             self.comb += If(need[k], order[pos_of[k]].eq(k))
-        op_base = Array([C("da", r_ctx), C("db", r_ctx), C("p", r_ctx), C("q", r_ctx)])
-        self.comb += core_rd_adr.eq(op_base[order[slot]] + r_j)
+        # the four operand addresses of the row (base + row), added when the row is popped: in the
+        # slots only a mux stands before the pool's read port
+        op_adr = Array(Signal(vaw, name=f"opadr{k}") for k in range(4))
+        self.sync += If(pop, *[op_adr[k].eq(C(name, feed_ptr) + fd_j) for k, name in enumerate(("da", "db", "p", "q"))])
+        self.comb += core_rd_adr.eq(op_adr[order[slot]])
         rd_k, rd_live = Signal(2), Signal()
         self.sync += rd_k.eq(order[slot]), \
             rd_live.eq(feeding & (slot < C("n_ops", r_ctx)))
@@ -475,20 +494,23 @@ class RNNAccelCore(Module):
             If(any_op_bad, *fail(isa.ERR_ADDR)).Elif(weight_bad, *fail(isa.ERR_WEIGHT)).Else(
                 If(seg_wait, NextState("WAITSEG"))
                 .Elif(reuse, NextValue(ld_sel, last_sel), NextState("START"))
-                .Else(NextValue(ld_sel, ~last_sel), NextValue(ld_seg, 0), NextValue(ld_i, 0), NextState("LOAD"))))
+                .Else(NextValue(ld_sel, ~last_sel), NextValue(ld_seg, 0), NextValue(ld_i, 0),
+                      NextValue(ld_adr, phys["a"]), NextState("LOAD"))))
         self.comb += seg_ready.eq((ctx_count == 0) | (~F["flags"][0] & (ctx_count <= 1)))
         fsm.act("WAITSEG",   # WAIT: every earlier instruction retired; WAIT_OLDER: all but the last
             self.busy.eq(1),
             If(seg_ready,
-                NextValue(ld_sel, ~last_sel), NextValue(ld_seg, 0), NextValue(ld_i, 0), NextState("LOAD")))
+                NextValue(ld_sel, ~last_sel), NextValue(ld_seg, 0), NextValue(ld_i, 0),
+                NextValue(ld_adr, phys["a"]), NextState("LOAD")))
         fsm.act("LOAD",
             self.busy.eq(1),
             NextValue(ld_pend, 1), NextValue(ld_pend_pos, ld_pos0 + ld_i),
             NextValue(ld_pend_mask, Cat(*[(ld_i + j < ld_len) for j in range(RD_WIDTH)])),
             If(ld_i + RD_WIDTH >= ld_len,
                 NextValue(ld_i, 0),
-                If(ld_seg | (F["b_len"] == 0), NextState("LOADED")).Else(NextValue(ld_seg, 1)))
-            .Else(NextValue(ld_i, ld_i + RD_WIDTH)))
+                If(ld_seg | (F["b_len"] == 0), NextState("LOADED"))
+                .Else(NextValue(ld_seg, 1), NextValue(ld_adr, phys["b"])))
+            .Else(NextValue(ld_i, ld_i + RD_WIDTH), NextValue(ld_adr, ld_adr + RD_WIDTH)))
         fsm.act("LOADED",    # the last loader write lands in this cycle
             self.busy.eq(1), NextValue(ld_pend, 0),
             *[If(ld_sel == b, NextValue(held[b][k], v)) for b in range(2) for k, v in

@@ -8,7 +8,7 @@ buffer RD_WIDTH positions per cycle. Single words are read (epilogue operands, t
 written (results, the bus) through separate ports; yosys replicates the banks for the extra read
 port.
 """
-from migen import Array, If, Memory, Module, Signal
+from migen import READ_FIRST, Array, If, Memory, Module, Signal
 
 from rnnaccel.host.spec import ACT_BITS
 
@@ -39,8 +39,10 @@ class VectorPool(Module):
 
         banks = [Memory(ACT_BITS, words // B, name=f"vbank{b}") for b in range(B)]
         self.specials += banks
-        wide = [m.get_port() for m in banks]
-        word = [m.get_port() for m in banks]
+        # READ_FIRST (no transparency bypass logic behind the block RAMs): the core never reads a
+        # word in the cycle it writes it (WAIT / WAIT_EPI order them by at least a cycle)
+        wide = [m.get_port(mode=READ_FIRST) for m in banks]
+        word = [m.get_port(mode=READ_FIRST) for m in banks]
         wr = [m.get_port(write_capable=True) for m in banks]
         self.specials += wide + word + wr
         lg = B.bit_length() - 1

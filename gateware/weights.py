@@ -192,15 +192,19 @@ class _RowTracker(Module):
 
         ne = Signal(max=n + 1)                # N_eff
         k_step = Signal(K_BITS)               # k_stored - N_eff
-        rows_m1 = Signal(ROW_BITS)
+        k_step2 = Signal((K_BITS + 2, True))  # k_stored - 2 N_eff (may be negative)
+        ne2 = Signal(max=2 * n + 1)           # 2 N_eff
+        rows_m1, rows_m2 = Signal(ROW_BITS), Signal(ROW_BITS)
         d = Signal(K_BITS)
         fresh = Signal()
         row = Signal(ROW_BITS)                # row of weight 0
+        row1, row2 = Signal(ROW_BITS), Signal(ROW_BITS)   # row + 1, row + 2 (no adders ahead)
         self.sync += If(self.start,
-            ne.eq(Mux(self.half, n // 2, n)),
+            ne.eq(Mux(self.half, n // 2, n)), ne2.eq(Mux(self.half, n, 2 * n)),
             k_step.eq(self.k_stored - Mux(self.half, n // 2, n)),
-            rows_m1.eq(self.rows - 1),
-            d.eq(self.k_stored), fresh.eq(0), row.eq(0),
+            k_step2.eq(self.k_stored - Mux(self.half, n, 2 * n)),
+            rows_m1.eq(self.rows - 1), rows_m2.eq(self.rows - 2),
+            d.eq(self.k_stored), fresh.eq(0), row.eq(0), row1.eq(1), row2.eq(2),
             self.first.eq(1), self.running.eq(1),
         )
 
@@ -217,21 +221,32 @@ class _RowTracker(Module):
             self.n_valid.eq(Mux(self.last, d, ne)),
         ]
         # the state after an advance, and `new_group` of that state computed ahead and registered
-        # (it gates the parent's `advance`: no adder or comparator between it and the advance)
+        # (it gates the parent's `advance`: no adder or comparator between it and the advance).
+        # Every compare of the next state is made on the current registers, in parallel, and
+        # `ends` only selects (one carry chain deep, not an adder followed by a comparator):
+        #   ends:  d' = d + k_step, row' = row + 1, d' < N_eff <=> d + k_stored - 2 N_eff < 0
+        #   else:  d' = d - N_eff,  row' = row,     d' < N_eff <=> d < 2 N_eff
         d_nx, row_nx, fresh_nx = Signal(K_BITS), Signal(ROW_BITS), Signal()
-        self.comb += If(ends, d_nx.eq(d + k_step), row_nx.eq(row + 1), fresh_nx.eq(d == ne)) \
+        self.comb += If(ends, d_nx.eq(d + k_step), row_nx.eq(row1), fresh_nx.eq(d == ne)) \
             .Else(d_nx.eq(d - ne), row_nx.eq(row), fresh_nx.eq(0))
-        start_nx = Signal(ROW_BITS)
-        self.comb += start_nx.eq(Mux(fresh_nx, row_nx, row_nx + 1))
+        s_end = Signal((K_BITS + 3, True))
+        self.comb += s_end.eq(d + k_step2)
+        lt_nx, notlast_nx = Signal(), Signal()    # d' < N_eff, row' != rows - 1
+        self.comb += If(ends, lt_nx.eq(s_end[-1]), notlast_nx.eq(row != rows_m2)) \
+            .Else(lt_nx.eq(d < ne2), notlast_nx.eq(row != rows_m1))
+        # the next row (the one starting at the boundary): row' if fresh', else row' + 1
+        g1, g2 = Signal(), Signal()           # row + 1, row + 2 open a group
+        self.comb += g1.eq((row1 & self.mask) == 0), g2.eq((row2 & self.mask) == 0)
         bnd_nx = Signal()
-        self.comb += bnd_nx.eq(fresh_nx | ((d_nx < ne) & (row_nx != rows_m1)))
+        self.comb += bnd_nx.eq(fresh_nx | (lt_nx & notlast_nx))
         # at start the first cycle has no boundary: k_stored >= N_eff
         self.sync += If(self.start, self.new_group.eq(0)).Elif(self.advance,
-            self.new_group.eq(bnd_nx & ((start_nx & self.mask) == 0)))
+            self.new_group.eq(bnd_nx & Mux(ends & ~fresh_nx, g2, g1)))
         self.sync += If(~self.start & self.advance,
             self.first.eq(0),
             If(self.last, self.running.eq(0)),
             d.eq(d_nx), row.eq(row_nx), fresh.eq(fresh_nx),
+            If(ends, row1.eq(row2), row2.eq(row2 + 1)),
         )
 
 
@@ -298,13 +313,24 @@ class _Codebooks(Module):
                 self.ahead.eq(self.ahead + (wr & wr_last) - self.take),
             ),
         ]
-        # the words go to every lane's copy (WeightStream.lookup): word wr_j of file wr_par
-        # registered once more (the block RAM's clock-to-out and the fan-out to N lanes in separate
-        # cycles): a word lands one cycle after `wr`, still before any lookup can use it (a file
-        # is looked up at the earliest two cycles after the `ahead` update that its last word's
-        # `wr` causes)
-        self.wr, self.wr_adr, self.wr_dat = Signal(), Signal(CB_ADR_BITS), Signal(32)
-        self.sync += [self.wr.eq(wr), self.wr_adr.eq(Cat(wr_j, wr_par)), self.wr_dat.eq(port.dat_r)]
+        # the words go to every lane's copy (WeightStream stage 2): word wr_j of file wr_par, in the
+        # cycle after `wr`, through one register per lane group (`write_replicas`), still before
+        # any lookup can use it (a file is looked up at the earliest two cycles after the `ahead`
+        # update that its last word's `wr` causes)
+        self.wr, self.wr_adr, self.wr_dat = wr, Cat(wr_j, wr_par), port.dat_r
+
+
+def write_replicas(cb, n_groups, sync):
+    """The codebook write (we, address, data) registered once per lane group, so that neither the
+    block RAM's output nor one register drives every lane's LUT RAM. Each copy gets its own reset
+    value (a different address: harmless, `we` resets to 0), else yosys merges the identical
+    registers into one and absorbs it into the block RAM's output register (measured)."""
+    out = []
+    for g in range(n_groups):
+        rep = Signal(1 + CB_ADR_BITS + 32, reset=(g % (1 << CB_ADR_BITS)) << 1, name=f"cbw{g}")
+        sync.append(rep.eq(Cat(cb.wr, cb.wr_adr, cb.wr_dat)))
+        out.append((rep[0], rep[1:1 + CB_ADR_BITS], rep[1 + CB_ADR_BITS:]))
+    return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -414,6 +440,10 @@ class WeightStream(Module):
         # the filler; the lane reads word {file, index >> 2} and picks byte index & 3.
         idx_bits = max(CODEBOOK_MODES)
         sub = (CB_PER_WORD - 1).bit_length()
+        lanes_per_copy = 4
+        write_sync = []
+        copies = write_replicas(cb, -(-n // lanes_per_copy), write_sync)
+        self.sync += write_sync
         for i in range(n):
             # weights from bnd belong to the next row, which opened a new group if s1_cross
             f = s1_par ^ (s1_cross & (i >= s1_bnd))
@@ -421,7 +451,8 @@ class WeightStream(Module):
             rp = mem.get_port(async_read=True)
             wp = mem.get_port(write_capable=True)
             self.specials += mem, rp, wp
-            self.comb += wp.we.eq(cb.wr), wp.adr.eq(cb.wr_adr), wp.dat_w.eq(cb.wr_dat)
+            we, wadr, wdat = copies[i // lanes_per_copy]
+            self.comb += wp.we.eq(we), wp.adr.eq(wadr), wp.dat_w.eq(wdat)
             entry = Signal((CODEBOOK_BITS, True), name=f"entry{i}")
             signed = Signal((8, True), name=f"byte{i}")
             self.comb += [rp.adr.eq(Cat(s1_lanes[i][sub:idx_bits], f)),

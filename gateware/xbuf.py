@@ -14,9 +14,14 @@ Per lane the unit also reports the column, from which the MAC array's masks foll
 `shifted` (the lane's column is in the shifted segment) and `zero` (padding column or past the
 stream's end).
 """
-from migen import Array, Cat, If, Memory, Module, Signal
+from functools import reduce
+from operator import or_
+
+from migen import READ_FIRST, Array, Cat, If, Memory, Module, Mux, Signal
 
 from rnnaccel.host.spec import ACT_BITS
+
+ROT_EARLY = 2   # rotator levels before the stage-1 register (the rest after it)
 
 
 class XBuffer(Module):
@@ -26,7 +31,8 @@ class XBuffer(Module):
     row, N <= k <= kmax), k_useful (a_len + b_len; columns >= k_useful are padding), split (a_len),
     shift_b (the shifted segment is B, else A), mode16 (lane pairs share an element: N_eff = N/2).
     With one set, `k`, `k_useful`, `split`, `shift_b`, `mode16` are its attributes as well.
-    Write port: we[j], wpos (position of element 0), wdata[j] for j < wr_width, into buffer `wsel`.
+    Write port: we[j], wpos (position of element 0), wdata[j] for j < wr_width, into buffer `wsel`;
+    `wsel` and cfg[wsel]["k"] must be set a cycle before the first write (the wrap bank uses k registered).
     Read: from buffer `rsel` (held for the stream), `advance` steps the window by N_eff (a pulse
     per stream cycle), `restart` sets p = 0; outputs x[i], shifted, zero appear `latency` cycles
     after the cycle the window was at p.
@@ -72,7 +78,9 @@ class XBuffer(Module):
         banks = [Memory(ACT_BITS, depth * S, name=f"xbank{b}") for b in range(N)]
         wrap = [Array(Signal((ACT_BITS, True), name=f"xwrap{s}_{b}") for b in range(N)) for s in range(S)]
         self.specials += banks
-        rports = [m.get_port() for m in banks]            # synchronous read
+        # synchronous read, READ_FIRST: no transparency bypass behind the block RAM (a stream
+        # reads one set while the loader writes the other)
+        rports = [m.get_port(mode=READ_FIRST) for m in banks]
         wports = [m.get_port(write_capable=True) for m in banks]
         self.specials += rports + wports
 
@@ -86,15 +94,25 @@ class XBuffer(Module):
         # ---- writes: position wpos+j -> bank (wpos+j) mod N, word (wpos+j) div N ------------
         lg = N.bit_length() - 1
         assert 1 << lg == N, "N must be a power of two"
-        wk = cfg("k", self.wsel)
+        # the wrap copy: x[pos] for pos < N also lives at bank (pos + k) mod N. k mod N comes
+        # registered (the configuration is set at least one cycle before the first write), and each
+        # wrap register takes the one write that hits it through an AND-OR, not a priority chain
+        wk = Signal(lg)
+        self.sync += wk.eq(cfg("k", self.wsel)[:lg])
+        whit = [[Signal(name=f"whit{b}_{j}") for j in range(wr_width)] for b in range(N)]
         for j in range(wr_width):
-            pos = Signal(kw, name=f"wp{j}")
-            self.comb += pos.eq(self.wpos + j)
-            # the wrap copy: x[pos] for pos < N also lives at bank (pos + k) mod N
             wb = Signal(lg, name=f"wrapbank{j}")
-            self.comb += wb.eq(pos + wk)
+            early = Signal(name=f"wearly{j}")
+            self.comb += wb.eq(self.wpos[:lg] + j + wk), early.eq(self.we[j] & (self.wpos < N - j))
+            for b in range(N):
+                self.comb += whit[b][j].eq(early & (wb == b))
+        for b in range(N):
+            any_hit = Signal(name=f"whit{b}")
+            wval = Signal((ACT_BITS, True), name=f"wval{b}")
+            self.comb += any_hit.eq(Cat(*whit[b]) != 0), \
+                wval.eq(reduce(or_, [Mux(whit[b][j], self.wdata[j], 0) for j in range(wr_width)]))
             for s in range(S):
-                self.sync += If(self.we[j] & (pos < N) & (self.wsel == s), wrap[s][wb].eq(self.wdata[j]))
+                self.sync += If(any_hit & (self.wsel == s), wrap[s][b].eq(wval))
         for b in range(N):
             hits = [Signal(name=f"hit{b}_{j}") for j in range(wr_width)]
             for j in range(wr_width):
@@ -126,25 +144,32 @@ class XBuffer(Module):
             self.comb += If(b >= r, pos.eq((q << lg) + b)).Else(pos.eq(((q + 1) << lg) + b))
             self.comb += radr.eq(pos >> lg), rports[b].adr.eq(badr(radr, self.rsel))
             self.sync += use_wrap[b].eq(pos >= rk)
-        # stage 1 (the memory's read register): pick memory word or wrap register, registered
-        # (the block RAM's clock-to-out stays out of the rotator); stage 2: rotate by r -> x
+        # stage 1 (the memory's read register): pick memory word or wrap register, the first
+        # rotator levels, registered; stage 2: the other rotator levels -> x
         r1, r2 = Signal(lg), Signal(lg)
         rem1, rem2 = Signal(32), Signal(32)
         sel1, sel2 = Signal(sb), Signal(sb)
         self.sync += r1.eq(r), rem1.eq(self.remaining), r2.eq(r1), rem2.eq(rem1), \
             sel1.eq(self.rsel), sel2.eq(sel1)
-        word = [Signal((ACT_BITS, True), name=f"word{b}") for b in range(N)]
+        # rotate by r (win[i] = word[(r + i) mod N]) as log2(N) levels of 2:1 muxes, not N N:1
+        # muxes; rotations commute, so the first ROT_EARLY levels (by r1) go before the stage-1
+        # register, beside the wrap pick, and the rest (by r2) after it
+        def rotate(vals, sel, levels):
+            for lv in levels:
+                nxt = [Signal((ACT_BITS, True), name=f"rot{lv}_{i}") for i in range(N)]
+                for i in range(N):
+                    self.comb += If(sel[lv], nxt[i].eq(vals[(i + (1 << lv)) % N])).Else(nxt[i].eq(vals[i]))
+                vals = nxt
+            return vals
+        early = min(ROT_EARLY, lg)
+        pick = [Signal((ACT_BITS, True), name=f"pick{b}") for b in range(N)]
         for b in range(N):
             wr_b = Array(wrap[s][b] for s in range(S))[sel1] if S > 1 else wrap[0][b]
-            self.sync += If(use_wrap[b], word[b].eq(wr_b)).Else(word[b].eq(rports[b].dat_r))
-        # rotate by r2 (win[i] = word[(r2 + i) mod N]) as log2(N) levels of 2:1 muxes, not N
-        # N:1 muxes
-        win = word
-        for lv in range(lg):
-            nxt = [Signal((ACT_BITS, True), name=f"rot{lv}_{i}") for i in range(N)]
-            for i in range(N):
-                self.comb += If(r2[lv], nxt[i].eq(win[(i + (1 << lv)) % N])).Else(nxt[i].eq(win[i]))
-            win = nxt
+            self.comb += If(use_wrap[b], pick[b].eq(wr_b)).Else(pick[b].eq(rports[b].dat_r))
+        part = rotate(pick, r1, range(early))
+        word = [Signal((ACT_BITS, True), name=f"word{b}") for b in range(N)]
+        self.sync += [word[b].eq(part[b]) for b in range(N)]
+        win = rotate(word, r2, range(early, lg))
         # lane i takes element i (element i // 2 for paired 16-bit lanes). Its column depends on p
         # only, not on the memory data: pipelined beside the data path, one carry chain per stage
         # (p + e; wrap at k; the segment and padding compares), each with its stage's configuration.

@@ -20,6 +20,7 @@ def run_window(n, kmax, x, k_useful, split, shift_b, total, mode16=False, wr_wid
         yield dut.split.eq(split)
         yield dut.shift_b.eq(int(shift_b))
         yield dut.mode16.eq(int(mode16))
+        yield   # the configuration is in place a cycle before the first write (XBuffer docstring)
         for base in range(0, K, wr_width):
             m = 0
             for j in range(wr_width):

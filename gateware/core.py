@@ -231,7 +231,7 @@ class RNNAccelCore(Module):
         # clock-to-out stays out of the bank/wrap write logic): the last write lands in the cycle
         # after LOADED, still well before the stream's first window read
         wr_pend, wr_pos, wr_mask = Signal(), Signal(17), Signal(RD_WIDTH)
-        wr_dat = [Signal((ACT_BITS, True), name=f"ldw{j}") for j in range(RD_WIDTH)]
+        wr_dat = [Signal((ACT_BITS, True), name=f"ldw{j}", reset_less=True) for j in range(RD_WIDTH)]
         self.sync += wr_pend.eq(ld_pend), wr_pos.eq(ld_pend_pos), wr_mask.eq(ld_pend_mask), \
             [wr_dat[j].eq(vpool.wide_dat[j]) for j in range(RD_WIDTH)]
         self.comb += [xb.wpos.eq(wr_pos), xb.wsel.eq(ld_sel), If(wr_pend, xb.we.eq(wr_mask))]
@@ -276,19 +276,20 @@ class RNNAccelCore(Module):
         lag = timing.XBUF_LATENCY
         assert xb.latency == lag
 
-        def delayed(sig, name):
-            return delay(self, sig, lag, name)
-        wd = [delayed(ws.w[i], f"wl{i}") for i in range(N)]
+        def delayed(sig, name, reset_less=False):
+            return delay(self, sig, lag, name, reset_less)
+        wd = [delayed(ws.w[i], f"wl{i}", reset_less=True) for i in range(N)]
         take_d = delayed(take, "take")
         first_d, last_d = delayed(ws.first, "first"), delayed(ws.last, "last")
         nvalid_d, bnd_d = delayed(ws.n_valid, "nvalid"), delayed(ws.bnd, "bnd")
-        shift_d, m16_d = delayed(st_shift, "shift"), delayed(st_mode16, "m16")
+        m16_d = delayed(st_mode16, "m16")
+        shift_ahead = delay(self, st_shift, lag - 1, "shift")   # the array registers it per lane group
         tail = Signal(N)
         for i in range(N):
             self.comb += tail[i].eq(i >= lanes16(m16_d, nvalid_d))
         self.comb += [
             mac.valid.eq(take_d), mac.first.eq(first_d), mac.last.eq(last_d),
-            mac.bnd.eq(lanes16(m16_d, bnd_d)), mac.shift.eq(shift_d), mac.mode16.eq(m16_d),
+            mac.bnd.eq(lanes16(m16_d, bnd_d)), mac.shift_ahead.eq(shift_ahead), mac.mode16.eq(m16_d),
             mac.shifted.eq(xb.shifted),
             mac.zero.eq(xb.zero | tail),
         ] + [mac.x[i].eq(xb.x[i]) for i in range(N)] + [mac.w[i].eq(wd[i]) for i in range(N)]
@@ -305,7 +306,7 @@ class RNNAccelCore(Module):
         self.sync += busy_r.eq(sum(counts)), If(busy_v, self.mac_ops.eq(self.mac_ops + busy_r))
 
         # two rows may finish in one cycle (a boundary and the stream's end): hold the second
-        row1_hold, row1_val = Signal(), Signal((ACC_BITS, True))
+        row1_hold, row1_val = Signal(), Signal((ACC_BITS, True), reset_less=True)
         self.sync += If(mac.row0_valid & mac.row1_valid, row1_hold.eq(1), row1_val.eq(mac.row1)) \
             .Else(row1_hold.eq(0))
         self.comb += [
@@ -395,7 +396,7 @@ class RNNAccelCore(Module):
         rd_k, rd_live = Signal(2), Signal()
         self.sync += rd_k.eq(order[slot]), \
             rd_live.eq(feeding & (slot < C("n_ops", r_ctx)))
-        cap = [Signal((ACT_BITS, True), name=f"cap{k}") for k in range(4)]
+        cap = [Signal((ACT_BITS, True), name=f"cap{k}", reset_less=True) for k in range(4)]
         now = [Signal((ACT_BITS, True), name=f"opnow{k}") for k in range(4)]
         for k in range(4):
             self.sync += If(rd_live & (rd_k == k), cap[k].eq(vpool.rd_dat))
@@ -416,7 +417,7 @@ class RNNAccelCore(Module):
 
         # ---- write queue: up to two writes enter per row, one leaves per cycle -----------------------
         wq_adr = Array(Signal(vaw, name=f"wqa{e}") for e in range(WQ_DEPTH))
-        wq_dat = Array(Signal((ACT_BITS, True), name=f"wqd{e}") for e in range(WQ_DEPTH))
+        wq_dat = Array(Signal((ACT_BITS, True), name=f"wqd{e}", reset_less=True) for e in range(WQ_DEPTH))
         wq_last = Array(Signal(name=f"wql{e}") for e in range(WQ_DEPTH))
         wq_head, wq_tail = Signal(3), Signal(3)
         wq_count = Signal(4)

@@ -19,6 +19,7 @@ from rnnaccel.host import isa
 from rnnaccel.host.spec import ACC_BITS, ACT_BITS, F_ACT_OUT
 
 from .activation import ActivationUnit
+from .regs import drop_resets
 
 SHIFT_BITS = 8  # signed shift fields of the instruction (aux bytes, out_shift)
 
@@ -43,11 +44,11 @@ def _sat16(m, value, name):
     return res
 
 
-def delay(m, sig, n, name):
-    """sig delayed by n cycles."""
+def delay(m, sig, n, name, reset_less=False):
+    """sig delayed by n cycles (`reset_less`: a data line, its registers without reset)."""
     cur = sig
     for k in range(n):
-        nxt = Signal.like(cur, name=f"{name}_d{k}")
+        nxt = Signal.like(cur, name=f"{name}_d{k}", reset_less=reset_less)
         m.sync += nxt.eq(cur)
         cur = nxt
     return cur
@@ -188,3 +189,5 @@ class Epilogue(Module):
         y = _sat16(self, pick, "ysat")
         self.sync += self.out_valid.eq(at(au.out_valid, 4)), self.y.eq(y), self.out_tag.eq(at(self.tag, k + 4))
         self.latency = k + 5
+        # only the valid bits keep a reset (the activation units handle their own registers)
+        drop_resets(self, keep=taps.get(id(v), []) + taps.get(id(au.out_valid), []) + [self.out_valid])

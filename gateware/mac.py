@@ -19,6 +19,9 @@ from migen import Cat, If, Module, Signal
 
 from rnnaccel.host.spec import ACC_BITS, ACT_BITS, MAX_SEG_SHIFT
 
+from .regs import copy_reg, drop_resets
+
+LANES_PER_COPY = 4               # lanes served by one register copy of a lane control
 W_BITS = 9                       # lane weight: int8, or an unsigned/signed byte of an int16
 WS_BITS = W_BITS + MAX_SEG_SHIFT  # weight after the segment shift (fits an 18-bit multiplier)
 P_BITS = ACT_BITS + WS_BITS      # lane product
@@ -30,7 +33,7 @@ def _tree(m, values, width, stages):
     while len(level) > 1:
         nxt = []
         for i in range(0, len(level), 2):
-            s = Signal((width, True))
+            s = Signal((width, True), reset_less=True)
             if i + 1 < len(level):
                 m.sync += s.eq(level[i] + level[i + 1])
             else:
@@ -38,7 +41,7 @@ def _tree(m, values, width, stages):
             nxt.append(s)
         level, lat = nxt, lat + 1
     if lat == 0:  # a single lane: still register once for a uniform pipeline
-        s = Signal((width, True))
+        s = Signal((width, True), reset_less=True)
         m.sync += s.eq(level[0])
         level, lat = [s], 1
     return level[0], lat
@@ -55,7 +58,9 @@ class MacArray(Module):
         bnd        lanes < bnd finish the current row, lanes >= bnd start the next; bnd = N: none
         first      first cycle of an instruction's stream (accumulator starts from 0)
         last       last cycle: the row in progress ends with it
-        shift      left shift of the shifted segment (0..MAX_SEG_SHIFT), mode16: pair fusion
+        shift_ahead  left shift of the shifted segment (0..MAX_SEG_SHIFT), presented one cycle
+                   before the input cycle it applies to (it is registered per lane group)
+        mode16     pair fusion
     Outputs (`latency` cycles later), in stream order:
         row0_valid/row0: the row that ended at `bnd` (wrapped to 48 bits)
         row1_valid/row1: the row that ended at `last` (both may be valid in one cycle)
@@ -72,42 +77,62 @@ class MacArray(Module):
         self.valid = Signal()
         self.first = Signal()
         self.last = Signal()
-        self.shift = Signal(max=MAX_SEG_SHIFT + 1)
+        self.shift_ahead = Signal(max=MAX_SEG_SHIFT + 1)   # `shift`, one cycle before its input cycle
         self.mode16 = Signal()
 
         self.row0_valid, self.row1_valid = Signal(), Signal()
-        self.row0 = Signal((ACC_BITS, True))
-        self.row1 = Signal((ACC_BITS, True))
+        self.row0 = Signal((ACC_BITS, True), reset_less=True)
+        self.row1 = Signal((ACC_BITS, True), reset_less=True)
+
+        # Data registers have no reset (a valid bit travels beside them): the reset net then
+        # reaches only the control registers. The lane controls (shift, mode16, the row-boundary
+        # masks) are registered once per group of LANES_PER_COPY lanes: no single net drives
+        # every lane's shifter or mask mux.
+        groups = range(-(-N // LANES_PER_COPY))
+
+        def per_group(value, name):
+            copies = [copy_reg(self, value, f"{name}_g{g}", self.valid) for g in groups]
+            return [copies[i // LANES_PER_COPY] for i in range(N)]
 
         # ---- stage 1: segment shift of the weights, idle lanes to zero ----------------------
-        ws = [Signal((WS_BITS, True), name=f"ws{i}") for i in range(N)]
-        xs = [Signal((ACT_BITS, True), name=f"xs{i}") for i in range(N)]
+        # (the shift amount comes registered per group: the caller presents it a cycle ahead)
+        shift_l = per_group(self.shift_ahead, "shift")
+        ws = [Signal((WS_BITS, True), name=f"ws{i}", reset_less=True) for i in range(N)]
+        xs = [Signal((ACT_BITS, True), name=f"xs{i}", reset_less=True) for i in range(N)]
         for i in range(N):
             self.sync += [
                 xs[i].eq(self.x[i]),
                 If(self.zero[i], ws[i].eq(0))
-                .Elif(self.shifted[i], ws[i].eq(self.w[i] << self.shift))
+                .Elif(self.shifted[i], ws[i].eq(self.w[i] << shift_l[i]))
                 .Else(ws[i].eq(self.w[i])),
             ]
         # ---- stage 2: multiply (one DSP per lane) --------------------------------------------
-        prod = [Signal((P_BITS, True), name=f"p{i}") for i in range(N)]
+        prod = [Signal((P_BITS, True), name=f"p{i}", reset_less=True) for i in range(N)]
         for i in range(N):
             self.sync += prod[i].eq(xs[i] * ws[i])
         # ---- stage 3: pair weighting (16-bit mode) and the row-boundary masks -----------------
-        lo = [Signal((ACC_BITS, True), name=f"lo{i}") for i in range(N)]
-        hi = [Signal((ACC_BITS, True), name=f"hi{i}") for i in range(N)]
-        # the products of an input cycle are ready two cycles later: delay its bnd/mode to match
-        bnd1, bnd2 = Signal.like(self.bnd), Signal.like(self.bnd)
-        mode16_1, mode16_2 = Signal(), Signal()
-        self.sync += bnd1.eq(self.bnd), bnd2.eq(bnd1), mode16_1.eq(self.mode16), mode16_2.eq(mode16_1)
+        lo = [Signal((ACC_BITS, True), name=f"lo{i}", reset_less=True) for i in range(N)]
+        hi = [Signal((ACC_BITS, True), name=f"hi{i}", reset_less=True) for i in range(N)]
+        # the products of an input cycle are ready two cycles later: its bnd and mode follow, the
+        # lane masks i < bnd compared a stage ahead and registered per group (no comparator in
+        # front of a lane's mask muxes)
+        bnd1 = Signal.like(self.bnd, reset_less=True)
+        mode16_1 = Signal(reset_less=True)
+        self.sync += bnd1.eq(self.bnd), mode16_1.eq(self.mode16)
+        mode16_2 = per_group(mode16_1, "m16")
+        low2 = []
+        for g in groups:
+            m = Signal(LANES_PER_COPY, name=f"low_g{g}", reset_less=True)
+            self.sync += m.eq(Cat(*[g * LANES_PER_COPY + j < bnd1 for j in range(LANES_PER_COPY)]))
+            low2 += [m[j] for j in range(LANES_PER_COPY)]
         for i in range(N):
             scaled = Signal((ACC_BITS, True), name=f"ps{i}")
             if i % 2:
-                self.comb += If(mode16_2, scaled.eq(prod[i] << 8)).Else(scaled.eq(prod[i]))
+                self.comb += If(mode16_2[i], scaled.eq(prod[i] << 8)).Else(scaled.eq(prod[i]))
             else:
                 self.comb += scaled.eq(prod[i])
             self.sync += [
-                If(i < bnd2, lo[i].eq(scaled), hi[i].eq(0)).Else(lo[i].eq(0), hi[i].eq(scaled)),
+                If(low2[i], lo[i].eq(scaled), hi[i].eq(0)).Else(lo[i].eq(0), hi[i].eq(scaled)),
             ]
         # ---- stages 4..: two adder trees -------------------------------------------------------
         sum_lo, tlat = _tree(self, lo, ACC_BITS, 1)
@@ -122,7 +147,7 @@ class MacArray(Module):
             pipe.append(r)
         v, first, last, has_bnd = (pipe[-1][k] for k in range(4))
         # ---- row accumulator ---------------------------------------------------------------------
-        acc = Signal((ACC_BITS, True))
+        acc = Signal((ACC_BITS, True), reset_less=True)      # `first` restarts it
         base = Signal((ACC_BITS, True))
         self.comb += If(first, base.eq(0)).Else(base.eq(acc))
         self.sync += [
@@ -141,6 +166,7 @@ class MacArray(Module):
             )
         ]
         self.latency = depth + 1
+        drop_resets(self, keep=pipe[1:] + [self.row0_valid, self.row1_valid])
 
         # ---- utilisation: busy lanes of the input cycle -----------------------------------------
         self.busy_lanes = Signal(max=N + 1)

@@ -82,6 +82,7 @@ from rnnaccel.host.cycles import CB_PER_WORD, codebook_words
 from rnnaccel.host.spec import CODEBOOK_BITS, CODEBOOK_MODES, MAX_LANES, WEIGHT_MODE_CODE
 
 from .mac import W_BITS
+from .regs import copy_reg
 
 ROW_BITS = FIELDS["rows"][2]            # rows of one MATVEC
 K_BITS = FIELDS["a_len"][2] + 1         # k_stored = KA + KB + pad (pad only when K < 64)
@@ -123,7 +124,7 @@ class _Gearbox(Module):
         self.lanes = [Signal(8, name=f"field{i}") for i in range(n)]   # byte or codebook index
 
         # ---- buffer ------------------------------------------------------------------------------
-        w0 = Signal(8 * n)
+        w0 = Signal(8 * n, reset_less=True)
         ptr = Signal(len(port.adr))           # address whose word is on port.dat_r
         ptr1 = Signal(len(port.adr))          # ptr + 1
         off = Signal(2)
@@ -320,15 +321,13 @@ class _Codebooks(Module):
         self.wr, self.wr_adr, self.wr_dat = wr, Cat(wr_j, wr_par), port.dat_r
 
 
-def write_replicas(cb, n_groups, sync):
-    """The codebook write (we, address, data) registered once per lane group, so that neither the
-    block RAM's output nor one register drives every lane's LUT RAM. Each copy gets its own reset
-    value (a different address: harmless, `we` resets to 0), else yosys merges the identical
-    registers into one and absorbs it into the block RAM's output register (measured)."""
+def write_replicas(m, cb, n_groups):
+    """The codebook write (we, address, data) registered once per lane group (`copy_reg`), so that
+    neither the block RAM's output nor one register drives every lane's LUT RAM (plain copies
+    merge into one register, which yosys then absorbs into the block RAM: measured)."""
     out = []
     for g in range(n_groups):
-        rep = Signal(1 + CB_ADR_BITS + 32, reset=(g % (1 << CB_ADR_BITS)) << 1, name=f"cbw{g}")
-        sync.append(rep.eq(Cat(cb.wr, cb.wr_adr, cb.wr_dat)))
+        rep = copy_reg(m, Cat(cb.wr, cb.wr_adr, cb.wr_dat), f"cbw{g}", cb.wr)
         out.append((rep[0], rep[1:1 + CB_ADR_BITS], rep[1 + CB_ADR_BITS:]))
     return out
 
@@ -367,7 +366,7 @@ class WeightStream(Module):
 
         self.valid = Signal()
         self.ready = Signal()
-        self.w = [Signal((W_BITS, True), name=f"w{i}") for i in range(n)]
+        self.w = [Signal((W_BITS, True), name=f"w{i}", reset_less=True) for i in range(n)]
         self.first = Signal()
         self.last = Signal()
         self.n_valid = Signal(max=n + 1)
@@ -418,7 +417,7 @@ class WeightStream(Module):
         s1_valid, s1_cross, s1_par = Signal(), Signal(), Signal()
         s1_first, s1_last = Signal(), Signal()
         s1_bnd, s1_nvalid = Signal.like(self.bnd), Signal.like(self.n_valid)
-        s1_lanes = [Signal(8, name=f"s1_field{i}") for i in range(n)]
+        s1_lanes = [Signal(8, name=f"s1_field{i}", reset_less=True) for i in range(n)]   # data: no reset
         par = Signal()                          # file of the group in effect at stage 1
         self.sync += [
             If(self.start,
@@ -441,9 +440,7 @@ class WeightStream(Module):
         idx_bits = max(CODEBOOK_MODES)
         sub = (CB_PER_WORD - 1).bit_length()
         lanes_per_copy = 4
-        write_sync = []
-        copies = write_replicas(cb, -(-n // lanes_per_copy), write_sync)
-        self.sync += write_sync
+        copies = write_replicas(self, cb, -(-n // lanes_per_copy))
         for i in range(n):
             # weights from bnd belong to the next row, which opened a new group if s1_cross
             f = s1_par ^ (s1_cross & (i >= s1_bnd))

@@ -21,6 +21,9 @@ from migen import READ_FIRST, Array, Cat, If, Memory, Module, Mux, Signal
 
 from rnnaccel.host.spec import ACT_BITS
 
+from .regs import copy_reg, drop_resets
+
+COPY_GROUP = 8  # banks or lanes served by one register copy of a shared control
 ROT_EARLY = 2   # rotator levels before the stage-1 register (the rest after it)
 
 
@@ -33,7 +36,8 @@ class XBuffer(Module):
     With one set, `k`, `k_useful`, `split`, `shift_b`, `mode16` are its attributes as well.
     Write port: we[j], wpos (position of element 0), wdata[j] for j < wr_width, into buffer `wsel`;
     `wsel` and cfg[wsel]["k"] must be set a cycle before the first write (the wrap bank uses k registered).
-    Read: from buffer `rsel` (held for the stream), `advance` steps the window by N_eff (a pulse
+    Read: from buffer `rsel` (held for the stream, set at least a cycle before its first read:
+    the banks take it registered), `advance` steps the window by N_eff (a pulse
     per stream cycle), `restart` sets p = 0; outputs x[i], shifted, zero appear `latency` cycles
     after the cycle the window was at p.
 
@@ -135,6 +139,13 @@ class XBuffer(Module):
             If(p + step >= rk, p.eq(p + step - rk)).Else(p.eq(p + step)))
 
         # ---- read: bank b serves lane (b - p) mod N at position p + ((b - p) mod N) -------------
+        # The buffer select, the rotator's stage-2 amount and the stage-2 mode16 reach every bank
+        # or lane: each group of COPY_GROUP banks/lanes has its own register copy of them (the
+        # select thus reaches the bank addresses a cycle after rsel: it is held for the stream and
+        # set at least a cycle before its first read)
+        grp = [i // COPY_GROUP for i in range(N)]
+        n_grp = grp[-1] + 1
+        sel1_g = [copy_reg(self, self.rsel, f"xsel{g}", self.advance) for g in range(n_grp)] if S > 1 else []
         q, r = Signal(kw), Signal(lg)
         self.comb += q.eq(p >> lg), r.eq(p[:lg])
         use_wrap = Signal(N)
@@ -142,34 +153,35 @@ class XBuffer(Module):
             pos = Signal(kw, name=f"rp{b}")
             radr = Signal(kw, name=f"radr{b}")
             self.comb += If(b >= r, pos.eq((q << lg) + b)).Else(pos.eq(((q + 1) << lg) + b))
-            self.comb += radr.eq(pos >> lg), rports[b].adr.eq(badr(radr, self.rsel))
+            self.comb += radr.eq(pos >> lg), rports[b].adr.eq(badr(radr, sel1_g[grp[b]] if S > 1 else 0))
             self.sync += use_wrap[b].eq(pos >= rk)
         # stage 1 (the memory's read register): pick memory word or wrap register, the first
         # rotator levels, registered; stage 2: the other rotator levels -> x
-        r1, r2 = Signal(lg), Signal(lg)
+        r1 = Signal(lg)
         rem1, rem2 = Signal(32), Signal(32)
         sel1, sel2 = Signal(sb), Signal(sb)
-        self.sync += r1.eq(r), rem1.eq(self.remaining), r2.eq(r1), rem2.eq(rem1), \
+        self.sync += r1.eq(r), rem1.eq(self.remaining), rem2.eq(rem1), \
             sel1.eq(self.rsel), sel2.eq(sel1)
         # rotate by r (win[i] = word[(r + i) mod N]) as log2(N) levels of 2:1 muxes, not N N:1
         # muxes; rotations commute, so the first ROT_EARLY levels (by r1) go before the stage-1
-        # register, beside the wrap pick, and the rest (by r2) after it
-        def rotate(vals, sel, levels):
+        # register, beside the wrap pick, and the rest (by r1 one cycle later, per lane group) after it
+        def rotate(vals, sel, levels):     # sel[i]: the amount as lane i's mux sees it
             for lv in levels:
                 nxt = [Signal((ACT_BITS, True), name=f"rot{lv}_{i}") for i in range(N)]
                 for i in range(N):
-                    self.comb += If(sel[lv], nxt[i].eq(vals[(i + (1 << lv)) % N])).Else(nxt[i].eq(vals[i]))
+                    self.comb += If(sel[i][lv], nxt[i].eq(vals[(i + (1 << lv)) % N])).Else(nxt[i].eq(vals[i]))
                 vals = nxt
             return vals
         early = min(ROT_EARLY, lg)
         pick = [Signal((ACT_BITS, True), name=f"pick{b}") for b in range(N)]
         for b in range(N):
-            wr_b = Array(wrap[s][b] for s in range(S))[sel1] if S > 1 else wrap[0][b]
+            wr_b = Array(wrap[s][b] for s in range(S))[sel1_g[grp[b]]] if S > 1 else wrap[0][b]
             self.comb += If(use_wrap[b], pick[b].eq(wr_b)).Else(pick[b].eq(rports[b].dat_r))
-        part = rotate(pick, r1, range(early))
+        part = rotate(pick, [r1] * N, range(early))
         word = [Signal((ACT_BITS, True), name=f"word{b}") for b in range(N)]
         self.sync += [word[b].eq(part[b]) for b in range(N)]
-        win = rotate(word, r2, range(early, lg))
+        r2_g = [copy_reg(self, r1, f"xrot{g}", self.advance) for g in range(n_grp)]
+        win = rotate(word, [r2_g[grp[i]] for i in range(N)], range(early, lg))
         # lane i takes element i (element i // 2 for paired 16-bit lanes). Its column depends on p
         # only, not on the memory data: pipelined beside the data path, one carry chain per stage
         # (p + e; wrap at k; the segment and padding compares), each with its stage's configuration.
@@ -178,6 +190,7 @@ class XBuffer(Module):
         for t, sel in enumerate((self.rsel, sel1, sel2)):
             self.comb += [cfgs[t][n].eq(cfg(n, sel)) for n in names]
         c0, c1, c2 = cfgs
+        m16_g = [copy_reg(self, c1["mode16"], f"xm16_{g}", self.advance) for g in range(n_grp)]   # = c2's
         for i in range(N):
             e0, e1, e2 = (Signal(lg + 1, name=f"el{i}_{t}") for t in range(3))
             pe = Signal(kw + 1, name=f"pe{i}")
@@ -186,7 +199,9 @@ class XBuffer(Module):
             self.sync += pe.eq(p + e0), e1.eq(e0), e2.eq(e1)
             self.sync += If(pe >= c1["k"], col.eq(pe - c1["k"])).Else(col.eq(pe))
             self.sync += [
-                If(c2["mode16"], self.x[i].eq(win[i // 2])).Else(self.x[i].eq(win[i])),
+                If(m16_g[grp[i]], self.x[i].eq(win[i // 2])).Else(self.x[i].eq(win[i])),
                 self.shifted[i].eq((col < c2["split"]) ^ c2["shift_b"]),
                 self.zero[i].eq((col >= c2["k_useful"]) | (e2 >= rem2)),
             ]
+        # everything but the window position is data, recomputed each cycle or written by the loader
+        drop_resets(self, keep=[p])

@@ -45,8 +45,9 @@ def run_array(n, cycles, shift, mode16=False, gaps=0, seed=0):
     rng = np.random.default_rng(seed)
 
     def tb():
-        yield dut.shift.eq(shift)
+        yield dut.shift_ahead.eq(shift)   # presented a cycle before the first input cycle
         yield dut.mode16.eq(int(mode16))
+        yield
         for c in cycles:
             while gaps and rng.random() < gaps:  # upstream stalls: valid low
                 yield dut.valid.eq(0)
@@ -113,8 +114,10 @@ def test_rows_on_verilator_gru_sized(n):
     for k in ("shifted", "zero", "bnd", "first", "last"):
         ins[getattr(dut, k)] = np.array([int(c[k]) for c in cyc], dtype=np.uint64 if n == 64 else np.int64)
     ins[dut.valid] = np.ones(C, dtype=int)
-    ins[dut.shift] = np.full(C, shift)
     ins[dut.mode16] = np.zeros(C, dtype=int)
+    # one idle cycle first: the shift is presented a cycle ahead of the input cycles
+    ins = {s: np.concatenate([np.zeros(1, dtype=v.dtype), v]) for s, v in ins.items()}
+    ins[dut.shift_ahead] = np.full(C + 1, shift)
     res = run_verilator(dut, ins, [dut.row0_valid, dut.row0, dut.row1_valid, dut.row1],
                         flush=dut.latency + 2, name=f"MacArray{n}")
     rows = []

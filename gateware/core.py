@@ -80,9 +80,17 @@ class RNNAccelCore(Module):
         q_stream, q_bias, q_host = param.get_port(**rd), param.get_port(**rd), param.get_port(write_capable=True)
         w_stream, w_host = wmem.get_port(**rd), wmem.get_port(write_capable=True)
         self.specials += p_fetch, p_host, q_stream, q_bias, q_host, w_stream, w_host
-        self.prog_we, self.prog_adr, self.prog_dat = p_host.we, p_host.adr, p_host.dat_w
-        self.param_we, self.param_adr, self.param_dat = q_host.we, q_host.adr, q_host.dat_w
-        self.wmem_we, self.wmem_adr, self.wmem_dat = w_host.we, w_host.adr, w_host.dat_w
+        # host writes into the program, parameter and weight memories (write-only for the host)
+        # are registered once and land a cycle later: nothing but a register before the ports
+        host_ports = {}
+        for name, port in (("prog", p_host), ("param", q_host), ("wmem", w_host)):
+            we, adr, dat = Signal(name=f"{name}_we"), Signal(len(port.adr), name=f"{name}_adr"), \
+                Signal(len(port.dat_w), name=f"{name}_dat")
+            self.sync += port.we.eq(we), port.adr.eq(adr), port.dat_w.eq(dat)
+            host_ports[name] = (we, adr, dat)
+        self.prog_we, self.prog_adr, self.prog_dat = host_ports["prog"]
+        self.param_we, self.param_adr, self.param_dat = host_ports["param"]
+        self.wmem_we, self.wmem_adr, self.wmem_dat = host_ports["wmem"]
         self.vmem_we, self.vmem_adr = Signal(), Signal(vaw)
         self.vmem_wdat, self.vmem_rdat = Signal((ACT_BITS, True)), Signal((ACT_BITS, True))
 
@@ -281,12 +289,13 @@ class RNNAccelCore(Module):
         wd = [delayed(ws.w[i], f"wl{i}", reset_less=True) for i in range(N)]
         take_d = delayed(take, "take")
         first_d, last_d = delayed(ws.first, "first"), delayed(ws.last, "last")
-        nvalid_d, bnd_d = delayed(ws.n_valid, "nvalid"), delayed(ws.bnd, "bnd")
+        bnd_d = delayed(ws.bnd, "bnd")
         m16_d = delayed(st_mode16, "m16")
         shift_ahead = delay(self, st_shift, lag - 1, "shift")   # the array registers it per lane group
-        tail = Signal(N)
-        for i in range(N):
-            self.comb += tail[i].eq(i >= lanes16(m16_d, nvalid_d))
+        # the lanes past the cycle's last weight, compared a cycle ahead and registered
+        nvalid_a, m16_a = delay(self, ws.n_valid, lag - 1, "nvalid_a"), delay(self, st_mode16, lag - 1, "m16_a")
+        tail = Signal(N, reset_less=True)
+        self.sync += [tail[i].eq(i >= lanes16(m16_a, nvalid_a)) for i in range(N)]
         self.comb += [
             mac.valid.eq(take_d), mac.first.eq(first_d), mac.last.eq(last_d),
             mac.bnd.eq(lanes16(m16_d, bnd_d)), mac.shift_ahead.eq(shift_ahead), mac.mode16.eq(m16_d),
@@ -401,7 +410,10 @@ class RNNAccelCore(Module):
         for k in range(4):
             self.sync += If(rd_live & (rd_k == k), cap[k].eq(vpool.rd_dat))
             self.comb += If(rd_live & (rd_k == k), now[k].eq(vpool.rd_dat)).Else(now[k].eq(cap[k]))
-        self.comb += q_bias.adr.eq(C("bias", r_ctx) + r_j)
+        # the bias address (base + row) added at pop too: the register drives the read port
+        bias_adr = Signal(len(q_bias.adr))
+        self.sync += If(pop, bias_adr.eq(C("bias", feed_ptr) + fd_j))
+        self.comb += q_bias.adr.eq(bias_adr)
         bias = Signal((32, True))
         self.comb += bias.eq(q_bias.dat_r)
         last_row = Signal()

@@ -17,7 +17,7 @@ stream's end).
 from functools import reduce
 from operator import or_
 
-from migen import READ_FIRST, Array, Cat, If, Memory, Module, Mux, Signal
+from migen import READ_FIRST, Array, C, Cat, If, Memory, Module, Mux, Signal
 
 from rnnaccel.host.spec import ACT_BITS
 
@@ -135,8 +135,15 @@ class XBuffer(Module):
         p = Signal(kw)
         step = Signal(kw)
         self.comb += If(cfg("mode16", self.rsel), step.eq(N // 2)).Else(step.eq(N))
-        self.sync += If(self.restart, p.eq(0)).Elif(self.advance,
-            If(p + step >= rk, p.eq(p + step - rk)).Else(p.eq(p + step)))
+        # the next p, and registered beside p what the bank addresses need of it: q + 1 and, per
+        # bank, b >= p mod N (a bank's read address is then a 2:1 mux of registers)
+        p_a, p_ak, p_nx = Signal(kw + 1), Signal((kw + 2, True)), Signal(kw)
+        self.comb += p_a.eq(p + step), p_ak.eq(p_a - rk), \
+            If(self.restart, p_nx.eq(0)).Elif(self.advance, If(p_ak[-1], p_nx.eq(p_a)).Else(p_nx.eq(p_ak))) \
+            .Else(p_nx.eq(p))
+        q1 = Signal(kw, reset=1)
+        ge = Signal(N, reset=(1 << N) - 1)
+        self.sync += p.eq(p_nx), q1.eq((p_nx >> lg) + 1), [ge[b].eq(b >= p_nx[:lg]) for b in range(N)]
 
         # ---- read: bank b serves lane (b - p) mod N at position p + ((b - p) mod N) -------------
         # The buffer select, the rotator's stage-2 amount and the stage-2 mode16 reach every bank
@@ -150,11 +157,10 @@ class XBuffer(Module):
         self.comb += q.eq(p >> lg), r.eq(p[:lg])
         use_wrap = Signal(N)
         for b in range(N):
-            pos = Signal(kw, name=f"rp{b}")
             radr = Signal(kw, name=f"radr{b}")
-            self.comb += If(b >= r, pos.eq((q << lg) + b)).Else(pos.eq(((q + 1) << lg) + b))
-            self.comb += radr.eq(pos >> lg), rports[b].adr.eq(badr(radr, sel1_g[grp[b]] if S > 1 else 0))
-            self.sync += use_wrap[b].eq(pos >= rk)
+            self.comb += If(ge[b], radr.eq(q)).Else(radr.eq(q1))
+            self.comb += rports[b].adr.eq(badr(radr, sel1_g[grp[b]] if S > 1 else 0))
+            self.sync += use_wrap[b].eq(Cat(C(b, lg), radr) >= rk)
         # stage 1 (the memory's read register): pick memory word or wrap register, the first
         # rotator levels, registered; stage 2: the other rotator levels -> x
         r1 = Signal(lg)
@@ -204,4 +210,4 @@ class XBuffer(Module):
                 self.zero[i].eq((col >= c2["k_useful"]) | (e2 >= rem2)),
             ]
         # everything but the window position is data, recomputed each cycle or written by the loader
-        drop_resets(self, keep=[p])
+        drop_resets(self, keep=[p, q1, ge])

@@ -53,8 +53,8 @@ def test_harness_address_map():
         yield from wr(top.regions["wmem"] + 6, 0x11223344)
         out["w3_before"] = yield mem[3]
         yield from wr(top.regions["wmem"] + 7, 0x55667788)
-        yield
-        yield
+        for _ in range(3):      # the pin register, the core's host-write register, the memory
+            yield
         out["w3"] = yield mem[3]
         # start with an empty program: the core stops at once with an error
         yield from wr(R_CTRL, 1)

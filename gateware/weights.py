@@ -23,10 +23,11 @@ has k_stored >= 64 >= N columns there is at most one boundary per cycle (docs/is
 
 Structure
 ---------
-    _Gearbox      two-word buffer {w0, memory output}; the stream advances by 2N-bit units
-                  (4, 4, 3, 2, 1 units per cycle in modes 16, 8, 6, 4, 2; a word is 4 units), so
-                  the window of a cycle starts at unit 0..3 of the buffer: a 4:1 mux, no barrel
-                  shifter, and at most one new word per cycle, which the memory always delivers.
+    _Gearbox      a 4-word prefetch FIFO in registers, filled from a read-address register that
+                  runs ahead; the stream advances by 2N-bit units (4, 4, 3, 2, 1 units per cycle
+                  in modes 16, 8, 6, 4, 2; a word is 4 units), so the window of a cycle starts at
+                  unit 0..3 of the FIFO's first two words: a 4:1 mux, no barrel shifter, and at
+                  most one new word per cycle, which the read-ahead always has ready.
     _RowTracker   where rows end: d = columns left in the row at weight 0 (k_stored - column
                   position), decremented by N_eff per cycle, so bnd = d if d < N_eff.
     _Codebooks    two int8 codebook files (entries of group g live in file g & 1; every lane has
@@ -50,7 +51,7 @@ Let `start` be high in cycle S.
 
 * First valid output: cycle S + ``first_output_latency(mode)`` =
   S + 4 in modes 16 and 8, S + 4 + W in the codebook modes, with W = 2**bits / 4 parameter words
-  per codebook (W = 16, 4, 1 for modes 6, 4, 2: group 0 must be loaded; the two-word buffer
+  per codebook (W = 16, 4, 1 for modes 6, 4, 2: group 0 must be loaded; the prefetch FIFO
   primes in parallel).
 * Then ``stream_cycles(n_lanes, mode, rows, k_stored, group_log2)`` consecutive cycles carry the
   stream; `valid` is high in all of them except codebook stalls, `last` marks the final one:
@@ -91,6 +92,7 @@ MODE_BITS = FIELDS["mode"][2]
 
 CB_ENTRIES = 1 << max(CODEBOOK_MODES)   # one register file: entries of the widest codebook mode
 UNITS_PER_WORD = 4                      # the gearbox works in 2N-bit units, a word is 8N bits
+FIFO_WORDS = 4                          # the gearbox's prefetch FIFO (two words + the read-ahead)
 CB_WORD_BITS = (CB_ENTRIES // CB_PER_WORD - 1).bit_length()   # word within one file
 CB_ADR_BITS = CB_WORD_BITS + 1          # {file, word}: both files in one lane memory
 
@@ -108,49 +110,65 @@ def units_per_cycle(mode):
 # Gearbox
 # --------------------------------------------------------------------------------------------------
 class _Gearbox(Module):
-    """Two-word buffer over the weight memory and the lane fields of the current stream cycle.
+    """A small prefetch FIFO over the weight memory and the lane fields of the current stream cycle.
 
-    The buffer is {w0, port.dat_r}: the memory's output register is the second word, so a word
-    shift is `w0 <= dat_r` while the port's address moves on by one. `off` (in 2N-bit units) is
-    where the cycle's window starts; it advances by `units` and wraps into a word shift."""
+    The memory's address comes straight from a register (`ra`), which runs ahead of the stream:
+    the words it reads land, one cycle later, in a FIFO of FIFO_WORDS registers (e0 first), so
+    the window reads registers only and neither the memory's clock-to-out nor the stream's
+    advance decision stands before the other. A read is issued whenever the words held plus the
+    one in flight leave room (the current cycle's pop counted), so the FIFO never overflows and,
+    once primed, holds the two words a window may span. While no stream runs, `ra` follows `base`
+    (so `base` must be valid a cycle before `start`): the first word is read in the start cycle,
+    and the first window is ready two cycles after `start`, as with the memory's register as the
+    second word. `off` (in 2N-bit units) is where the cycle's window starts in {e0, e1}; it
+    advances by `units` and wraps into a pop."""
 
     def __init__(self, n, port):
         self.start = Signal()
-        self.base = Signal(len(port.adr))    # first word of the stream (valid with start)
+        self.active = Signal()                # a stream runs (the parent's row tracker)
+        self.base = Signal(len(port.adr))    # first word of the next stream (a cycle before start)
         self.units = Signal(3)                # units per cycle (latched by the parent)
         self.m6, self.m4, self.m2 = Signal(), Signal(), Signal()
         self.advance = Signal()               # the current cycle is consumed
-        self.primed = Signal()                # both words are in place
+        self.have = Signal()                  # the words of the current window are in the FIFO
         self.lanes = [Signal(8, name=f"field{i}") for i in range(n)]   # byte or codebook index
 
-        # ---- buffer ------------------------------------------------------------------------------
-        w0 = Signal(8 * n, reset_less=True)
-        ptr = Signal(len(port.adr))           # address whose word is on port.dat_r
-        ptr1 = Signal(len(port.adr))          # ptr + 1
+        # ---- reads ahead: address register, words in flight and held --------------------------
+        D = FIFO_WORDS
+        ra = Signal(len(port.adr))
+        occ = Signal(max=D + 1)               # words held + the one in flight
+        cnt = Signal(max=D + 1)               # words held
+        rd, arr, pop = Signal(), Signal(), Signal()
         off = Signal(2)
-        prime = Signal()                      # the cycle after start: first word arrives
         total = Signal(3)
-        shift = Signal()
         self.comb += [
+            port.adr.eq(ra),
             total.eq(off + self.units),
-            shift.eq(prime | (self.advance & total[2])),
-            # the port registers its address: present the word we want on dat_r next cycle
-            If(self.start, port.adr.eq(self.base)).Elif(shift, port.adr.eq(ptr1)).Else(port.adr.eq(ptr)),
-            self.primed.eq(~prime),
+            pop.eq(self.advance & total[2]),
+            rd.eq(self.start | (self.active & ((occ < D) | pop))),   # start empties the FIFO
+            # the window spans e1 only when it starts past unit 0 of e0 and needs more than e0 has
+            self.have.eq((cnt >= 2) | ((cnt != 0) & (total <= UNITS_PER_WORD))),
         ]
         self.sync += [
+            arr.eq(rd),
             If(self.start,
-                ptr.eq(self.base), ptr1.eq(self.base + 1), off.eq(0), prime.eq(1),
+                ra.eq(ra + 1), occ.eq(1), cnt.eq(0), off.eq(0),
             ).Else(
-                prime.eq(0),
-                If(shift, w0.eq(port.dat_r), ptr.eq(ptr1), ptr1.eq(ptr1 + 1)),
+                If(self.active, ra.eq(ra + rd)).Else(ra.eq(self.base)),
+                occ.eq(occ + rd - pop), cnt.eq(cnt + arr - pop),
                 If(self.advance, off.eq(total[:2])),
-            )
+            ),
         ]
+        e = [Signal(8 * n, name=f"wfifo{k}", reset_less=True) for k in range(D)]
+        slot = Signal(max=D + 1)              # where an arriving word goes (pop implies cnt >= 1)
+        self.comb += slot.eq(cnt - pop)
+        for k in range(D):
+            nxt = e[k + 1] if k + 1 < D else e[k]
+            self.sync += If(arr & (slot == k), e[k].eq(port.dat_r)).Elif(pop, e[k].eq(nxt))
 
-        # ---- window: 4 units from unit `off` of the buffer (the only mux in the data path) -------
+        # ---- window: 4 units from unit `off` of {e0, e1} (the only mux in the data path) --------
         u = 2 * n
-        buf = Cat(w0, port.dat_r)
+        buf = Cat(e[0], e[1])
         window = Signal(8 * n)
         self.comb += window.eq(Array(buf[o * u:o * u + 8 * n] for o in range(UNITS_PER_WORD))[off])
 
@@ -342,8 +360,9 @@ class WeightStream(Module):
     memory (8*N-bit words), pport = synchronous read port of the parameter memory (32-bit words,
     little-endian bytes). Both ports are driven only by this unit.
 
-    Control (sampled in the `start` cycle): word_base, mode (ISA code, spec.WEIGHT_MODE_CODE),
-    rows, k_stored (>= N_eff), group_log2, cb_base (byte address, 4-byte aligned).
+    Control (sampled in the `start` cycle): mode (ISA code, spec.WEIGHT_MODE_CODE), rows,
+    k_stored (>= N_eff), group_log2, cb_base (byte address, 4-byte aligned); word_base is
+    sampled the cycle before `start` (the read-address register follows it while idle).
     Output stream: valid, ready (input), w[0..N-1] (9-bit signed), first, last, n_valid, bnd.
     busy: from start until the last output has been accepted.
     """
@@ -401,9 +420,9 @@ class WeightStream(Module):
         self.comb += [
             ce.eq(~self.valid | self.ready),
             cross.eq(cbm & tr.new_group),
-            gen.eq(ce & tr.running & gb.primed & ~(cbm & (cb.ahead <= cross))),
+            gen.eq(ce & tr.running & gb.have & ~(cbm & (cb.ahead <= cross))),
 
-            gb.start.eq(self.start), gb.base.eq(self.word_base), gb.units.eq(units),
+            gb.start.eq(self.start), gb.active.eq(tr.running), gb.base.eq(self.word_base), gb.units.eq(units),
             gb.m6.eq(m6), gb.m4.eq(m4), gb.m2.eq(m2), gb.advance.eq(gen),
 
             tr.start.eq(self.start), tr.rows.eq(self.rows), tr.k_stored.eq(self.k_stored),

@@ -236,8 +236,9 @@ class RNNAccelCore(Module):
         ld_adr = Signal(vaw)
         self.comb += vpool.wide_adr.eq(ld_adr)
         # the pool's words are registered once more before the X buffer write (the block RAM's
-        # clock-to-out stays out of the bank/wrap write logic): the last write lands in the cycle
-        # after LOADED, still well before the stream's first window read
+        # clock-to-out stays out of the bank/wrap write logic), and the X buffer registers its
+        # decoded writes: the last write lands two cycles after LOADED (START + 1 at the
+        # earliest), still before the stream's first window read (START + 4 at the earliest)
         wr_pend, wr_pos, wr_mask = Signal(), Signal(17), Signal(RD_WIDTH)
         wr_dat = [Signal((ACT_BITS, True), name=f"ldw{j}", reset_less=True) for j in range(RD_WIDTH)]
         self.sync += wr_pend.eq(ld_pend), wr_pos.eq(ld_pend_pos), wr_mask.eq(ld_pend_mask), \
@@ -350,13 +351,21 @@ class RNNAccelCore(Module):
         push_ptr, feed_ptr, retire_ptr = Signal(2), Signal(2), Signal(2)
         ctx_count = Signal(3)
         ctx_push, ctx_retire = Signal(), Signal()
+        # the push is registered and lands in the first FETCH cycle after START, while the
+        # instruction register and its checked addresses still hold the started instruction (the
+        # first instruction word is loaded at the end of the second FETCH cycle); everything that
+        # looks at the contexts does so many cycles later (the next START, WAIT, HALT, its rows)
+        push = [Signal(name=f"ctx_push{e}") for e in range(CTX_DEPTH)]   # one-hot, registered
+        self.sync += [push[e].eq(ctx_push & (push_ptr == e)) for e in range(CTX_DEPTH)]
+        pushed = Signal()
+        self.comb += pushed.eq(Cat(*push) != 0)
         for name, (regs, src) in ctx.items():
             for e in range(CTX_DEPTH):
-                self.sync += If(ctx_push & (push_ptr == e), regs[e].eq(src))
+                self.sync += If(push[e], regs[e].eq(src))
         self.sync += [
             If(ctx_push, push_ptr.eq(push_ptr + 1)),
             If(ctx_retire, retire_ptr.eq(retire_ptr + 1)),
-            ctx_count.eq(ctx_count + ctx_push - ctx_retire),
+            ctx_count.eq(ctx_count + pushed - ctx_retire),
         ]
 
         def C(name, ptr):
@@ -524,7 +533,7 @@ class RNNAccelCore(Module):
                 If(ld_seg | (F["b_len"] == 0), NextState("LOADED"))
                 .Else(NextValue(ld_seg, 1), NextValue(ld_adr, phys["b"])))
             .Else(NextValue(ld_i, ld_i + RD_WIDTH), NextValue(ld_adr, ld_adr + RD_WIDTH)))
-        fsm.act("LOADED",    # the last loader write lands in this cycle
+        fsm.act("LOADED",    # the last loader write is presented to the X buffer in this cycle
             self.busy.eq(1), NextValue(ld_pend, 0),
             *[If(ld_sel == b, NextValue(held[b][k], v)) for b in range(2) for k, v in
               enumerate([phys["a"], phys["b"], F["a_len"], F["b_len"], mode16, 1])],

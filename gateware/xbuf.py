@@ -35,7 +35,8 @@ class XBuffer(Module):
     shift_b (the shifted segment is B, else A), mode16 (lane pairs share an element: N_eff = N/2).
     With one set, `k`, `k_useful`, `split`, `shift_b`, `mode16` are its attributes as well.
     Write port: we[j], wpos (position of element 0), wdata[j] for j < wr_width, into buffer `wsel`;
-    `wsel` and cfg[wsel]["k"] must be set a cycle before the first write (the wrap bank uses k registered).
+    `wsel` and cfg[wsel]["k"] must be set a cycle before the first write (the wrap bank uses k registered);
+    a write lands one cycle after it is presented (readable from the cycle after that).
     Read: from buffer `rsel` (held for the stream, set at least a cycle before its first read:
     the banks take it registered), `advance` steps the window by N_eff (a pulse
     per stream cycle), `restart` sets p = 0; outputs x[i], shifted, zero appear `latency` cycles
@@ -98,7 +99,9 @@ class XBuffer(Module):
         # ---- writes: position wpos+j -> bank (wpos+j) mod N, word (wpos+j) div N ------------
         lg = N.bit_length() - 1
         assert 1 << lg == N, "N must be a power of two"
-        # the wrap copy: x[pos] for pos < N also lives at bank (pos + k) mod N. k mod N comes
+        # Writes are decoded in the cycle they come in and land one cycle later: registered per
+        # bank and per wrap register, so no decode stands between a register and a write port.
+        # The wrap copy: x[pos] for pos < N also lives at bank (pos + k) mod N. k mod N comes
         # registered (the configuration is set at least one cycle before the first write), and each
         # wrap register takes the one write that hits it through an AND-OR, not a priority chain
         wk = Signal(lg)
@@ -111,39 +114,42 @@ class XBuffer(Module):
             for b in range(N):
                 self.comb += whit[b][j].eq(early & (wb == b))
         for b in range(N):
-            any_hit = Signal(name=f"whit{b}")
+            wen = [Signal(name=f"wen{s}_{b}") for s in range(S)]
             wval = Signal((ACT_BITS, True), name=f"wval{b}")
-            self.comb += any_hit.eq(Cat(*whit[b]) != 0), \
-                wval.eq(reduce(or_, [Mux(whit[b][j], self.wdata[j], 0) for j in range(wr_width)]))
+            self.sync += [wen[s].eq((Cat(*whit[b]) != 0) & (self.wsel == s)) for s in range(S)]
+            self.sync += wval.eq(reduce(or_, [Mux(whit[b][j], self.wdata[j], 0) for j in range(wr_width)]))
             for s in range(S):
-                self.sync += If(any_hit & (self.wsel == s), wrap[s][b].eq(wval))
+                self.sync += If(wen[s], wrap[s][b].eq(wval))
         for b in range(N):
             hits = [Signal(name=f"hit{b}_{j}") for j in range(wr_width)]
             for j in range(wr_width):
                 self.comb += hits[j].eq(self.we[j] & (((self.wpos + j) & (N - 1)) == b))
             # at most one j hits bank b (consecutive positions, wr_width <= N)
+            b_we = Signal(name=f"bwe{b}")
+            b_adr = Signal(len(wports[b].adr), name=f"badr{b}")
+            b_dat = Signal((ACT_BITS, True), name=f"bdat{b}")
+            self.sync += b_we.eq(Cat(*hits) != 0)
             for j in range(wr_width):
                 wadr = Signal(kw, name=f"wadr{b}_{j}")
                 self.comb += wadr.eq((self.wpos + j) >> lg)
-                self.comb += If(hits[j],
-                                wports[b].adr.eq(badr(wadr, self.wsel)),
-                                wports[b].dat_w.eq(self.wdata[j]),
-                                wports[b].we.eq(1))
+                self.sync += If(hits[j], b_adr.eq(badr(wadr, self.wsel)), b_dat.eq(self.wdata[j]))
+            self.comb += wports[b].adr.eq(b_adr), wports[b].dat_w.eq(b_dat), wports[b].we.eq(b_we)
 
         # ---- window position --------------------------------------------------------------------
         rk = cfg("k", self.rsel)
         p = Signal(kw)
         step = Signal(kw)
         self.comb += If(cfg("mode16", self.rsel), step.eq(N // 2)).Else(step.eq(N))
-        # the next p, and registered beside p what the bank addresses need of it: q + 1 and, per
-        # bank, b >= p mod N (a bank's read address is then a 2:1 mux of registers)
+        # the next p, and from it, registered beside p, every bank's read address (so the banks'
+        # address pins see registers only)
         p_a, p_ak, p_nx = Signal(kw + 1), Signal((kw + 2, True)), Signal(kw)
         self.comb += p_a.eq(p + step), p_ak.eq(p_a - rk), \
             If(self.restart, p_nx.eq(0)).Elif(self.advance, If(p_ak[-1], p_nx.eq(p_a)).Else(p_nx.eq(p_ak))) \
             .Else(p_nx.eq(p))
-        q1 = Signal(kw, reset=1)
-        ge = Signal(N, reset=(1 << N) - 1)
-        self.sync += p.eq(p_nx), q1.eq((p_nx >> lg) + 1), [ge[b].eq(b >= p_nx[:lg]) for b in range(N)]
+        q_nx, q1_nx = Signal(kw), Signal(kw)
+        self.comb += q_nx.eq(p_nx >> lg), q1_nx.eq(q_nx + 1)
+        radr = [Signal(kw, name=f"radr{b}") for b in range(N)]
+        self.sync += p.eq(p_nx), [If(b >= p_nx[:lg], radr[b].eq(q_nx)).Else(radr[b].eq(q1_nx)) for b in range(N)]
 
         # ---- read: bank b serves lane (b - p) mod N at position p + ((b - p) mod N) -------------
         # The buffer select, the rotator's stage-2 amount and the stage-2 mode16 reach every bank
@@ -153,14 +159,12 @@ class XBuffer(Module):
         grp = [i // COPY_GROUP for i in range(N)]
         n_grp = grp[-1] + 1
         sel1_g = [copy_reg(self, self.rsel, f"xsel{g}", self.advance) for g in range(n_grp)] if S > 1 else []
-        q, r = Signal(kw), Signal(lg)
-        self.comb += q.eq(p >> lg), r.eq(p[:lg])
+        r = Signal(lg)
+        self.comb += r.eq(p[:lg])
         use_wrap = Signal(N)
         for b in range(N):
-            radr = Signal(kw, name=f"radr{b}")
-            self.comb += If(ge[b], radr.eq(q)).Else(radr.eq(q1))
-            self.comb += rports[b].adr.eq(badr(radr, sel1_g[grp[b]] if S > 1 else 0))
-            self.sync += use_wrap[b].eq(Cat(C(b, lg), radr) >= rk)
+            self.comb += rports[b].adr.eq(badr(radr[b], sel1_g[grp[b]] if S > 1 else 0))
+            self.sync += use_wrap[b].eq(Cat(C(b, lg), radr[b]) >= rk)
         # stage 1 (the memory's read register): pick memory word or wrap register, the first
         # rotator levels, registered; stage 2: the other rotator levels -> x
         r1 = Signal(lg)
@@ -210,4 +214,4 @@ class XBuffer(Module):
                 self.zero[i].eq((col >= c2["k_useful"]) | (e2 >= rem2)),
             ]
         # everything but the window position is data, recomputed each cycle or written by the loader
-        drop_resets(self, keep=[p, q1, ge])
+        drop_resets(self, keep=[p] + radr)

@@ -204,6 +204,9 @@ class RNNAccelCore(Module):
             ((F["b_len"] != 0) & (F["a_aux"] != 0) & (F["b_aux"] != 0)) | (F["dst_aux"] < 0) |
             (F["a_pp"] > 2) | (F["b_pp"] > 2) | (F["dst_pp"] > 2) | (F["dst2_pp"] > 2))
 
+        field_bad_r = Signal()     # valid from CHECK0 (ir is stable from DECODE)
+        self.sync += field_bad_r.eq(field_bad)
+
         # stage A: k_stored, k_useful, mode (also what LOAD and START use)
         k_useful, k_stored = Signal(17), Signal(18)
         self.sync += k_useful.eq(F["a_len"] + F["b_len"]), k_stored.eq(F["a_len"] + F["b_len"] + F["dst_aux"])
@@ -489,9 +492,10 @@ class RNNAccelCore(Module):
         fsm.act("ERROR", launch)   # the error code stays readable until the next start
         fsm.act("FETCH",
             self.busy.eq(1),
+            # the instruction words load whatever pc is (after an error ir is not used)
+            *[If(fetch_k == k + 1, NextValue(ir[k], p_fetch.dat_r)) for k in range(isa.INSTR_WORDS)],
             If(pc >= self.prog_len, *fail(isa.ERR_NOHALT)).Else(
                 NextValue(fetch_k, fetch_k + 1),
-                *[If(fetch_k == k + 1, NextValue(ir[k], p_fetch.dat_r)) for k in range(isa.INSTR_WORDS)],
                 If(fetch_k == isa.INSTR_WORDS, NextState("DECODE"))))
         fsm.act("DECODE",
             self.busy.eq(1),
@@ -506,10 +510,11 @@ class RNNAccelCore(Module):
                     NextValue(parity, ~parity), NextValue(loop_iter, loop_iter + 1),
                     If(loop_iter + 1 < loop_count, *next_instr(loop_start))
                     .Else(NextValue(in_loop, 0), *next_instr(pc + 1))),
-                isa.OP_MATVEC: If(field_bad, *fail(isa.ERR_FIELD)).Else(NextState("CHECK0")),
+                isa.OP_MATVEC: NextState("CHECK0"),
                 "default": fail(isa.ERR_OPCODE),
             }))
-        fsm.act("CHECK0", self.busy.eq(1), NextState("CHECK1"))   # the check pipeline (above)
+        fsm.act("CHECK0", self.busy.eq(1),   # the check pipeline (above); the field check registered
+                If(field_bad_r, *fail(isa.ERR_FIELD)).Else(NextState("CHECK1")))
         fsm.act("CHECK1", self.busy.eq(1), NextState("CHECK2"))
         fsm.act("CHECK2",
             self.busy.eq(1),
@@ -538,9 +543,13 @@ class RNNAccelCore(Module):
             *[If(ld_sel == b, NextValue(held[b][k], v)) for b in range(2) for k, v in
               enumerate([phys["a"], phys["b"], F["a_len"], F["b_len"], mode16, 1])],
             NextState("START"))
+        # START's two conditions as registers, from the next values of what they test (exact:
+        # ws_idle == ~ws.busy, ctx_free == ctx_count < CTX_DEPTH in every cycle)
+        ws_idle, ctx_free = Signal(reset=1), Signal(reset=1)
+        self.sync += ws_idle.eq(~ws.busy_next), ctx_free.eq(ctx_count + pushed - ctx_retire < CTX_DEPTH)
         fsm.act("START",     # the previous stream has finished issuing and a context slot is free
             self.busy.eq(1),
-            If(~ws.busy & (ctx_count < CTX_DEPTH),
+            If(ws_idle & ctx_free,
                 ws.start.eq(1), xb.restart.eq(1),
                 ctx_push.eq(1),
                 NextValue(st_sel, ld_sel), NextValue(last_sel, ld_sel),

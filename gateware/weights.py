@@ -364,7 +364,7 @@ class WeightStream(Module):
     k_stored (>= N_eff), group_log2, cb_base (byte address, 4-byte aligned); word_base is
     sampled the cycle before `start` (the read-address register follows it while idle).
     Output stream: valid, ready (input), w[0..N-1] (9-bit signed), first, last, n_valid, bnd.
-    busy: from start until the last output has been accepted.
+    busy: from start until the last output has been accepted; busy_next: its value in the next cycle.
     """
 
     def __init__(self, n_lanes, wport, pport):
@@ -391,6 +391,7 @@ class WeightStream(Module):
         self.n_valid = Signal(max=n + 1)
         self.bnd = Signal(max=n + 1)
         self.busy = Signal()
+        self.busy_next = Signal()               # `busy` in the next cycle
 
         self.submodules.gearbox = gb = _Gearbox(n, wport)
         self.submodules.tracker = tr = _RowTracker(n)
@@ -490,4 +491,13 @@ class WeightStream(Module):
         self.comb += [
             cb.release.eq(ce & s1_valid & s1_cross),
             self.busy.eq(tr.running | s1_valid | self.valid),
+        ]
+        # `busy` of the next cycle, from the next values of its three registers (the parent
+        # registers it, so its start condition needs no logic behind these registers)
+        run_nx, s1v_nx, v_nx = Signal(), Signal(), Signal()
+        self.comb += [
+            If(self.start, run_nx.eq(1), s1v_nx.eq(0), v_nx.eq(0)).Else(
+                run_nx.eq(tr.running & ~(gen & tr.last)),
+                If(ce, s1v_nx.eq(gen), v_nx.eq(s1_valid)).Else(s1v_nx.eq(s1_valid), v_nx.eq(self.valid))),
+            self.busy_next.eq(run_nx | s1v_nx | v_nx),
         ]

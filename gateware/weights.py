@@ -113,62 +113,72 @@ class _Gearbox(Module):
     """A small prefetch FIFO over the weight memory and the lane fields of the current stream cycle.
 
     The memory's address comes straight from a register (`ra`), which runs ahead of the stream:
-    the words it reads land, one cycle later, in a FIFO of FIFO_WORDS registers (e0 first), so
-    the window reads registers only and neither the memory's clock-to-out nor the stream's
-    advance decision stands before the other. A read is issued whenever the words held plus the
-    one in flight leave room (the current cycle's pop counted), so the FIFO never overflows and,
-    once primed, holds the two words a window may span. While no stream runs, `ra` follows `base`
-    (so `base` must be valid a cycle before `start`): the first word is read in the start cycle,
-    and the first window is ready two cycles after `start`, as with the memory's register as the
-    second word. `off` (in 2N-bit units) is where the cycle's window starts in {e0, e1}; it
-    advances by `units` and wraps into a pop."""
+    the words it reads land, one cycle later, in a circular FIFO of FIFO_WORDS registers, so the
+    window reads registers only and neither the memory's clock-to-out nor the stream's advance
+    decision stands before the other (the advance only moves a 2-bit read pointer). A read is
+    issued whenever the words held plus the one in flight leave room (the current cycle's pop
+    counted), so the FIFO never overflows and, once primed, holds the two words a window may
+    span. While no stream runs, `ra` follows `base` (so `base` must be valid a cycle before
+    `start`): the first word is read in the start cycle, and the first window is ready two
+    cycles after `start`, as with the memory's register as the second word. `off` (in 2N-bit
+    units) is where the cycle's window starts in the FIFO's first two words; it advances by
+    `units` and wraps into a pop.
 
-    def __init__(self, n, port):
+    `ports`: the weight memory as one or more read ports side by side (the word's bits split in
+    order); each has its own copy of the address register, so no net reaches every block RAM."""
+
+    def __init__(self, n, ports):
+        ports = list(ports)
+        aw = len(ports[0].adr)
         self.start = Signal()
         self.active = Signal()                # a stream runs (the parent's row tracker)
-        self.base = Signal(len(port.adr))    # first word of the next stream (a cycle before start)
+        self.base = Signal(aw)                # first word of the next stream (a cycle before start)
         self.units = Signal(3)                # units per cycle (latched by the parent)
         self.m6, self.m4, self.m2 = Signal(), Signal(), Signal()
         self.advance = Signal()               # the current cycle is consumed
         self.have = Signal()                  # the words of the current window are in the FIFO
         self.lanes = [Signal(8, name=f"field{i}") for i in range(n)]   # byte or codebook index
+        dat_r = Cat(*[p.dat_r for p in ports])
+        assert len(dat_r) == 8 * n
 
-        # ---- reads ahead: address register, words in flight and held --------------------------
+        # ---- reads ahead: address registers, words in flight and held -------------------------
         D = FIFO_WORDS
-        ra = Signal(len(port.adr))
         occ = Signal(max=D + 1)               # words held + the one in flight
         cnt = Signal(max=D + 1)               # words held
         rd, arr, pop = Signal(), Signal(), Signal()
         off = Signal(2)
         total = Signal(3)
+        rp, wp = Signal(max=D), Signal(max=D)  # read and write pointers of the FIFO
         self.comb += [
-            port.adr.eq(ra),
             total.eq(off + self.units),
             pop.eq(self.advance & total[2]),
             rd.eq(self.start | (self.active & ((occ < D) | pop))),   # start empties the FIFO
-            # the window spans e1 only when it starts past unit 0 of e0 and needs more than e0 has
+            # the window spans the second word only when it needs more units than the first has left
             self.have.eq((cnt >= 2) | ((cnt != 0) & (total <= UNITS_PER_WORD))),
         ]
+        for g, port in enumerate(ports):
+            ra = Signal(aw, name=f"wra{g}")   # each copy feeds back on itself: yosys keeps them apart
+            self.comb += port.adr.eq(ra)
+            self.sync += If(self.start, ra.eq(ra + 1)).Elif(self.active, ra.eq(ra + rd)).Else(ra.eq(self.base))
         self.sync += [
             arr.eq(rd),
             If(self.start,
-                ra.eq(ra + 1), occ.eq(1), cnt.eq(0), off.eq(0),
+                occ.eq(1), cnt.eq(0), off.eq(0), rp.eq(0), wp.eq(0),
             ).Else(
-                If(self.active, ra.eq(ra + rd)).Else(ra.eq(self.base)),
                 occ.eq(occ + rd - pop), cnt.eq(cnt + arr - pop),
                 If(self.advance, off.eq(total[:2])),
+                If(pop, rp.eq(rp + 1)),
+                If(arr, wp.eq(wp + 1)),
             ),
         ]
         e = [Signal(8 * n, name=f"wfifo{k}", reset_less=True) for k in range(D)]
-        slot = Signal(max=D + 1)              # where an arriving word goes (pop implies cnt >= 1)
-        self.comb += slot.eq(cnt - pop)
-        for k in range(D):
-            nxt = e[k + 1] if k + 1 < D else e[k]
-            self.sync += If(arr & (slot == k), e[k].eq(port.dat_r)).Elif(pop, e[k].eq(nxt))
+        self.sync += [If(arr & (wp == k), e[k].eq(dat_r)) for k in range(D)]
 
-        # ---- window: 4 units from unit `off` of {e0, e1} (the only mux in the data path) --------
+        # ---- window: 4 units from unit `off` of the FIFO's first two words ---------------------
         u = 2 * n
-        buf = Cat(e[0], e[1])
+        rp1 = Signal(max=D)
+        self.comb += rp1.eq(rp + 1)
+        buf = Cat(Array(e)[rp], Array(e)[rp1])
         window = Signal(8 * n)
         self.comb += window.eq(Array(buf[o * u:o * u + 8 * n] for o in range(UNITS_PER_WORD))[off])
 
@@ -357,7 +367,8 @@ class WeightStream(Module):
     """N lanes of decompressed weights per cycle (module docstring).
 
     Constructor: n_lanes (power of two, 4..64), wport = synchronous read port of the weight
-    memory (8*N-bit words), pport = synchronous read port of the parameter memory (32-bit words,
+    memory (8*N-bit words; or a list of ports, the word's bits split in order over memories that
+    share the address space), pport = synchronous read port of the parameter memory (32-bit words,
     little-endian bytes). Both ports are driven only by this unit.
 
     Control (sampled in the `start` cycle): mode (ISA code, spec.WEIGHT_MODE_CODE), rows,
@@ -371,12 +382,13 @@ class WeightStream(Module):
         n = self.n_lanes = n_lanes
         if n & (n - 1) or not 4 <= n <= MAX_LANES:
             raise ValueError(f"n_lanes must be a power of two in 4..{MAX_LANES}, got {n}")
-        if len(wport.dat_r) != 8 * n or len(pport.dat_r) != 32:
-            raise ValueError("weight port must be 8*N bits wide, parameter port 32 bits")
+        wports = list(wport) if isinstance(wport, (list, tuple)) else [wport]
+        if sum(len(p.dat_r) for p in wports) != 8 * n or len(pport.dat_r) != 32:
+            raise ValueError("weight port(s) must be 8*N bits wide together, parameter port 32 bits")
 
         # ---- interface ---------------------------------------------------------------------------
         self.start = Signal()
-        self.word_base = Signal(len(wport.adr))
+        self.word_base = Signal(len(wports[0].adr))
         self.mode = Signal(MODE_BITS)
         self.rows = Signal(ROW_BITS)
         self.k_stored = Signal(K_BITS)
@@ -393,7 +405,7 @@ class WeightStream(Module):
         self.busy = Signal()
         self.busy_next = Signal()               # `busy` in the next cycle
 
-        self.submodules.gearbox = gb = _Gearbox(n, wport)
+        self.submodules.gearbox = gb = _Gearbox(n, wports)
         self.submodules.tracker = tr = _RowTracker(n)
         self.submodules.codebooks = cb = _Codebooks(pport)
 

@@ -140,16 +140,15 @@ class XBuffer(Module):
         p = Signal(kw)
         step = Signal(kw)
         self.comb += If(cfg("mode16", self.rsel), step.eq(N // 2)).Else(step.eq(N))
-        # the next p, and from it, registered beside p, every bank's read address (so the banks'
-        # address pins see registers only)
+        # the next p, and registered beside p what the bank addresses need of it: q + 1 and, per
+        # bank, b >= p mod N (a bank's read address is then a 2:1 mux of registers)
         p_a, p_ak, p_nx = Signal(kw + 1), Signal((kw + 2, True)), Signal(kw)
         self.comb += p_a.eq(p + step), p_ak.eq(p_a - rk), \
             If(self.restart, p_nx.eq(0)).Elif(self.advance, If(p_ak[-1], p_nx.eq(p_a)).Else(p_nx.eq(p_ak))) \
             .Else(p_nx.eq(p))
-        q_nx, q1_nx = Signal(kw), Signal(kw)
-        self.comb += q_nx.eq(p_nx >> lg), q1_nx.eq(q_nx + 1)
-        radr = [Signal(kw, name=f"radr{b}") for b in range(N)]
-        self.sync += p.eq(p_nx), [If(b >= p_nx[:lg], radr[b].eq(q_nx)).Else(radr[b].eq(q1_nx)) for b in range(N)]
+        q1 = Signal(kw, reset=1)
+        ge = Signal(N, reset=(1 << N) - 1)
+        self.sync += p.eq(p_nx), q1.eq((p_nx >> lg) + 1), [ge[b].eq(b >= p_nx[:lg]) for b in range(N)]
 
         # ---- read: bank b serves lane (b - p) mod N at position p + ((b - p) mod N) -------------
         # The buffer select, the rotator's stage-2 amount and the stage-2 mode16 reach every bank
@@ -159,12 +158,14 @@ class XBuffer(Module):
         grp = [i // COPY_GROUP for i in range(N)]
         n_grp = grp[-1] + 1
         sel1_g = [copy_reg(self, self.rsel, f"xsel{g}", self.advance) for g in range(n_grp)] if S > 1 else []
-        r = Signal(lg)
-        self.comb += r.eq(p[:lg])
+        q, r = Signal(kw), Signal(lg)
+        self.comb += q.eq(p >> lg), r.eq(p[:lg])
         use_wrap = Signal(N)
         for b in range(N):
-            self.comb += rports[b].adr.eq(badr(radr[b], sel1_g[grp[b]] if S > 1 else 0))
-            self.sync += use_wrap[b].eq(Cat(C(b, lg), radr[b]) >= rk)
+            radr = Signal(kw, name=f"radr{b}")
+            self.comb += If(ge[b], radr.eq(q)).Else(radr.eq(q1))
+            self.comb += rports[b].adr.eq(badr(radr, sel1_g[grp[b]] if S > 1 else 0))
+            self.sync += use_wrap[b].eq(Cat(C(b, lg), radr) >= rk)
         # stage 1 (the memory's read register): pick memory word or wrap register, the first
         # rotator levels, registered; stage 2: the other rotator levels -> x
         r1 = Signal(lg)
@@ -214,4 +215,4 @@ class XBuffer(Module):
                 self.zero[i].eq((col >= c2["k_useful"]) | (e2 >= rem2)),
             ]
         # everything but the window position is data, recomputed each cycle or written by the loader
-        drop_resets(self, keep=[p] + radr)
+        drop_resets(self, keep=[p, q1, ge])

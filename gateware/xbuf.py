@@ -36,7 +36,7 @@ class XBuffer(Module):
     With one set, `k`, `k_useful`, `split`, `shift_b`, `mode16` are its attributes as well.
     Write port: we[j], wpos (position of element 0), wdata[j] for j < wr_width, into buffer `wsel`;
     `wsel` and cfg[wsel]["k"] must be set a cycle before the first write (the wrap bank uses k registered);
-    a write lands one cycle after it is presented (readable from the cycle after that).
+    a write lands two cycles after it is presented (readable from the cycle after that).
     Read: from buffer `rsel` (held for the stream, set at least a cycle before its first read:
     the banks take it registered), `advance` steps the window by N_eff (a pulse
     per stream cycle), `restart` sets p = 0; outputs x[i], shifted, zero appear `latency` cycles
@@ -99,40 +99,50 @@ class XBuffer(Module):
         # ---- writes: position wpos+j -> bank (wpos+j) mod N, word (wpos+j) div N ------------
         lg = N.bit_length() - 1
         assert 1 << lg == N, "N must be a power of two"
-        # Writes are decoded in the cycle they come in and land one cycle later: registered per
-        # bank and per wrap register, so no decode stands between a register and a write port.
+        # Writes land two cycles after they are presented, through two register stages: A the
+        # per-element positions (bank, word, wrap bank) shared by all banks, B per bank and per
+        # wrap register the one write that hits it. So no adder or decode stands between a
+        # register and a write port, and no decode behind an adder.
         # The wrap copy: x[pos] for pos < N also lives at bank (pos + k) mod N. k mod N comes
         # registered (the configuration is set at least one cycle before the first write), and each
         # wrap register takes the one write that hits it through an AND-OR, not a priority chain
         wk = Signal(lg)
         self.sync += wk.eq(cfg("k", self.wsel)[:lg])
-        whit = [[Signal(name=f"whit{b}_{j}") for j in range(wr_width)] for b in range(N)]
+        a_we = [Signal(name=f"xa_we{j}") for j in range(wr_width)]
+        a_bank = [Signal(lg, name=f"xa_bank{j}") for j in range(wr_width)]
+        a_word = [Signal(len(wports[0].adr), name=f"xa_word{j}") for j in range(wr_width)]
+        a_dat = [Signal((ACT_BITS, True), name=f"xa_dat{j}") for j in range(wr_width)]
+        a_wrap = [Signal(name=f"xa_wrap{j}") for j in range(wr_width)]
+        a_wbank = [Signal(lg, name=f"xa_wbank{j}") for j in range(wr_width)]
+        a_sel = Signal(sb)
+        self.sync += a_sel.eq(self.wsel)
         for j in range(wr_width):
-            wb = Signal(lg, name=f"wrapbank{j}")
-            early = Signal(name=f"wearly{j}")
-            self.comb += wb.eq(self.wpos[:lg] + j + wk), early.eq(self.we[j] & (self.wpos < N - j))
-            for b in range(N):
-                self.comb += whit[b][j].eq(early & (wb == b))
+            pos = Signal(kw, name=f"xa_pos{j}")
+            self.comb += pos.eq(self.wpos + j)
+            self.sync += [
+                a_we[j].eq(self.we[j]), a_bank[j].eq(pos[:lg]), a_word[j].eq(badr(pos >> lg, self.wsel)),
+                a_dat[j].eq(self.wdata[j]),
+                a_wrap[j].eq(self.we[j] & (self.wpos < N - j)), a_wbank[j].eq(self.wpos[:lg] + j + wk),
+            ]
         for b in range(N):
+            whit = [Signal(name=f"whit{b}_{j}") for j in range(wr_width)]
+            self.comb += [whit[j].eq(a_wrap[j] & (a_wbank[j] == b)) for j in range(wr_width)]
             wen = [Signal(name=f"wen{s}_{b}") for s in range(S)]
             wval = Signal((ACT_BITS, True), name=f"wval{b}")
-            self.sync += [wen[s].eq((Cat(*whit[b]) != 0) & (self.wsel == s)) for s in range(S)]
-            self.sync += wval.eq(reduce(or_, [Mux(whit[b][j], self.wdata[j], 0) for j in range(wr_width)]))
+            self.sync += [wen[s].eq((Cat(*whit) != 0) & (a_sel == s)) for s in range(S)]
+            self.sync += wval.eq(reduce(or_, [Mux(whit[j], a_dat[j], 0) for j in range(wr_width)]))
             for s in range(S):
                 self.sync += If(wen[s], wrap[s][b].eq(wval))
         for b in range(N):
             hits = [Signal(name=f"hit{b}_{j}") for j in range(wr_width)]
-            for j in range(wr_width):
-                self.comb += hits[j].eq(self.we[j] & (((self.wpos + j) & (N - 1)) == b))
+            self.comb += [hits[j].eq(a_we[j] & (a_bank[j] == b)) for j in range(wr_width)]
             # at most one j hits bank b (consecutive positions, wr_width <= N)
             b_we = Signal(name=f"bwe{b}")
             b_adr = Signal(len(wports[b].adr), name=f"badr{b}")
             b_dat = Signal((ACT_BITS, True), name=f"bdat{b}")
-            self.sync += b_we.eq(Cat(*hits) != 0)
-            for j in range(wr_width):
-                wadr = Signal(kw, name=f"wadr{b}_{j}")
-                self.comb += wadr.eq((self.wpos + j) >> lg)
-                self.sync += If(hits[j], b_adr.eq(badr(wadr, self.wsel)), b_dat.eq(self.wdata[j]))
+            self.sync += b_we.eq(Cat(*hits) != 0), \
+                b_adr.eq(reduce(or_, [Mux(hits[j], a_word[j], 0) for j in range(wr_width)])), \
+                b_dat.eq(reduce(or_, [Mux(hits[j], a_dat[j], 0) for j in range(wr_width)]))
             self.comb += wports[b].adr.eq(b_adr), wports[b].dat_w.eq(b_dat), wports[b].we.eq(b_we)
 
         # ---- window position --------------------------------------------------------------------

@@ -34,7 +34,6 @@ from rnnaccel.host.spec import ACC_BITS, ACT_BITS, MAX_ROWS, MAX_SEG_SHIFT, WEIG
 
 from .epilogue import Epilogue, delay
 from .mac import MacArray
-from .regs import copy_reg
 from .vmem import RD_WIDTH, VectorPool
 from .weights import WeightStream
 from .xbuf import XBuffer
@@ -70,10 +69,8 @@ class RNNAccelCore(Module):
         # ---- memories and host ports --------------------------------------------------------------
         prog = Memory(32, prog_words, name="prog")
         param = Memory(32, param_words, name="param")
-        # the weight memory in 32-bit slices side by side (one word = N/4 slices), each with its
-        # own read address and host-write registers: no single net reaches all its block RAMs
-        wslices = [Memory(32, self.wmem_words, name=f"wmem{j}") for j in range(N // 4)]
-        self.specials += prog, param, *wslices
+        wmem = Memory(8 * N, self.wmem_words, name="wmem")
+        self.specials += prog, param, wmem
         # read ports READ_FIRST (data registered): a write-first port beside a write port makes
         # yosys emulate the transparency with a bypass mux and an address compare behind the block
         # RAM; here a read never meets a write to the same word in the same cycle (the host writes
@@ -81,25 +78,11 @@ class RNNAccelCore(Module):
         rd = dict(mode=READ_FIRST)
         p_fetch, p_host = prog.get_port(**rd), prog.get_port(write_capable=True)
         q_stream, q_bias, q_host = param.get_port(**rd), param.get_port(**rd), param.get_port(write_capable=True)
-        w_stream = [m.get_port(**rd) for m in wslices]
-        w_host = [m.get_port(write_capable=True) for m in wslices]
-        self.specials += p_fetch, p_host, q_stream, q_bias, q_host, *w_stream, *w_host
-        # host writes into the program, parameter and weight memories (write-only for the host)
-        # are registered once and land a cycle later: nothing but a register before the ports
-        # (one copy per weight-memory slice: copy_reg keeps the identical ones apart)
-        host_ports = {}
-        for name, port in (("prog", p_host), ("param", q_host)):
-            we, adr, dat = Signal(name=f"{name}_we"), Signal(len(port.adr), name=f"{name}_adr"), \
-                Signal(len(port.dat_w), name=f"{name}_dat")
-            self.sync += port.we.eq(we), port.adr.eq(adr), port.dat_w.eq(dat)
-            host_ports[name] = (we, adr, dat)
-        self.prog_we, self.prog_adr, self.prog_dat = host_ports["prog"]
-        self.param_we, self.param_adr, self.param_dat = host_ports["param"]
-        self.wmem_we, self.wmem_adr, self.wmem_dat = Signal(), Signal(waw), Signal(8 * N)
-        for j, port in enumerate(w_host):
-            ctl = copy_reg(self, Cat(self.wmem_we, self.wmem_adr), f"wmem_host{j}", self.wmem_we)
-            self.sync += port.dat_w.eq(self.wmem_dat[32 * j:32 * j + 32])
-            self.comb += port.we.eq(ctl[0]), port.adr.eq(ctl[1:])
+        w_stream, w_host = wmem.get_port(**rd), wmem.get_port(write_capable=True)
+        self.specials += p_fetch, p_host, q_stream, q_bias, q_host, w_stream, w_host
+        self.prog_we, self.prog_adr, self.prog_dat = p_host.we, p_host.adr, p_host.dat_w
+        self.param_we, self.param_adr, self.param_dat = q_host.we, q_host.adr, q_host.dat_w
+        self.wmem_we, self.wmem_adr, self.wmem_dat = w_host.we, w_host.adr, w_host.dat_w
         self.vmem_we, self.vmem_adr = Signal(), Signal(vaw)
         self.vmem_wdat, self.vmem_rdat = Signal((ACT_BITS, True)), Signal((ACT_BITS, True))
 
@@ -213,9 +196,6 @@ class RNNAccelCore(Module):
             ((F["b_len"] != 0) & (F["a_aux"] != 0) & (F["b_aux"] != 0)) | (F["dst_aux"] < 0) |
             (F["a_pp"] > 2) | (F["b_pp"] > 2) | (F["dst_pp"] > 2) | (F["dst2_pp"] > 2))
 
-        field_bad_r = Signal()     # valid from CHECK0 (ir is stable from DECODE)
-        self.sync += field_bad_r.eq(field_bad)
-
         # stage A: k_stored, k_useful, mode (also what LOAD and START use)
         k_useful, k_stored = Signal(17), Signal(18)
         self.sync += k_useful.eq(F["a_len"] + F["b_len"]), k_stored.eq(F["a_len"] + F["b_len"] + F["dst_aux"])
@@ -248,9 +228,8 @@ class RNNAccelCore(Module):
         ld_adr = Signal(vaw)
         self.comb += vpool.wide_adr.eq(ld_adr)
         # the pool's words are registered once more before the X buffer write (the block RAM's
-        # clock-to-out stays out of the bank/wrap write logic), and the X buffer registers its
-        # decoded writes: the last write lands two cycles after LOADED (START + 1 at the
-        # earliest), still before the stream's first window read (START + 4 at the earliest)
+        # clock-to-out stays out of the bank/wrap write logic): the last write lands in the cycle
+        # after LOADED, still well before the stream's first window read
         wr_pend, wr_pos, wr_mask = Signal(), Signal(17), Signal(RD_WIDTH)
         wr_dat = [Signal((ACT_BITS, True), name=f"ldw{j}", reset_less=True) for j in range(RD_WIDTH)]
         self.sync += wr_pend.eq(ld_pend), wr_pos.eq(ld_pend_pos), wr_mask.eq(ld_pend_mask), \
@@ -302,13 +281,12 @@ class RNNAccelCore(Module):
         wd = [delayed(ws.w[i], f"wl{i}", reset_less=True) for i in range(N)]
         take_d = delayed(take, "take")
         first_d, last_d = delayed(ws.first, "first"), delayed(ws.last, "last")
-        bnd_d = delayed(ws.bnd, "bnd")
+        nvalid_d, bnd_d = delayed(ws.n_valid, "nvalid"), delayed(ws.bnd, "bnd")
         m16_d = delayed(st_mode16, "m16")
         shift_ahead = delay(self, st_shift, lag - 1, "shift")   # the array registers it per lane group
-        # the lanes past the cycle's last weight, compared a cycle ahead and registered
-        nvalid_a, m16_a = delay(self, ws.n_valid, lag - 1, "nvalid_a"), delay(self, st_mode16, lag - 1, "m16_a")
-        tail = Signal(N, reset_less=True)
-        self.sync += [tail[i].eq(i >= lanes16(m16_a, nvalid_a)) for i in range(N)]
+        tail = Signal(N)
+        for i in range(N):
+            self.comb += tail[i].eq(i >= lanes16(m16_d, nvalid_d))
         self.comb += [
             mac.valid.eq(take_d), mac.first.eq(first_d), mac.last.eq(last_d),
             mac.bnd.eq(lanes16(m16_d, bnd_d)), mac.shift_ahead.eq(shift_ahead), mac.mode16.eq(m16_d),
@@ -363,21 +341,13 @@ class RNNAccelCore(Module):
         push_ptr, feed_ptr, retire_ptr = Signal(2), Signal(2), Signal(2)
         ctx_count = Signal(3)
         ctx_push, ctx_retire = Signal(), Signal()
-        # the push is registered and lands in the first FETCH cycle after START, while the
-        # instruction register and its checked addresses still hold the started instruction (the
-        # first instruction word is loaded at the end of the second FETCH cycle); everything that
-        # looks at the contexts does so many cycles later (the next START, WAIT, HALT, its rows)
-        push = [Signal(name=f"ctx_push{e}") for e in range(CTX_DEPTH)]   # one-hot, registered
-        self.sync += [push[e].eq(ctx_push & (push_ptr == e)) for e in range(CTX_DEPTH)]
-        pushed = Signal()
-        self.comb += pushed.eq(Cat(*push) != 0)
         for name, (regs, src) in ctx.items():
             for e in range(CTX_DEPTH):
-                self.sync += If(push[e], regs[e].eq(src))
+                self.sync += If(ctx_push & (push_ptr == e), regs[e].eq(src))
         self.sync += [
             If(ctx_push, push_ptr.eq(push_ptr + 1)),
             If(ctx_retire, retire_ptr.eq(retire_ptr + 1)),
-            ctx_count.eq(ctx_count + pushed - ctx_retire),
+            ctx_count.eq(ctx_count + ctx_push - ctx_retire),
         ]
 
         def C(name, ptr):
@@ -431,10 +401,7 @@ class RNNAccelCore(Module):
         for k in range(4):
             self.sync += If(rd_live & (rd_k == k), cap[k].eq(vpool.rd_dat))
             self.comb += If(rd_live & (rd_k == k), now[k].eq(vpool.rd_dat)).Else(now[k].eq(cap[k]))
-        # the bias address (base + row) added at pop too: the register drives the read port
-        bias_adr = Signal(len(q_bias.adr))
-        self.sync += If(pop, bias_adr.eq(C("bias", feed_ptr) + fd_j))
-        self.comb += q_bias.adr.eq(bias_adr)
+        self.comb += q_bias.adr.eq(C("bias", r_ctx) + r_j)
         bias = Signal((32, True))
         self.comb += bias.eq(q_bias.dat_r)
         last_row = Signal()
@@ -501,10 +468,9 @@ class RNNAccelCore(Module):
         fsm.act("ERROR", launch)   # the error code stays readable until the next start
         fsm.act("FETCH",
             self.busy.eq(1),
-            # the instruction words load whatever pc is (after an error ir is not used)
-            *[If(fetch_k == k + 1, NextValue(ir[k], p_fetch.dat_r)) for k in range(isa.INSTR_WORDS)],
             If(pc >= self.prog_len, *fail(isa.ERR_NOHALT)).Else(
                 NextValue(fetch_k, fetch_k + 1),
+                *[If(fetch_k == k + 1, NextValue(ir[k], p_fetch.dat_r)) for k in range(isa.INSTR_WORDS)],
                 If(fetch_k == isa.INSTR_WORDS, NextState("DECODE"))))
         fsm.act("DECODE",
             self.busy.eq(1),
@@ -519,11 +485,10 @@ class RNNAccelCore(Module):
                     NextValue(parity, ~parity), NextValue(loop_iter, loop_iter + 1),
                     If(loop_iter + 1 < loop_count, *next_instr(loop_start))
                     .Else(NextValue(in_loop, 0), *next_instr(pc + 1))),
-                isa.OP_MATVEC: NextState("CHECK0"),
+                isa.OP_MATVEC: If(field_bad, *fail(isa.ERR_FIELD)).Else(NextState("CHECK0")),
                 "default": fail(isa.ERR_OPCODE),
             }))
-        fsm.act("CHECK0", self.busy.eq(1),   # the check pipeline (above); the field check registered
-                If(field_bad_r, *fail(isa.ERR_FIELD)).Else(NextState("CHECK1")))
+        fsm.act("CHECK0", self.busy.eq(1), NextState("CHECK1"))   # the check pipeline (above)
         fsm.act("CHECK1", self.busy.eq(1), NextState("CHECK2"))
         fsm.act("CHECK2",
             self.busy.eq(1),
@@ -547,18 +512,14 @@ class RNNAccelCore(Module):
                 If(ld_seg | (F["b_len"] == 0), NextState("LOADED"))
                 .Else(NextValue(ld_seg, 1), NextValue(ld_adr, phys["b"])))
             .Else(NextValue(ld_i, ld_i + RD_WIDTH), NextValue(ld_adr, ld_adr + RD_WIDTH)))
-        fsm.act("LOADED",    # the last loader write is presented to the X buffer in this cycle
+        fsm.act("LOADED",    # the last loader write lands in this cycle
             self.busy.eq(1), NextValue(ld_pend, 0),
             *[If(ld_sel == b, NextValue(held[b][k], v)) for b in range(2) for k, v in
               enumerate([phys["a"], phys["b"], F["a_len"], F["b_len"], mode16, 1])],
             NextState("START"))
-        # START's two conditions as registers, from the next values of what they test (exact:
-        # ws_idle == ~ws.busy, ctx_free == ctx_count < CTX_DEPTH in every cycle)
-        ws_idle, ctx_free = Signal(reset=1), Signal(reset=1)
-        self.sync += ws_idle.eq(~ws.busy_next), ctx_free.eq(ctx_count + pushed - ctx_retire < CTX_DEPTH)
         fsm.act("START",     # the previous stream has finished issuing and a context slot is free
             self.busy.eq(1),
-            If(ws_idle & ctx_free,
+            If(~ws.busy & (ctx_count < CTX_DEPTH),
                 ws.start.eq(1), xb.restart.eq(1),
                 ctx_push.eq(1),
                 NextValue(st_sel, ld_sel), NextValue(last_sel, ld_sel),

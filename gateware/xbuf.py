@@ -17,7 +17,7 @@ stream's end).
 from functools import reduce
 from operator import or_
 
-from migen import READ_FIRST, Array, C, Cat, If, Memory, Module, Mux, Signal
+from migen import READ_FIRST, Array, Cat, If, Memory, Module, Mux, Signal
 
 from rnnaccel.host.spec import ACT_BITS
 
@@ -35,8 +35,7 @@ class XBuffer(Module):
     shift_b (the shifted segment is B, else A), mode16 (lane pairs share an element: N_eff = N/2).
     With one set, `k`, `k_useful`, `split`, `shift_b`, `mode16` are its attributes as well.
     Write port: we[j], wpos (position of element 0), wdata[j] for j < wr_width, into buffer `wsel`;
-    `wsel` and cfg[wsel]["k"] must be set a cycle before the first write (the wrap bank uses k registered);
-    a write lands two cycles after it is presented (readable from the cycle after that).
+    `wsel` and cfg[wsel]["k"] must be set a cycle before the first write (the wrap bank uses k registered).
     Read: from buffer `rsel` (held for the stream, set at least a cycle before its first read:
     the banks take it registered), `advance` steps the window by N_eff (a pulse
     per stream cycle), `restart` sets p = 0; outputs x[i], shifted, zero appear `latency` cycles
@@ -99,66 +98,45 @@ class XBuffer(Module):
         # ---- writes: position wpos+j -> bank (wpos+j) mod N, word (wpos+j) div N ------------
         lg = N.bit_length() - 1
         assert 1 << lg == N, "N must be a power of two"
-        # Writes land two cycles after they are presented, through two register stages: A the
-        # per-element positions (bank, word, wrap bank) shared by all banks, B per bank and per
-        # wrap register the one write that hits it. So no adder or decode stands between a
-        # register and a write port, and no decode behind an adder.
-        # The wrap copy: x[pos] for pos < N also lives at bank (pos + k) mod N. k mod N comes
+        # the wrap copy: x[pos] for pos < N also lives at bank (pos + k) mod N. k mod N comes
         # registered (the configuration is set at least one cycle before the first write), and each
         # wrap register takes the one write that hits it through an AND-OR, not a priority chain
         wk = Signal(lg)
         self.sync += wk.eq(cfg("k", self.wsel)[:lg])
-        a_we = [Signal(name=f"xa_we{j}") for j in range(wr_width)]
-        a_bank = [Signal(lg, name=f"xa_bank{j}") for j in range(wr_width)]
-        a_word = [Signal(len(wports[0].adr), name=f"xa_word{j}") for j in range(wr_width)]
-        a_dat = [Signal((ACT_BITS, True), name=f"xa_dat{j}") for j in range(wr_width)]
-        a_wrap = [Signal(name=f"xa_wrap{j}") for j in range(wr_width)]
-        a_wbank = [Signal(lg, name=f"xa_wbank{j}") for j in range(wr_width)]
-        a_sel = Signal(sb)
-        self.sync += a_sel.eq(self.wsel)
+        whit = [[Signal(name=f"whit{b}_{j}") for j in range(wr_width)] for b in range(N)]
         for j in range(wr_width):
-            pos = Signal(kw, name=f"xa_pos{j}")
-            self.comb += pos.eq(self.wpos + j)
-            self.sync += [
-                a_we[j].eq(self.we[j]), a_bank[j].eq(pos[:lg]), a_word[j].eq(badr(pos >> lg, self.wsel)),
-                a_dat[j].eq(self.wdata[j]),
-                a_wrap[j].eq(self.we[j] & (self.wpos < N - j)), a_wbank[j].eq(self.wpos[:lg] + j + wk),
-            ]
+            wb = Signal(lg, name=f"wrapbank{j}")
+            early = Signal(name=f"wearly{j}")
+            self.comb += wb.eq(self.wpos[:lg] + j + wk), early.eq(self.we[j] & (self.wpos < N - j))
+            for b in range(N):
+                self.comb += whit[b][j].eq(early & (wb == b))
         for b in range(N):
-            whit = [Signal(name=f"whit{b}_{j}") for j in range(wr_width)]
-            self.comb += [whit[j].eq(a_wrap[j] & (a_wbank[j] == b)) for j in range(wr_width)]
-            wen = [Signal(name=f"wen{s}_{b}") for s in range(S)]
+            any_hit = Signal(name=f"whit{b}")
             wval = Signal((ACT_BITS, True), name=f"wval{b}")
-            self.sync += [wen[s].eq((Cat(*whit) != 0) & (a_sel == s)) for s in range(S)]
-            self.sync += wval.eq(reduce(or_, [Mux(whit[j], a_dat[j], 0) for j in range(wr_width)]))
+            self.comb += any_hit.eq(Cat(*whit[b]) != 0), \
+                wval.eq(reduce(or_, [Mux(whit[b][j], self.wdata[j], 0) for j in range(wr_width)]))
             for s in range(S):
-                self.sync += If(wen[s], wrap[s][b].eq(wval))
+                self.sync += If(any_hit & (self.wsel == s), wrap[s][b].eq(wval))
         for b in range(N):
             hits = [Signal(name=f"hit{b}_{j}") for j in range(wr_width)]
-            self.comb += [hits[j].eq(a_we[j] & (a_bank[j] == b)) for j in range(wr_width)]
+            for j in range(wr_width):
+                self.comb += hits[j].eq(self.we[j] & (((self.wpos + j) & (N - 1)) == b))
             # at most one j hits bank b (consecutive positions, wr_width <= N)
-            b_we = Signal(name=f"bwe{b}")
-            b_adr = Signal(len(wports[b].adr), name=f"badr{b}")
-            b_dat = Signal((ACT_BITS, True), name=f"bdat{b}")
-            self.sync += b_we.eq(Cat(*hits) != 0), \
-                b_adr.eq(reduce(or_, [Mux(hits[j], a_word[j], 0) for j in range(wr_width)])), \
-                b_dat.eq(reduce(or_, [Mux(hits[j], a_dat[j], 0) for j in range(wr_width)]))
-            self.comb += wports[b].adr.eq(b_adr), wports[b].dat_w.eq(b_dat), wports[b].we.eq(b_we)
+            for j in range(wr_width):
+                wadr = Signal(kw, name=f"wadr{b}_{j}")
+                self.comb += wadr.eq((self.wpos + j) >> lg)
+                self.comb += If(hits[j],
+                                wports[b].adr.eq(badr(wadr, self.wsel)),
+                                wports[b].dat_w.eq(self.wdata[j]),
+                                wports[b].we.eq(1))
 
         # ---- window position --------------------------------------------------------------------
         rk = cfg("k", self.rsel)
         p = Signal(kw)
         step = Signal(kw)
         self.comb += If(cfg("mode16", self.rsel), step.eq(N // 2)).Else(step.eq(N))
-        # the next p, and registered beside p what the bank addresses need of it: q + 1 and, per
-        # bank, b >= p mod N (a bank's read address is then a 2:1 mux of registers)
-        p_a, p_ak, p_nx = Signal(kw + 1), Signal((kw + 2, True)), Signal(kw)
-        self.comb += p_a.eq(p + step), p_ak.eq(p_a - rk), \
-            If(self.restart, p_nx.eq(0)).Elif(self.advance, If(p_ak[-1], p_nx.eq(p_a)).Else(p_nx.eq(p_ak))) \
-            .Else(p_nx.eq(p))
-        q1 = Signal(kw, reset=1)
-        ge = Signal(N, reset=(1 << N) - 1)
-        self.sync += p.eq(p_nx), q1.eq((p_nx >> lg) + 1), [ge[b].eq(b >= p_nx[:lg]) for b in range(N)]
+        self.sync += If(self.restart, p.eq(0)).Elif(self.advance,
+            If(p + step >= rk, p.eq(p + step - rk)).Else(p.eq(p + step)))
 
         # ---- read: bank b serves lane (b - p) mod N at position p + ((b - p) mod N) -------------
         # The buffer select, the rotator's stage-2 amount and the stage-2 mode16 reach every bank
@@ -172,10 +150,11 @@ class XBuffer(Module):
         self.comb += q.eq(p >> lg), r.eq(p[:lg])
         use_wrap = Signal(N)
         for b in range(N):
+            pos = Signal(kw, name=f"rp{b}")
             radr = Signal(kw, name=f"radr{b}")
-            self.comb += If(ge[b], radr.eq(q)).Else(radr.eq(q1))
-            self.comb += rports[b].adr.eq(badr(radr, sel1_g[grp[b]] if S > 1 else 0))
-            self.sync += use_wrap[b].eq(Cat(C(b, lg), radr) >= rk)
+            self.comb += If(b >= r, pos.eq((q << lg) + b)).Else(pos.eq(((q + 1) << lg) + b))
+            self.comb += radr.eq(pos >> lg), rports[b].adr.eq(badr(radr, sel1_g[grp[b]] if S > 1 else 0))
+            self.sync += use_wrap[b].eq(pos >= rk)
         # stage 1 (the memory's read register): pick memory word or wrap register, the first
         # rotator levels, registered; stage 2: the other rotator levels -> x
         r1 = Signal(lg)
@@ -225,4 +204,4 @@ class XBuffer(Module):
                 self.zero[i].eq((col >= c2["k_useful"]) | (e2 >= rem2)),
             ]
         # everything but the window position is data, recomputed each cycle or written by the loader
-        drop_resets(self, keep=[p, q1, ge])
+        drop_resets(self, keep=[p])

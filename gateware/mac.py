@@ -64,7 +64,6 @@ class MacArray(Module):
     Outputs (`latency` cycles later), in stream order:
         row0_valid/row0: the row that ended at `bnd` (wrapped to 48 bits)
         row1_valid/row1: the row that ended at `last` (both may be valid in one cycle)
-        busy_lanes: number of non-idle lanes in the input cycle (for the utilisation counter)
     """
 
     def __init__(self, n_lanes):
@@ -167,7 +166,3 @@ class MacArray(Module):
         ]
         self.latency = depth + 1
         drop_resets(self, keep=pipe[1:] + [self.row0_valid, self.row1_valid])
-
-        # ---- utilisation: busy lanes of the input cycle -----------------------------------------
-        self.busy_lanes = Signal(max=N + 1)
-        self.comb += self.busy_lanes.eq(sum(~self.zero[i] for i in range(N)))

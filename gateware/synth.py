@@ -411,8 +411,8 @@ def synthesize(n_lanes, out_dir, freq_mhz=100, seed=1, progress=True, pnr=True, 
                router="router2", nextpnr_args=(), **core_kwargs):
     """Verilog -> yosys synth_ecp5 -> nextpnr-ecp5 for `SynthTop(n_lanes, **core_kwargs)`.
 
-    Writes top.v, top.json, top.lpf (the clock pin), yosys.log, nextpnr.log, report.json (and timing.sdf) in `out_dir`
-    and returns a dict: macs, fmax_mhz, timing_met (at `freq_mhz`), lut4 (LUT4 sites used),
+    Writes top.v, top.json, top.lpf (the clock pin), yosys.log, nextpnr.log, report.json (and
+    timing.sdf) in `out_dir` and returns a dict: macs, fmax_mhz, timing_met (at `freq_mhz`), lut4 (LUT4 sites used),
     ff, dp16kd, mult18x18d, the utilisation in percent, the critical paths, tool versions and
     the time of each phase. With `pnr=False` only yosys runs: the numbers are yosys' cell counts
     and there is no Fmax. `router`: nextpnr's router2 (default; router1 stalled on congested

@@ -81,7 +81,7 @@ from rnnaccel.host.isa import FIELDS
 from rnnaccel.host.cycles import CB_PER_WORD, codebook_words
 from rnnaccel.host.spec import CODEBOOK_BITS, CODEBOOK_MODES, MAX_LANES, WEIGHT_MODE_CODE
 
-from .mac import W_BITS
+from .mac import LANES_PER_COPY, W_BITS
 from .regs import copy_reg
 
 ROW_BITS = FIELDS["rows"][2]            # rows of one MATVEC
@@ -439,8 +439,7 @@ class WeightStream(Module):
         # the filler; the lane reads word {file, index >> 2} and picks byte index & 3.
         idx_bits = max(CODEBOOK_MODES)
         sub = (CB_PER_WORD - 1).bit_length()
-        lanes_per_copy = 4
-        copies = write_replicas(self, cb, -(-n // lanes_per_copy))
+        copies = write_replicas(self, cb, -(-n // LANES_PER_COPY))
         for i in range(n):
             # weights from bnd belong to the next row, which opened a new group if s1_cross
             f = s1_par ^ (s1_cross & (i >= s1_bnd))
@@ -448,7 +447,7 @@ class WeightStream(Module):
             rp = mem.get_port(async_read=True)
             wp = mem.get_port(write_capable=True)
             self.specials += mem, rp, wp
-            we, wadr, wdat = copies[i // lanes_per_copy]
+            we, wadr, wdat = copies[i // LANES_PER_COPY]
             self.comb += wp.we.eq(we), wp.adr.eq(wadr), wp.dat_w.eq(wdat)
             entry = Signal((CODEBOOK_BITS, True), name=f"entry{i}")
             signed = Signal((8, True), name=f"byte{i}")

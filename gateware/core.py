@@ -228,8 +228,9 @@ class RNNAccelCore(Module):
         ld_adr = Signal(vaw)
         self.comb += vpool.wide_adr.eq(ld_adr)
         # the pool's words are registered once more before the X buffer write (the block RAM's
-        # clock-to-out stays out of the bank/wrap write logic): the last write lands in the cycle
-        # after LOADED, still well before the stream's first window read
+        # clock-to-out stays out of the bank/wrap write logic); with the X buffer's two write
+        # stages the last write lands three cycles after LOADED, before the stream's first window
+        # read (START + xb.settle at the earliest)
         wr_pend, wr_pos, wr_mask = Signal(), Signal(17), Signal(RD_WIDTH)
         wr_dat = [Signal((ACT_BITS, True), name=f"ldw{j}", reset_less=True) for j in range(RD_WIDTH)]
         self.sync += wr_pend.eq(ld_pend), wr_pos.eq(ld_pend_pos), wr_mask.eq(ld_pend_mask), \
@@ -275,6 +276,9 @@ class RNNAccelCore(Module):
 
         lag = timing.XBUF_LATENCY
         assert xb.latency == lag
+        # the X buffer's position registers settle after restart (START) while the weight stream
+        # primes: its first output comes no earlier than first_output_latency cycles after start
+        assert min(timing.first_output_latency(b) for b in WEIGHT_MODE_CODE) >= xb.settle
 
         def delayed(sig, name, reset_less=False):
             return delay(self, sig, lag, name, reset_less)
@@ -512,7 +516,7 @@ class RNNAccelCore(Module):
                 If(ld_seg | (F["b_len"] == 0), NextState("LOADED"))
                 .Else(NextValue(ld_seg, 1), NextValue(ld_adr, phys["b"])))
             .Else(NextValue(ld_i, ld_i + RD_WIDTH), NextValue(ld_adr, ld_adr + RD_WIDTH)))
-        fsm.act("LOADED",    # the last loader write lands in this cycle
+        fsm.act("LOADED",    # the last loader write lands two cycles later (X-buffer write stages)
             self.busy.eq(1), NextValue(ld_pend, 0),
             *[If(ld_sel == b, NextValue(held[b][k], v)) for b in range(2) for k, v in
               enumerate([phys["a"], phys["b"], F["a_len"], F["b_len"], mode16, 1])],

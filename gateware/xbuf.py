@@ -17,7 +17,7 @@ stream's end).
 from functools import reduce
 from operator import or_
 
-from migen import READ_FIRST, Array, Cat, If, Memory, Module, Mux, Signal
+from migen import READ_FIRST, Array, C, Cat, If, Memory, Module, Mux, Signal
 
 from rnnaccel.host.spec import ACT_BITS
 
@@ -35,11 +35,13 @@ class XBuffer(Module):
     shift_b (the shifted segment is B, else A), mode16 (lane pairs share an element: N_eff = N/2).
     With one set, `k`, `k_useful`, `split`, `shift_b`, `mode16` are its attributes as well.
     Write port: we[j], wpos (position of element 0), wdata[j] for j < wr_width, into buffer `wsel`;
-    `wsel` and cfg[wsel]["k"] must be set a cycle before the first write (the wrap bank uses k registered).
-    Read: from buffer `rsel` (held for the stream, set at least a cycle before its first read:
-    the banks take it registered), `advance` steps the window by N_eff (a pulse
-    per stream cycle), `restart` sets p = 0; outputs x[i], shifted, zero appear `latency` cycles
-    after the cycle the window was at p.
+    `wsel` and cfg[wsel]["k"] must be set a cycle before the first write (the wrap bank uses k registered);
+    a write lands two cycles after it is presented (readable from the cycle after that).
+    Read: `restart` sets p = 0 and starts a stream on buffer `rsel` (rsel held from the cycle after
+    restart to the stream's end), `advance` steps the window by N_eff (a pulse per stream cycle;
+    the first no earlier than `settle` cycles after restart, the previous stream's last one
+    before it); outputs x[i], shifted, zero appear `latency` cycles after the cycle the window
+    was at p.
 
     The buffers share the window position, the rotator and the lane masks (one stream reads at a
     time, the other buffer loads meanwhile): buffer s is the address MSB of every bank memory and
@@ -98,70 +100,99 @@ class XBuffer(Module):
         # ---- writes: position wpos+j -> bank (wpos+j) mod N, word (wpos+j) div N ------------
         lg = N.bit_length() - 1
         assert 1 << lg == N, "N must be a power of two"
-        # the wrap copy: x[pos] for pos < N also lives at bank (pos + k) mod N. k mod N comes
-        # registered (the configuration is set at least one cycle before the first write), and each
-        # wrap register takes the one write that hits it through an AND-OR, not a priority chain
+        # Writes land two cycles after they are presented, through two register stages: A the
+        # decoded hits (bank b takes element j: wpos mod N == (b - j) mod N, a compare with a
+        # constant, no adder) and, per group of COPY_GROUP banks, a copy of each element's word
+        # address and data; B per bank and per wrap register the one write that hits it, an AND-OR.
+        # The wrap copy: x[pos] for pos < N also lives at bank (pos + k) mod N. k mod N comes
+        # registered (the configuration is set at least one cycle before the first write).
+        grp = [i // COPY_GROUP for i in range(N)]
+        n_grp = grp[-1] + 1
         wk = Signal(lg)
         self.sync += wk.eq(cfg("k", self.wsel)[:lg])
-        whit = [[Signal(name=f"whit{b}_{j}") for j in range(wr_width)] for b in range(N)]
+        wlow, wwrap = Signal(lg), Signal(lg)
+        self.comb += wlow.eq(self.wpos[:lg]), wwrap.eq(self.wpos[:lg] + wk)
+        hit = [[Signal(name=f"xhit{b}_{j}") for j in range(wr_width)] for b in range(N)]
+        whit = [[Signal(name=f"xwhit{b}_{j}") for j in range(wr_width)] for b in range(N)]
         for j in range(wr_width):
-            wb = Signal(lg, name=f"wrapbank{j}")
-            early = Signal(name=f"wearly{j}")
-            self.comb += wb.eq(self.wpos[:lg] + j + wk), early.eq(self.we[j] & (self.wpos < N - j))
+            early = self.we[j] & (self.wpos < N - j)
             for b in range(N):
-                self.comb += whit[b][j].eq(early & (wb == b))
-        for b in range(N):
-            any_hit = Signal(name=f"whit{b}")
-            wval = Signal((ACT_BITS, True), name=f"wval{b}")
-            self.comb += any_hit.eq(Cat(*whit[b]) != 0), \
-                wval.eq(reduce(or_, [Mux(whit[b][j], self.wdata[j], 0) for j in range(wr_width)]))
-            for s in range(S):
-                self.sync += If(any_hit & (self.wsel == s), wrap[s][b].eq(wval))
-        for b in range(N):
-            hits = [Signal(name=f"hit{b}_{j}") for j in range(wr_width)]
-            for j in range(wr_width):
-                self.comb += hits[j].eq(self.we[j] & (((self.wpos + j) & (N - 1)) == b))
-            # at most one j hits bank b (consecutive positions, wr_width <= N)
-            for j in range(wr_width):
-                wadr = Signal(kw, name=f"wadr{b}_{j}")
-                self.comb += wadr.eq((self.wpos + j) >> lg)
-                self.comb += If(hits[j],
-                                wports[b].adr.eq(badr(wadr, self.wsel)),
-                                wports[b].dat_w.eq(self.wdata[j]),
-                                wports[b].we.eq(1))
+                self.sync += hit[b][j].eq(self.we[j] & (wlow == (b - j) % N)), \
+                    whit[b][j].eq(early & (wwrap == (b - j) % N))
+        live = self.we[0]
+        a_word = [[copy_reg(self, badr((self.wpos + j) >> lg, self.wsel), f"xa_word{g}_{j}", live)
+                   for j in range(wr_width)] for g in range(n_grp)]
+        a_dat = [[copy_reg(self, self.wdata[j], f"xa_dat{g}_{j}", live) for j in range(wr_width)]
+                 for g in range(n_grp)]
+        a_sel = [copy_reg(self, self.wsel, f"xa_sel{g}", live) for g in range(n_grp)]
 
-        # ---- window position --------------------------------------------------------------------
-        rk = cfg("k", self.rsel)
-        p = Signal(kw)
-        step = Signal(kw)
-        self.comb += If(cfg("mode16", self.rsel), step.eq(N // 2)).Else(step.eq(N))
-        self.sync += If(self.restart, p.eq(0)).Elif(self.advance,
-            If(p + step >= rk, p.eq(p + step - rk)).Else(p.eq(p + step)))
+        def select(hits, vals):      # at most one hit (consecutive positions, wr_width <= N)
+            return reduce(or_, [Mux(h, v, 0) for h, v in zip(hits, vals)])
+        for b in range(N):
+            g = grp[b]
+            wen = [Signal(name=f"wen{s}_{b}") for s in range(S)]
+            wval = Signal((ACT_BITS, True), name=f"wval{b}")
+            self.sync += [wen[s].eq((Cat(*whit[b]) != 0) & (a_sel[g] == s)) for s in range(S)]
+            self.sync += wval.eq(select(whit[b], a_dat[g]))
+            for s in range(S):
+                self.sync += If(wen[s], wrap[s][b].eq(wval))
+            b_we = Signal(name=f"bwe{b}")
+            b_adr = Signal(len(wports[b].adr), name=f"badr{b}")
+            b_dat = Signal((ACT_BITS, True), name=f"bdat{b}")
+            self.sync += b_we.eq(Cat(*hit[b]) != 0), b_adr.eq(select(hit[b], a_word[g])), \
+                b_dat.eq(select(hit[b], a_dat[g]))
+            self.comb += wports[b].adr.eq(b_adr), wports[b].dat_w.eq(b_dat), wports[b].we.eq(b_we)
+
+        # ---- window position ----------------------------------------------------------------------
+        # The stream's geometry comes registered from buffer rsel (constant for the stream): k,
+        # the step N_eff, and k - step for the wrap test. Besides p, the position registers hold
+        # the next two window positions (pn, pnn) and, for pn, what a bank address needs: its word
+        # q, q + 1 and per bank b >= pn mod N. An advance then only moves registers (each bank's
+        # read address is a register of its own, loaded through a 2:1 mux), and the one adder pair
+        # that wraps a position works on registers. After restart (p = 0) the registers settle
+        # while the stream starts up: the first advance may come `settle` cycles later.
+        self.settle = 4
+        rd_k, rd_step, rd_kms = Signal(kw), Signal(kw), Signal(kw)
+        self.sync += rd_k.eq(cfg("k", self.rsel)), \
+            If(cfg("mode16", self.rsel), rd_step.eq(N // 2)).Else(rd_step.eq(N)), \
+            rd_kms.eq(cfg("k", self.rsel) - Mux(cfg("mode16", self.rsel), N // 2, N))
+
+        def wrap_next(x):        # (x + step) mod k for x < k (k >= step)
+            s, t = Signal(kw + 1), Signal((kw + 2, True))
+            self.comb += s.eq(x + rd_step), t.eq(x - rd_kms)
+            return Mux(t[-1], s, t)
+        p, pn, pnn = Signal(kw), Signal(kw), Signal(kw)
+        self.sync += [
+            If(self.restart, p.eq(0)).Elif(self.advance, p.eq(pn), pn.eq(pnn)).Else(pn.eq(wrap_next(p))),
+            pnn.eq(wrap_next(Mux(self.advance, pnn, pn))),
+        ]
+        nx = Signal(kw)          # pn after this cycle (when advancing), else pn itself: the derived
+        self.comb += nx.eq(Mux(self.advance, pnn, pn))   # registers follow pn a cycle late when idle
+        qn_g = [Signal(kw - lg, name=f"xqn{g}") for g in range(n_grp)]
+        qn1_g = [Signal(kw - lg, name=f"xqn1_{g}") for g in range(n_grp)]
+        gen = Signal(N)
+        for g in range(n_grp):
+            self.sync += qn_g[g].eq(nx >> lg), qn1_g[g].eq((nx >> lg) + 1)
+        self.sync += [gen[b].eq(b >= nx[:lg]) for b in range(N)]
 
         # ---- read: bank b serves lane (b - p) mod N at position p + ((b - p) mod N) -------------
         # The buffer select, the rotator's stage-2 amount and the stage-2 mode16 reach every bank
         # or lane: each group of COPY_GROUP banks/lanes has its own register copy of them (the
-        # select thus reaches the bank addresses a cycle after rsel: it is held for the stream and
-        # set at least a cycle before its first read)
-        grp = [i // COPY_GROUP for i in range(N)]
-        n_grp = grp[-1] + 1
+        # select thus reaches the bank addresses a cycle after rsel, well within `settle`)
         sel1_g = [copy_reg(self, self.rsel, f"xsel{g}", self.advance) for g in range(n_grp)] if S > 1 else []
-        q, r = Signal(kw), Signal(lg)
-        self.comb += q.eq(p >> lg), r.eq(p[:lg])
+        k_g = [copy_reg(self, cfg("k", self.rsel), f"xk{g}", self.advance) for g in range(n_grp)]
         use_wrap = Signal(N)
+        radr = [Signal(kw - lg, name=f"radr{b}") for b in range(N)]
         for b in range(N):
-            pos = Signal(kw, name=f"rp{b}")
-            radr = Signal(kw, name=f"radr{b}")
-            self.comb += If(b >= r, pos.eq((q << lg) + b)).Else(pos.eq(((q + 1) << lg) + b))
-            self.comb += radr.eq(pos >> lg), rports[b].adr.eq(badr(radr, sel1_g[grp[b]] if S > 1 else 0))
-            self.sync += use_wrap[b].eq(pos >= rk)
+            self.sync += If(self.restart, radr[b].eq(0)).Elif(self.advance,
+                If(gen[b], radr[b].eq(qn_g[grp[b]])).Else(radr[b].eq(qn1_g[grp[b]])))
+            self.comb += rports[b].adr.eq(badr(radr[b], sel1_g[grp[b]] if S > 1 else 0))
+            self.sync += use_wrap[b].eq(Cat(C(b, lg), radr[b]) >= k_g[grp[b]])
         # stage 1 (the memory's read register): pick memory word or wrap register, the first
         # rotator levels, registered; stage 2: the other rotator levels -> x
         r1 = Signal(lg)
         rem1, rem2 = Signal(32), Signal(32)
-        sel1, sel2 = Signal(sb), Signal(sb)
-        self.sync += r1.eq(r), rem1.eq(self.remaining), rem2.eq(rem1), \
-            sel1.eq(self.rsel), sel2.eq(sel1)
+        self.sync += r1.eq(p[:lg]), rem1.eq(self.remaining), rem2.eq(rem1)
         # rotate by r (win[i] = word[(r + i) mod N]) as log2(N) levels of 2:1 muxes, not N N:1
         # muxes; rotations commute, so the first ROT_EARLY levels (by r1) go before the stage-1
         # register, beside the wrap pick, and the rest (by r1 one cycle later, per lane group) after it
@@ -177,31 +208,32 @@ class XBuffer(Module):
         for b in range(N):
             wr_b = Array(wrap[s][b] for s in range(S))[sel1_g[grp[b]]] if S > 1 else wrap[0][b]
             self.comb += If(use_wrap[b], pick[b].eq(wr_b)).Else(pick[b].eq(rports[b].dat_r))
-        part = rotate(pick, [r1] * N, range(early))
+        r1_g = [copy_reg(self, p[:lg], f"xrot1_{g}", self.advance) for g in range(n_grp)]
+        part = rotate(pick, [r1_g[grp[b]] for b in range(N)], range(early))
         word = [Signal((ACT_BITS, True), name=f"word{b}") for b in range(N)]
         self.sync += [word[b].eq(part[b]) for b in range(N)]
         r2_g = [copy_reg(self, r1, f"xrot{g}", self.advance) for g in range(n_grp)]
         win = rotate(word, [r2_g[grp[i]] for i in range(N)], range(early, lg))
         # lane i takes element i (element i // 2 for paired 16-bit lanes). Its column depends on p
         # only, not on the memory data: pipelined beside the data path, one carry chain per stage
-        # (p + e; wrap at k; the segment and padding compares), each with its stage's configuration.
+        # (p + e; wrap at k; the segment and padding compares). The stream's configuration comes
+        # registered per lane group; it changes two cycles after restart, when the previous
+        # stream's last window has passed these stages and before the new one's first.
         names = list(self.cfg[0])
-        cfgs = [{n: Signal.like(self.cfg[0][n], name=f"{n}_s{t}") for n in names} for t in range(3)]
-        for t, sel in enumerate((self.rsel, sel1, sel2)):
-            self.comb += [cfgs[t][n].eq(cfg(n, sel)) for n in names]
-        c0, c1, c2 = cfgs
-        m16_g = [copy_reg(self, c1["mode16"], f"xm16_{g}", self.advance) for g in range(n_grp)]   # = c2's
+        lane_cfg = [{n: copy_reg(self, cfg(n, self.rsel), f"xc{g}_{n}", self.advance) for n in names}
+                    for g in range(n_grp)]
         for i in range(N):
-            e0, e1, e2 = (Signal(lg + 1, name=f"el{i}_{t}") for t in range(3))
+            c = lane_cfg[grp[i]]
+            e0 = Mux(c["mode16"], i // 2, i)
             pe = Signal(kw + 1, name=f"pe{i}")
             col = Signal(kw + 1, name=f"col{i}")
-            self.comb += If(c0["mode16"], e0.eq(i // 2)).Else(e0.eq(i))
+            e1, e2 = Signal(lg + 1, name=f"el{i}_1"), Signal(lg + 1, name=f"el{i}_2")
             self.sync += pe.eq(p + e0), e1.eq(e0), e2.eq(e1)
-            self.sync += If(pe >= c1["k"], col.eq(pe - c1["k"])).Else(col.eq(pe))
+            self.sync += If(pe >= c["k"], col.eq(pe - c["k"])).Else(col.eq(pe))
             self.sync += [
-                If(m16_g[grp[i]], self.x[i].eq(win[i // 2])).Else(self.x[i].eq(win[i])),
-                self.shifted[i].eq((col < c2["split"]) ^ c2["shift_b"]),
-                self.zero[i].eq((col >= c2["k_useful"]) | (e2 >= rem2)),
+                If(c["mode16"], self.x[i].eq(win[i // 2])).Else(self.x[i].eq(win[i])),
+                self.shifted[i].eq((col < c["split"]) ^ c["shift_b"]),
+                self.zero[i].eq((col >= c["k_useful"]) | (e2 >= rem2)),
             ]
         # everything but the window position is data, recomputed each cycle or written by the loader
         drop_resets(self, keep=[p])

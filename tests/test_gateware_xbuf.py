@@ -31,9 +31,12 @@ def run_window(n, kmax, x, k_useful, split, shift_b, total, mode16=False, wr_wid
             yield dut.we.eq(m)
             yield
         yield dut.we.eq(0)
+        yield                     # writes land two cycles after they are presented
         yield dut.restart.eq(1)
         yield
         yield dut.restart.eq(0)
+        for _ in range(dut.settle - 1):   # the position registers settle before the first advance
+            yield
         cycles = -(-total // n_eff)
         # Values a generator writes reach the design at the next clock edge, so the window of
         # stream cycle c is on the outputs latency + 1 edges after c's inputs are written.

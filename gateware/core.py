@@ -34,6 +34,7 @@ from rnnaccel.host.spec import ACC_BITS, ACT_BITS, MAX_ROWS, MAX_SEG_SHIFT, WEIG
 
 from .epilogue import Epilogue, delay
 from .mac import MacArray
+from .regs import copy_reg
 from .vmem import RD_WIDTH, VectorPool
 from .weights import WeightStream
 from .xbuf import XBuffer
@@ -69,8 +70,10 @@ class RNNAccelCore(Module):
         # ---- memories and host ports --------------------------------------------------------------
         prog = Memory(32, prog_words, name="prog")
         param = Memory(32, param_words, name="param")
-        wmem = Memory(8 * N, self.wmem_words, name="wmem")
-        self.specials += prog, param, wmem
+        # the weight memory in 32-bit slices side by side (one word = N/4 slices), each with its
+        # own read address and host-write registers: no single net reaches all its block RAMs
+        wslices = [Memory(32, self.wmem_words, name=f"wmem{j}") for j in range(N // 4)]
+        self.specials += prog, param, *wslices
         # read ports READ_FIRST (data registered): a write-first port beside a write port makes
         # yosys emulate the transparency with a bypass mux and an address compare behind the block
         # RAM; here a read never meets a write to the same word in the same cycle (the host writes
@@ -78,11 +81,25 @@ class RNNAccelCore(Module):
         rd = dict(mode=READ_FIRST)
         p_fetch, p_host = prog.get_port(**rd), prog.get_port(write_capable=True)
         q_stream, q_bias, q_host = param.get_port(**rd), param.get_port(**rd), param.get_port(write_capable=True)
-        w_stream, w_host = wmem.get_port(**rd), wmem.get_port(write_capable=True)
-        self.specials += p_fetch, p_host, q_stream, q_bias, q_host, w_stream, w_host
-        self.prog_we, self.prog_adr, self.prog_dat = p_host.we, p_host.adr, p_host.dat_w
-        self.param_we, self.param_adr, self.param_dat = q_host.we, q_host.adr, q_host.dat_w
-        self.wmem_we, self.wmem_adr, self.wmem_dat = w_host.we, w_host.adr, w_host.dat_w
+        w_stream = [m.get_port(**rd) for m in wslices]
+        w_host = [m.get_port(write_capable=True) for m in wslices]
+        self.specials += p_fetch, p_host, q_stream, q_bias, q_host, *w_stream, *w_host
+        # host writes into the program, parameter and weight memories (write-only for the host)
+        # are registered once and land a cycle later: nothing but a register before the ports
+        # (one copy per weight-memory slice: copy_reg keeps the identical ones apart)
+        host_ports = {}
+        for name, port in (("prog", p_host), ("param", q_host)):
+            we, adr, dat = Signal(name=f"{name}_we"), Signal(len(port.adr), name=f"{name}_adr"), \
+                Signal(len(port.dat_w), name=f"{name}_dat")
+            self.sync += port.we.eq(we), port.adr.eq(adr), port.dat_w.eq(dat)
+            host_ports[name] = (we, adr, dat)
+        self.prog_we, self.prog_adr, self.prog_dat = host_ports["prog"]
+        self.param_we, self.param_adr, self.param_dat = host_ports["param"]
+        self.wmem_we, self.wmem_adr, self.wmem_dat = Signal(), Signal(waw), Signal(8 * N)
+        for j, port in enumerate(w_host):
+            ctl = copy_reg(self, Cat(self.wmem_we, self.wmem_adr), f"wmem_host{j}", self.wmem_we)
+            self.sync += port.dat_w.eq(self.wmem_dat[32 * j:32 * j + 32])
+            self.comb += port.we.eq(ctl[0]), port.adr.eq(ctl[1:])
         self.vmem_we, self.vmem_adr = Signal(), Signal(vaw)
         self.vmem_wdat, self.vmem_rdat = Signal((ACT_BITS, True)), Signal((ACT_BITS, True))
 

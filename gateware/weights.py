@@ -23,10 +23,11 @@ has k_stored >= 64 >= N columns there is at most one boundary per cycle (docs/is
 
 Structure
 ---------
-    _Gearbox      two-word buffer {w0, memory output}; the stream advances by 2N-bit units
-                  (4, 4, 3, 2, 1 units per cycle in modes 16, 8, 6, 4, 2; a word is 4 units), so
-                  the window of a cycle starts at unit 0..3 of the buffer: a 4:1 mux, no barrel
-                  shifter, and at most one new word per cycle, which the memory always delivers.
+    _Gearbox      a 4-word prefetch FIFO in registers, filled from a read-address register that
+                  runs ahead; the stream advances by 2N-bit units (4, 4, 3, 2, 1 units per cycle
+                  in modes 16, 8, 6, 4, 2; a word is 4 units), so the window of a cycle starts at
+                  unit 0..3 of the FIFO's first two words: a 4:1 mux, no barrel shifter, and at
+                  most one new word per cycle, which the read-ahead always has ready.
     _RowTracker   where rows end: d = columns left in the row at weight 0 (k_stored - column
                   position), decremented by N_eff per cycle, so bnd = d if d < N_eff.
     _Codebooks    two int8 codebook files (entries of group g live in file g & 1; every lane has
@@ -39,9 +40,10 @@ Structure
                   In a cycle that crosses into a new group, weights before `bnd` use the file of
                   the current group, weights from `bnd` the file of the next one.
 
-Handshake: `valid`/`ready`. The output registers hold while `valid & ~ready`; the whole unit then
-stands still (one clock enable for both stages, so timing does not depend on the consumer beyond
-the cycles it stalls). `start` (one cycle) latches the instruction fields; only start when `busy`
+Handshake: `valid`/`ready`. The whole unit stands still in every cycle in which `ready` is low
+(one clock enable for both stages, straight from the consumer's `ready` register: no logic between
+it and the unit's registers), so the output registers hold while `valid & ~ready`, and timing does
+not depend on the consumer beyond the cycles it stalls. `start` (one cycle) latches the instruction fields; only start when `busy`
 is low. The stream reads the weight memory a few words beyond its end (harmless).
 
 Timing (exact, with `ready` held high)
@@ -50,7 +52,7 @@ Let `start` be high in cycle S.
 
 * First valid output: cycle S + ``first_output_latency(mode)`` =
   S + 4 in modes 16 and 8, S + 4 + W in the codebook modes, with W = 2**bits / 4 parameter words
-  per codebook (W = 16, 4, 1 for modes 6, 4, 2: group 0 must be loaded; the two-word buffer
+  per codebook (W = 16, 4, 1 for modes 6, 4, 2: group 0 must be loaded; the prefetch FIFO
   primes in parallel).
 * Then ``stream_cycles(n_lanes, mode, rows, k_stored, group_log2)`` consecutive cycles carry the
   stream; `valid` is high in all of them except codebook stalls, `last` marks the final one:
@@ -91,6 +93,7 @@ MODE_BITS = FIELDS["mode"][2]
 
 CB_ENTRIES = 1 << max(CODEBOOK_MODES)   # one register file: entries of the widest codebook mode
 UNITS_PER_WORD = 4                      # the gearbox works in 2N-bit units, a word is 8N bits
+FIFO_WORDS = 4                          # the gearbox's prefetch FIFO (two words + the read-ahead)
 CB_WORD_BITS = (CB_ENTRIES // CB_PER_WORD - 1).bit_length()   # word within one file
 CB_ADR_BITS = CB_WORD_BITS + 1          # {file, word}: both files in one lane memory
 
@@ -108,51 +111,88 @@ def units_per_cycle(mode):
 # Gearbox
 # --------------------------------------------------------------------------------------------------
 class _Gearbox(Module):
-    """Two-word buffer over the weight memory and the lane fields of the current stream cycle.
+    """A small prefetch FIFO over the weight memory and the lane fields of the current stream cycle.
 
-    The buffer is {w0, port.dat_r}: the memory's output register is the second word, so a word
-    shift is `w0 <= dat_r` while the port's address moves on by one. `off` (in 2N-bit units) is
-    where the cycle's window starts; it advances by `units` and wraps into a word shift."""
+    The memory's address comes straight from a register (`ra`), which runs ahead of the stream:
+    the words it reads land, one cycle later, in a circular FIFO of FIFO_WORDS registers, so the
+    window reads registers only and neither the memory's clock-to-out nor the stream's advance
+    decision stands before the other (the advance only moves a 2-bit read pointer). A read is
+    issued whenever the words held plus the one in flight leave room (the current cycle's pop
+    counted), so the FIFO never overflows and, once primed, holds the two words a window may
+    span. While no stream runs, `ra` follows `base` (so `base` must be valid a cycle before
+    `start`): the first word is read in the start cycle, and the first window is ready two
+    cycles after `start`, as with the memory's register as the second word. `off` (in 2N-bit
+    units) is where the cycle's window starts in the FIFO's first two words; it advances by
+    `units` and wraps into a pop.
 
-    def __init__(self, n, port):
+    `ports`: the weight memory as one or more read ports side by side (the word's bits split in
+    order); each has its own copy of the address register, so no net reaches every block RAM."""
+
+    def __init__(self, n, ports):
+        ports = list(ports)
+        aw = len(ports[0].adr)
         self.start = Signal()
-        self.base = Signal(len(port.adr))    # first word of the stream (valid with start)
+        self.active = Signal()                # a stream runs (the parent's row tracker)
+        self.base = Signal(aw)                # first word of the next stream (a cycle before start)
         self.units = Signal(3)                # units per cycle (latched by the parent)
         self.m6, self.m4, self.m2 = Signal(), Signal(), Signal()
         self.advance = Signal()               # the current cycle is consumed
-        self.primed = Signal()                # both words are in place
+        self.have = Signal()                  # the words of the current window are in the FIFO
         self.lanes = [Signal(8, name=f"field{i}") for i in range(n)]   # byte or codebook index
+        dat_r = Cat(*[p.dat_r for p in ports])
+        assert len(dat_r) == 8 * n
 
-        # ---- buffer ------------------------------------------------------------------------------
-        w0 = Signal(8 * n, reset_less=True)
-        ptr = Signal(len(port.adr))           # address whose word is on port.dat_r
-        ptr1 = Signal(len(port.adr))          # ptr + 1
+        # ---- reads ahead: address registers, words in flight and held -------------------------
+        D = FIFO_WORDS
+        occ = Signal(max=D + 1)               # words held + the one in flight
+        cnt = Signal(max=D + 1)               # words held
+        rd, arr, pop = Signal(), Signal(), Signal()
         off = Signal(2)
-        prime = Signal()                      # the cycle after start: first word arrives
         total = Signal(3)
-        shift = Signal()
+        rp, wp = Signal(max=D), Signal(max=D)  # read and write pointers of the FIFO
         self.comb += [
             total.eq(off + self.units),
-            shift.eq(prime | (self.advance & total[2])),
-            # the port registers its address: present the word we want on dat_r next cycle
-            If(self.start, port.adr.eq(self.base)).Elif(shift, port.adr.eq(ptr1)).Else(port.adr.eq(ptr)),
-            self.primed.eq(~prime),
+            pop.eq(self.advance & total[2]),
+            rd.eq(self.start | (self.active & ((occ < D) | pop))),   # start empties the FIFO
+            # the window spans the second word only when it needs more units than the first has left
+            self.have.eq((cnt >= 2) | ((cnt != 0) & (total <= UNITS_PER_WORD))),
         ]
+        for g, port in enumerate(ports):
+            ra = Signal(aw, name=f"wra{g}")   # each copy feeds back on itself: yosys keeps them apart
+            self.comb += port.adr.eq(ra)
+            self.sync += If(self.start, ra.eq(ra + 1)).Elif(self.active, ra.eq(ra + rd)).Else(ra.eq(self.base))
+        # the window's position in units of the FIFO ring: {rp, off}, with copies (below)
+        off_nx, rp_nx = Signal(2), Signal(max=D)
+        self.comb += If(self.start, off_nx.eq(0), rp_nx.eq(0)).Else(
+            If(self.advance, off_nx.eq(total[:2])).Else(off_nx.eq(off)),
+            If(pop, rp_nx.eq(rp + 1)).Else(rp_nx.eq(rp)))
         self.sync += [
+            arr.eq(rd), off.eq(off_nx), rp.eq(rp_nx),
             If(self.start,
-                ptr.eq(self.base), ptr1.eq(self.base + 1), off.eq(0), prime.eq(1),
+                occ.eq(1), cnt.eq(0), wp.eq(0),
             ).Else(
-                prime.eq(0),
-                If(shift, w0.eq(port.dat_r), ptr.eq(ptr1), ptr1.eq(ptr1 + 1)),
-                If(self.advance, off.eq(total[:2])),
-            )
+                occ.eq(occ + rd - pop), cnt.eq(cnt + arr - pop),
+                If(arr, wp.eq(wp + 1)),
+            ),
         ]
+        e = [Signal(8 * n, name=f"wfifo{k}", reset_less=True) for k in range(D)]
+        self.sync += [If(arr & (wp == k), e[k].eq(dat_r)) for k in range(D)]
 
-        # ---- window: 4 units from unit `off` of the buffer (the only mux in the data path) -------
+        # ---- window: 4 units from unit {rp, off} of the ring of FIFO words ---------------------
+        # one 16:1 mux per window bit, selected by a register: the window is cut into 8 chunks of
+        # half a unit, each with its own copy of the position register (no net drives every mux)
         u = 2 * n
-        buf = Cat(w0, port.dat_r)
+        assert D * UNITS_PER_WORD == 16 and u % 2 == 0
+        ring = Cat(*e)
+        pos_nx = Cat(off_nx, rp_nx)
         window = Signal(8 * n)
-        self.comb += window.eq(Array(buf[o * u:o * u + 8 * n] for o in range(UNITS_PER_WORD))[off])
+        half = u // 2
+        for j in range(UNITS_PER_WORD):
+            for h in range(2):
+                sel = copy_reg(self, pos_nx, f"wpos{j}_{h}", self.advance)      # == {rp, off}
+                lo = j * u + h * half
+                src = [ring[((v + j) % 16) * u + h * half:((v + j) % 16) * u + h * half + half] for v in range(16)]
+                self.comb += window[lo:lo + half].eq(Array(src)[sel])
 
         # ---- lane fields: field i of a b-bit stream is window[b*i : b*i + b] ---------------------
         for i, lane in enumerate(self.lanes):
@@ -339,25 +379,28 @@ class WeightStream(Module):
     """N lanes of decompressed weights per cycle (module docstring).
 
     Constructor: n_lanes (power of two, 4..64), wport = synchronous read port of the weight
-    memory (8*N-bit words), pport = synchronous read port of the parameter memory (32-bit words,
+    memory (8*N-bit words; or a list of ports, the word's bits split in order over memories that
+    share the address space), pport = synchronous read port of the parameter memory (32-bit words,
     little-endian bytes). Both ports are driven only by this unit.
 
-    Control (sampled in the `start` cycle): word_base, mode (ISA code, spec.WEIGHT_MODE_CODE),
-    rows, k_stored (>= N_eff), group_log2, cb_base (byte address, 4-byte aligned).
+    Control (sampled in the `start` cycle): mode (ISA code, spec.WEIGHT_MODE_CODE), rows,
+    k_stored (>= N_eff), group_log2, cb_base (byte address, 4-byte aligned); word_base is
+    sampled the cycle before `start` (the read-address register follows it while idle).
     Output stream: valid, ready (input), w[0..N-1] (9-bit signed), first, last, n_valid, bnd.
-    busy: from start until the last output has been accepted.
+    busy: from start until the last output has been accepted; busy_next: its value in the next cycle.
     """
 
     def __init__(self, n_lanes, wport, pport):
         n = self.n_lanes = n_lanes
         if n & (n - 1) or not 4 <= n <= MAX_LANES:
             raise ValueError(f"n_lanes must be a power of two in 4..{MAX_LANES}, got {n}")
-        if len(wport.dat_r) != 8 * n or len(pport.dat_r) != 32:
-            raise ValueError("weight port must be 8*N bits wide, parameter port 32 bits")
+        wports = list(wport) if isinstance(wport, (list, tuple)) else [wport]
+        if sum(len(p.dat_r) for p in wports) != 8 * n or len(pport.dat_r) != 32:
+            raise ValueError("weight port(s) must be 8*N bits wide together, parameter port 32 bits")
 
         # ---- interface ---------------------------------------------------------------------------
         self.start = Signal()
-        self.word_base = Signal(len(wport.adr))
+        self.word_base = Signal(len(wports[0].adr))
         self.mode = Signal(MODE_BITS)
         self.rows = Signal(ROW_BITS)
         self.k_stored = Signal(K_BITS)
@@ -372,8 +415,9 @@ class WeightStream(Module):
         self.n_valid = Signal(max=n + 1)
         self.bnd = Signal(max=n + 1)
         self.busy = Signal()
+        self.busy_next = Signal()               # `busy` in the next cycle
 
-        self.submodules.gearbox = gb = _Gearbox(n, wport)
+        self.submodules.gearbox = gb = _Gearbox(n, wports)
         self.submodules.tracker = tr = _RowTracker(n)
         self.submodules.codebooks = cb = _Codebooks(pport)
 
@@ -394,16 +438,17 @@ class WeightStream(Module):
             # G - 1, saturated at the row counter's width (one group then)
             mask.eq(Cat(*[self.group_log2 > b for b in range(ROW_BITS)])),
         )
-        # both pipeline stages move together: when the output is empty or taken
+        # both pipeline stages move together, whenever the consumer is ready (also while the output
+        # is empty: ready is a register of the consumer, and it is low only when its queue fills)
         ce = Signal()
         gen = Signal()                          # stage 1 issues a stream cycle
         cross = Signal()
         self.comb += [
-            ce.eq(~self.valid | self.ready),
+            ce.eq(self.ready),
             cross.eq(cbm & tr.new_group),
-            gen.eq(ce & tr.running & gb.primed & ~(cbm & (cb.ahead <= cross))),
+            gen.eq(ce & tr.running & gb.have & ~(cbm & (cb.ahead <= cross))),
 
-            gb.start.eq(self.start), gb.base.eq(self.word_base), gb.units.eq(units),
+            gb.start.eq(self.start), gb.active.eq(tr.running), gb.base.eq(self.word_base), gb.units.eq(units),
             gb.m6.eq(m6), gb.m4.eq(m4), gb.m2.eq(m2), gb.advance.eq(gen),
 
             tr.start.eq(self.start), tr.rows.eq(self.rows), tr.k_stored.eq(self.k_stored),
@@ -470,4 +515,13 @@ class WeightStream(Module):
         self.comb += [
             cb.release.eq(ce & s1_valid & s1_cross),
             self.busy.eq(tr.running | s1_valid | self.valid),
+        ]
+        # `busy` of the next cycle, from the next values of its three registers (the parent
+        # registers it, so its start condition needs no logic behind these registers)
+        run_nx, s1v_nx, v_nx = Signal(), Signal(), Signal()
+        self.comb += [
+            If(self.start, run_nx.eq(1), s1v_nx.eq(0), v_nx.eq(0)).Else(
+                run_nx.eq(tr.running & ~(gen & tr.last)),
+                If(ce, s1v_nx.eq(gen), v_nx.eq(s1_valid)).Else(s1v_nx.eq(s1_valid), v_nx.eq(self.valid))),
+            self.busy_next.eq(run_nx | s1v_nx | v_nx),
         ]

@@ -15,7 +15,17 @@ TINY = dict(prog_words=64, param_words=64, wmem_bytes=1024, vmem_words=256, kmax
 
 
 def _wmem(top):
-    return next(m for m in top.core._fragment.specials if getattr(m, "name_override", None) == "wmem")
+    """The weight memory's 32-bit slices, in word order."""
+    mems = {m.name_override: m for m in top.core._fragment.specials
+            if str(getattr(m, "name_override", "")).startswith("wmem")}
+    return [mems[f"wmem{j}"] for j in range(len(mems))]
+
+
+def _wmem_word(slices, a):
+    word = 0
+    for j, m in enumerate(slices):
+        word |= (yield m[a]) << (32 * j)
+    return word
 
 
 def test_harness_address_map():
@@ -51,11 +61,11 @@ def test_harness_address_map():
         out["v18"] = yield from rd(top.regions["vmem"] + 18)
         # weight word 3 = sub-words 6 (staged) and 7 (commits)
         yield from wr(top.regions["wmem"] + 6, 0x11223344)
-        out["w3_before"] = yield mem[3]
+        out["w3_before"] = yield from _wmem_word(mem, 3)
         yield from wr(top.regions["wmem"] + 7, 0x55667788)
-        yield
-        yield
-        out["w3"] = yield mem[3]
+        for _ in range(3):      # the pin register, the core's host-write register, the memory
+            yield
+        out["w3"] = yield from _wmem_word(mem, 3)
         # start with an empty program: the core stops at once with an error
         yield from wr(R_CTRL, 1)
         for _ in range(10):

@@ -362,13 +362,21 @@ class RNNAccelCore(Module):
         push_ptr, feed_ptr, retire_ptr = Signal(2), Signal(2), Signal(2)
         ctx_count = Signal(3)
         ctx_push, ctx_retire = Signal(), Signal()
+        # the push is registered and lands in the first FETCH cycle after START, while the
+        # instruction register and its checked addresses still hold the started instruction (the
+        # first instruction word is loaded at the end of the second FETCH cycle); everything that
+        # looks at the contexts does so many cycles later (the next START, WAIT, HALT, its rows)
+        push = [Signal(name=f"ctx_push{e}") for e in range(CTX_DEPTH)]   # one-hot, registered
+        self.sync += [push[e].eq(ctx_push & (push_ptr == e)) for e in range(CTX_DEPTH)]
+        pushed = Signal()
+        self.comb += pushed.eq(Cat(*push) != 0)
         for name, (regs, src) in ctx.items():
             for e in range(CTX_DEPTH):
-                self.sync += If(ctx_push & (push_ptr == e), regs[e].eq(src))
+                self.sync += If(push[e], regs[e].eq(src))
         self.sync += [
             If(ctx_push, push_ptr.eq(push_ptr + 1)),
             If(ctx_retire, retire_ptr.eq(retire_ptr + 1)),
-            ctx_count.eq(ctx_count + ctx_push - ctx_retire),
+            ctx_count.eq(ctx_count + pushed - ctx_retire),
         ]
 
         def C(name, ptr):
@@ -538,9 +546,13 @@ class RNNAccelCore(Module):
             *[If(ld_sel == b, NextValue(held[b][k], v)) for b in range(2) for k, v in
               enumerate([phys["a"], phys["b"], F["a_len"], F["b_len"], mode16, 1])],
             NextState("START"))
+        # START's two conditions as registers, from the next values of what they test (exact:
+        # ws_idle == ~ws.busy, ctx_free == ctx_count < CTX_DEPTH in every cycle)
+        ws_idle, ctx_free = Signal(reset=1), Signal(reset=1)
+        self.sync += ws_idle.eq(~ws.busy_next), ctx_free.eq(ctx_count + pushed - ctx_retire < CTX_DEPTH)
         fsm.act("START",     # the previous stream has finished issuing and a context slot is free
             self.busy.eq(1),
-            If(~ws.busy & (ctx_count < CTX_DEPTH),
+            If(ws_idle & ctx_free,
                 ws.start.eq(1), xb.restart.eq(1),
                 ctx_push.eq(1),
                 NextValue(st_sel, ld_sel), NextValue(last_sel, ld_sel),

@@ -38,9 +38,17 @@ def _shift_round(m, value, amount, out_width, name):
 
 
 def _sat16(m, value, name):
+    """value saturated to int16. The overflow tests look at bits, not at a compare: above the
+    range <=> sign 0 and a bit >= 15 set, below <=> sign 1 and a bit >= 15 clear (OR/AND trees
+    of the wide value, no carry chain behind the adder that usually computes it)."""
     lo, hi = -(1 << (ACT_BITS - 1)), (1 << (ACT_BITS - 1)) - 1
     res = Signal((ACT_BITS, True), name=name)
-    m.comb += If(value > hi, res.eq(hi)).Elif(value < lo, res.eq(lo)).Else(res.eq(value))
+    v = Signal.like(value, name=name + "_v")
+    top = Signal(len(value) - ACT_BITS + 1, name=name + "_top")    # bits 15 .. sign
+    m.comb += v.eq(value), top.eq(v[ACT_BITS - 1:])
+    sign = v[-1]
+    m.comb += If(~sign & (top != 0), res.eq(hi)).Elif(sign & (top != (1 << len(top)) - 1), res.eq(lo)) \
+        .Else(res.eq(v[:ACT_BITS]))
     return res
 
 

@@ -19,6 +19,7 @@ from migen import Cat, If, Module, Signal
 
 from rnnaccel.host.spec import ACC_BITS, ACT_BITS, MAX_SEG_SHIFT
 
+from .dsp import RegisteredMul
 from .regs import copy_reg, drop_resets
 
 LANES_PER_COPY = 4               # lanes served by one register copy of a lane control
@@ -96,19 +97,13 @@ class MacArray(Module):
         # ---- stage 1: segment shift of the weights, idle lanes to zero ----------------------
         # (the shift amount comes registered per group: the caller presents it a cycle ahead)
         shift_l = per_group(self.shift_ahead, "shift")
-        ws = [Signal((WS_BITS, True), name=f"ws{i}", reset_less=True) for i in range(N)]
-        xs = [Signal((ACT_BITS, True), name=f"xs{i}", reset_less=True) for i in range(N)]
-        for i in range(N):
-            self.sync += [
-                xs[i].eq(self.x[i]),
-                If(self.zero[i], ws[i].eq(0))
-                .Elif(self.shifted[i], ws[i].eq(self.w[i] << shift_l[i]))
-                .Else(ws[i].eq(self.w[i])),
-            ]
-        # ---- stage 2: multiply (one DSP per lane) --------------------------------------------
+        # ---- stage 2: multiply (one DSP per lane, with the stage-1 registers as its inputs) ----
         prod = [Signal((P_BITS, True), name=f"p{i}", reset_less=True) for i in range(N)]
         for i in range(N):
-            self.sync += prod[i].eq(xs[i] * ws[i])
+            ws = Signal((WS_BITS, True), name=f"ws{i}")
+            self.comb += If(self.zero[i], ws.eq(0)) \
+                .Elif(self.shifted[i], ws.eq(self.w[i] << shift_l[i])).Else(ws.eq(self.w[i]))
+            self.specials += RegisteredMul(self.x[i], ws, prod[i])
         # ---- stage 3: pair weighting (16-bit mode) and the row-boundary masks -----------------
         lo = [Signal((ACC_BITS, True), name=f"lo{i}", reset_less=True) for i in range(N)]
         hi = [Signal((ACC_BITS, True), name=f"hi{i}", reset_less=True) for i in range(N)]

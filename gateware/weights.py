@@ -472,11 +472,13 @@ class WeightStream(Module):
                 If(gen,
                     s1_cross.eq(cross), s1_par.eq(par), s1_bnd.eq(tr.bnd),
                     s1_first.eq(tr.first), s1_last.eq(tr.last), s1_nvalid.eq(tr.n_valid),
-                    *[s.eq(f) for s, f in zip(s1_lanes, gb.lanes)],
                     If(cross, par.eq(~par)),
                 ),
             )
         ]
+        # the lane fields load in every enabled cycle (data of a cycle without `gen` is not valid
+        # and not used): only the clock enable, not the issue decision, stands before them
+        self.sync += If(ce, *[s.eq(f) for s, f in zip(s1_lanes, gb.lanes)])
 
         # ---- stage 2: codebook lookup / sign extension -> outputs --------------------------------
         # Each lane has its own copy of both files: a 32-bit-wide LUT RAM (asynchronous read, so

@@ -7,7 +7,7 @@ import pytest
 pytest.importorskip("migen")
 from migen import run_simulation  # noqa: E402
 
-from rnnaccel.gateware import synth  # noqa: E402
+from rnnaccel.gateware import dsp, synth  # noqa: E402
 from rnnaccel.gateware.synth import (R_CTRL, R_CYCLES, R_INFO, R_STEPS, READ_LATENCY, STATUS_BUSY,  # noqa: E402
                                      STATUS_ERROR, SynthTop)
 
@@ -172,4 +172,10 @@ def test_yosys_synthesises_a_tiny_core(tmp_path):
     assert res["mult18x18d"] >= 4                 # one per MAC lane at least
     assert (tmp_path / "n4" / "top.json").stat().st_size > 0
     assert "Printing statistics" in (tmp_path / "n4" / "yosys.log").read_text()
+    # the MAC lanes' multipliers are MULT18X18D instances with their input and output registers on
+    cells = json.loads((tmp_path / "n4" / "top.json").read_text())["modules"]["top"]["cells"].values()
+    lanes = [c for c in cells if c["type"] == "MULT18X18D" and dsp.ECP5_MARK in c["attributes"]]
+    assert len(lanes) == 4
+    for c in lanes:
+        assert {k: c["parameters"].get(k) for k in dsp.ECP5_PARAMS} == dsp.ECP5_PARAMS
     json.dumps(res)                                # the CLI prints it as JSON

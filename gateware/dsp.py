@@ -49,13 +49,9 @@ class _MulECP5(Module):
         self.comb += a.eq(dr.a), b.eq(dr.b), dr.p.eq(p[:len(dr.p)])
         pins = {f"i_A{k}": a[k] for k in range(DSP_BITS)}
         pins.update({f"i_B{k}": b[k] for k in range(DSP_BITS)})
-        for port in ("C", "SRIA", "SRIB"):          # unused inputs tied low
-            pins.update({f"i_{port}{k}": 0 for k in range(DSP_BITS)})
-        pins.update({f"o_P{k}": p[k] for k in range(P_BITS)})
-        for k in range(4):
-            pins[f"i_CLK{k}"] = ClockSignal() if k == 0 else 0
-            pins[f"i_CE{k}"] = 1 if k == 0 else 0
-            pins[f"i_RST{k}"] = 0
+        pins.update({f"i_C{k}": 0 for k in range(DSP_BITS)})    # as yosys' own mapping; the cascade
+        pins.update({f"o_P{k}": p[k] for k in range(P_BITS)})     # inputs (SRIA/SRIB) stay open
+        pins.update(i_CLK0=ClockSignal(), i_CE0=1, i_RST0=0)
         # no parameters here: ECP5_YOSYS_PASSES sets them after synthesis (see there)
         self.specials += Instance("MULT18X18D", attr={ECP5_MARK}, i_SIGNEDA=1, i_SIGNEDB=1, i_SOURCEA=0, i_SOURCEB=0,
                                   **pins)

@@ -213,6 +213,9 @@ class RNNAccelCore(Module):
             ((F["b_len"] != 0) & (F["a_aux"] != 0) & (F["b_aux"] != 0)) | (F["dst_aux"] < 0) |
             (F["a_pp"] > 2) | (F["b_pp"] > 2) | (F["dst_pp"] > 2) | (F["dst2_pp"] > 2))
 
+        field_bad_r = Signal()     # valid from CHECK0 (ir is stable from DECODE)
+        self.sync += field_bad_r.eq(field_bad)
+
         # stage A: k_stored, k_useful, mode (also what LOAD and START use)
         k_useful, k_stored = Signal(17), Signal(18)
         self.sync += k_useful.eq(F["a_len"] + F["b_len"]), k_stored.eq(F["a_len"] + F["b_len"] + F["dst_aux"])
@@ -497,9 +500,10 @@ class RNNAccelCore(Module):
         fsm.act("ERROR", launch)   # the error code stays readable until the next start
         fsm.act("FETCH",
             self.busy.eq(1),
+            # the instruction words load whatever pc is (after an error ir is not used)
+            *[If(fetch_k == k + 1, NextValue(ir[k], p_fetch.dat_r)) for k in range(isa.INSTR_WORDS)],
             If(pc >= self.prog_len, *fail(isa.ERR_NOHALT)).Else(
                 NextValue(fetch_k, fetch_k + 1),
-                *[If(fetch_k == k + 1, NextValue(ir[k], p_fetch.dat_r)) for k in range(isa.INSTR_WORDS)],
                 If(fetch_k == isa.INSTR_WORDS, NextState("DECODE"))))
         fsm.act("DECODE",
             self.busy.eq(1),
@@ -514,10 +518,11 @@ class RNNAccelCore(Module):
                     NextValue(parity, ~parity), NextValue(loop_iter, loop_iter + 1),
                     If(loop_iter + 1 < loop_count, *next_instr(loop_start))
                     .Else(NextValue(in_loop, 0), *next_instr(pc + 1))),
-                isa.OP_MATVEC: If(field_bad, *fail(isa.ERR_FIELD)).Else(NextState("CHECK0")),
+                isa.OP_MATVEC: NextState("CHECK0"),
                 "default": fail(isa.ERR_OPCODE),
             }))
-        fsm.act("CHECK0", self.busy.eq(1), NextState("CHECK1"))   # the check pipeline (above)
+        fsm.act("CHECK0", self.busy.eq(1),   # the check pipeline (above); the field check registered
+                If(field_bad_r, *fail(isa.ERR_FIELD)).Else(NextState("CHECK1")))
         fsm.act("CHECK1", self.busy.eq(1), NextState("CHECK2"))
         fsm.act("CHECK2",
             self.busy.eq(1),

@@ -50,7 +50,7 @@ REG_WORDS = 0x20
 STATUS_BUSY, STATUS_DONE, STATUS_PARITY, STATUS_PARITY_IN = 0, 1, 2, 3
 STATUS_ERROR = 4      # 3 bits
 STATUS_ERROR_PC = 16  # prog address bits
-READ_LATENCY = 3      # clock edges from a read at the pins to its data on dat_r
+READ_LATENCY = 4      # clock edges from a read at the pins to its data on dat_r
 
 
 class SynthTop(Module):
@@ -59,7 +59,7 @@ class SynthTop(Module):
     Pins (all registered on `sys_clk`, besides the `sys_rst` input that Migen adds):
         adr   word address (`adr_bits` wide)      dat_w  write data (32)
         we    write strobe                        re     read strobe
-        dat_r read data (32): the data of a read sampled at edge t appears after edge t + 3
+        dat_r read data (32): the data of a read sampled at edge t appears after edge t + 4
               (`READ_LATENCY`) and holds until the next read.
 
     Address map: region = adr >> `region_bits` (`region_bits` fits the largest region), offset =
@@ -77,7 +77,8 @@ class SynthTop(Module):
         0x18 CYCLES    0x19 MAC_OPS[31:0]   0x1A MAC_OPS[47:32]   (read only)
     region 1  program memory, one 32-bit word per address (write only)
     region 2  parameter memory, one 32-bit word per address (write only)
-    region 3  weight memory as little-endian 32-bit words (write only): address a writes bits
+    region 3  weight memory as little-endian 32-bit words (write only; a write lands 4 cycles after
+              the pins): address a writes bits
               32*j .. 32*j+31 of weight word a // (N/4), j = a % (N/4). Sub-words j < N/4 - 1
               go to staging registers; the write of sub-word N/4 - 1 commits the whole 8N-bit
               word, with the staged sub-words. So a linear write of the weight image works.
@@ -139,13 +140,18 @@ class SynthTop(Module):
             core.param_we.eq(wr[PARAM]), core.param_adr.eq(off), core.param_dat.eq(dat_w),
             core.vmem_we.eq(wr[VMEM]), core.vmem_adr.eq(off), core.vmem_wdat.eq(dat_w[:16]),
         ]
+        # the sub-word decode registered (one enable per staging register), the data beside it
         stage = [Signal(32, name=f"wstage{j}") for j in range(subs - 1)]
         j = Signal(max(sub_bits, 1))
         self.comb += j.eq(off[:sub_bits] if sub_bits else 0)
+        st_we = [Signal(name=f"wst_we{k}") for k in range(subs)]
+        st_dat, st_adr = Signal(32), Signal(len(core.wmem_adr))
+        self.sync += [st_we[k].eq(wr[WMEM] & (j == k)) for k in range(subs)]
+        self.sync += st_dat.eq(dat_w), st_adr.eq(off[sub_bits:])
         for k, st in enumerate(stage):
-            self.sync += If(wr[WMEM] & (j == k), st.eq(dat_w))
-        self.comb += [core.wmem_we.eq(wr[WMEM] & (j == subs - 1)), core.wmem_adr.eq(off[sub_bits:]),
-                      core.wmem_dat.eq(Cat(*stage, dat_w))]
+            self.sync += If(st_we[k], st.eq(st_dat))
+        self.comb += [core.wmem_we.eq(st_we[subs - 1]), core.wmem_adr.eq(st_adr),
+                      core.wmem_dat.eq(Cat(*stage, st_dat))]
 
         # ---- read path: select registered with the address, data one cycle later ------------------
         rd_region, rd_off, rd_en = Signal(3), Signal(R), Signal()
@@ -154,11 +160,15 @@ class SynthTop(Module):
         self.comb += in_block.eq(rd_off[5:] == 0 if R > 5 else 1)
         self.comb += Case(rd_off[:5], {o: reg_val.eq(v) for o, v in readable.items()}
                           | {"default": reg_val.eq(0)})
-        vm = Signal((32, True))
-        self.comb += vm.eq(core.vmem_rdat)
-        self.sync += If(rd_en,
-                        If(rd_region == REG, self.dat_r.eq(Mux(in_block, reg_val, 0)))
-                        .Elif(rd_region == VMEM, self.dat_r.eq(vm))
+        # the pool's word and the register value are registered before the pick (the block RAM's
+        # clock-to-out and the status logic stay out of the output mux)
+        vm, reg_q = Signal((32, True)), Signal(32)
+        q_region, q_en = Signal(3), Signal()
+        self.sync += vm.eq(core.vmem_rdat), reg_q.eq(Mux(in_block, reg_val, 0)), \
+            q_region.eq(rd_region), q_en.eq(rd_en)
+        self.sync += If(q_en,
+                        If(q_region == REG, self.dat_r.eq(reg_q))
+                        .Elif(q_region == VMEM, self.dat_r.eq(vm))
                         .Else(self.dat_r.eq(0)))
         self.ios = {self.adr, self.dat_w, self.we, self.re, self.dat_r}
 

@@ -24,19 +24,6 @@ from .regs import drop_resets
 SHIFT_BITS = 8  # signed shift fields of the instruction (aux bytes, out_shift)
 
 
-def _shift_round(m, value, amount, out_width, name):
-    """round_shift(value, amount) for a signed run-time amount (|amount| <= 63): for r > 0
-    ((v >> (r-1)) + 1) >> 1, which equals (v + 2^(r-1)) >> r without a wide constant; v << -r
-    for r <= 0. Returns a combinational signal of out_width bits (the caller saturates)."""
-    res = Signal((out_width, True), name=name)
-    r1 = Signal(6, name=name + "_r1")
-    left = Signal(6, name=name + "_l")
-    t = Signal((len(value) + 1, True), name=name + "_t")
-    m.comb += [r1.eq(amount - 1), left.eq(-amount), t.eq(value >> r1)]
-    m.comb += If(amount > 0, res.eq((t + 1) >> 1)).Else(res.eq(value << left))
-    return res
-
-
 def _sat16(m, value, name):
     """value saturated to int16. The overflow tests look at bits, not at a compare: above the
     range <=> sign 0 and a bit >= 15 set, below <=> sign 1 and a bit >= 15 clear (OR/AND trees
@@ -49,6 +36,32 @@ def _sat16(m, value, name):
     sign = v[-1]
     m.comb += If(~sign & (top != 0), res.eq(hi)).Elif(sign & (top != (1 << len(top)) - 1), res.eq(lo)) \
         .Else(res.eq(v[:ACT_BITS]))
+    return res
+
+
+def _round_sat16(m, t, right, name):
+    """sat16(right ? (t + 1) >> 1 : t): the second half of round_shift and the saturation in one,
+    without a carry chain through the full width of t. With s = t + right, the result is s >> 1
+    (or s) if s fits (bits 16.. of s, 15.. without the rounding, all equal), else the bound of s's
+    sign. Only the low 17 bits are added; the rest of s is t's upper part plus that add's carry,
+    which is tested for 0 or -1 (AND trees), not computed."""
+    L = ACT_BITS + 1
+    lo, hi_v = -(1 << (ACT_BITS - 1)), (1 << (ACT_BITS - 1)) - 1
+    H = t[L:]
+    s_low = Signal(L + 1, name=name + "_low")          # t[:17] + right, bit 17 the carry
+    hz, hm1 = Signal(name=name + "_hz"), Signal(name=name + "_hm1")
+    m.comb += s_low.eq(t[:L] + right), hz.eq(H == 0), hm1.eq(H == (1 << len(H)) - 1)
+    c = s_low[L]                                        # (then s_low[:17] == 0: bit 16 clear)
+    s_zero = (hz & ~c) | (hm1 & c)                      # upper part of s == 0
+    s_ones = hm1 & ~c                                   # upper part of s == -1 (with bit 16 set)
+    fits = Signal(name=name + "_fits")
+    val = Signal(ACT_BITS, name=name + "_val")
+    m.comb += If(right,
+                 fits.eq((s_zero & ~s_low[L - 1]) | (s_ones & s_low[L - 1])), val.eq(s_low[1:L])) \
+        .Else(fits.eq((hz & ~t[L - 1] & ~t[L - 2]) | (hm1 & t[L - 1] & t[L - 2])), val.eq(t[:ACT_BITS]))
+    res = Signal((ACT_BITS, True), name=name)
+    # out of range: s's sign is t's (a carry into the upper part makes it 0 only from -1, which fits)
+    m.comb += If(fits, res.eq(val)).Elif(H[-1], res.eq(lo)).Else(res.eq(hi_v))
     return res
 
 
@@ -147,10 +160,10 @@ class Epilogue(Module):
         # ---- stages 5, 6: requantise to int16 || act2's input P (shifted by s_p) --------------------
         rt, rright = _shift_stage(self, acc4, at(self.out_shift, 4), ACC_BITS + 32, "req")
         z6 = Signal((ACT_BITS, True))
-        self.sync += z6.eq(_sat16(self, _round_stage(self, rt, rright, ACC_BITS + 32, "req_w"), "z"))
+        self.sync += z6.eq(_round_sat16(self, rt, rright, "z"))
         pt, pright = _shift_stage(self, at(self.p, 4), at(self.s_p, 4), ACT_BITS + 32, "pconv")
         pconv6 = Signal((ACT_BITS, True))
-        self.sync += pconv6.eq(_sat16(self, _round_stage(self, pt, pright, ACT_BITS + 32, "pconv_w"), "pconv"))
+        self.sync += pconv6.eq(_round_sat16(self, pt, pright, "pconv"))
         # ---- stages 7..13: activation; act2 of P in parallel (mulact) --------------------------------
         self.submodules.act_unit = au = ActivationUnit()
         self.submodules.act2_unit = au2 = ActivationUnit()
@@ -182,19 +195,20 @@ class Epilogue(Module):
         self.sync += If(at(self.combine, k + 2) == isa.COMB_MAC, val16.eq(m15 + qs15)).Else(val16.eq(m15)), \
             gru16.eq(a15 + ((g15 >> (F_ACT_OUT - 1)) + 1 >> 1))
         # ---- stages 17, 18: round_shift by s_c, pick, saturate ---------------------------------------
+        # (each candidate saturated on its own, then picked: no adder or compare behind the pick)
         ct, cright = _shift_stage(self, val16, at(self.s_c, k + 3), W, "cmb")
-        r18 = _round_stage(self, ct, cright, W, "cmb_r")
+        r18 = _round_sat16(self, ct, cright, "cmb_r")
         a17, gru17, sel17 = at(a15, 2), at(gru16, 1), at(self.combine, k + 4)
-        pick = Signal((W, True))
+        g18 = _sat16(self, gru17, "gsat")
+        y = Signal((ACT_BITS, True))
         self.comb += Case(sel17, {
-            isa.COMB_NONE: pick.eq(a17),
-            isa.COMB_MUL: pick.eq(r18),
-            isa.COMB_GRU: pick.eq(gru17),
-            isa.COMB_MAC: pick.eq(r18),
-            isa.COMB_MULACT: pick.eq(r18),
-            "default": pick.eq(a17),
+            isa.COMB_NONE: y.eq(a17),
+            isa.COMB_MUL: y.eq(r18),
+            isa.COMB_GRU: y.eq(g18),
+            isa.COMB_MAC: y.eq(r18),
+            isa.COMB_MULACT: y.eq(r18),
+            "default": y.eq(a17),
         })
-        y = _sat16(self, pick, "ysat")
         self.sync += self.out_valid.eq(at(au.out_valid, 4)), self.y.eq(y), self.out_tag.eq(at(self.tag, k + 4))
         self.latency = k + 5
         # only the valid bits keep a reset (the activation units handle their own registers)

@@ -13,7 +13,7 @@ pipeline beside it, so rows of consecutive instructions can follow each other ba
 travels alongside too (the caller's destination address); the result comes out `latency` cycles
 later with `out_valid`.
 """
-from migen import Case, If, Module, Signal
+from migen import C, Case, Cat, If, Module, Signal
 
 from rnnaccel.host import isa
 from rnnaccel.host.spec import ACC_BITS, ACT_BITS, F_ACT_OUT
@@ -75,15 +75,69 @@ def delay(m, sig, n, name, reset_less=False):
     return cur
 
 
-def _shift_stage(m, value, amount, out_width, name):
+def _shift_stage(m, value, amount_ahead, out_width, name):
     """First half of round_shift(value, amount) (a register stage of its own): for r > 0 the
-    value shifted right by r - 1, for r <= 0 the value shifted left by -r. Returns (t, right)."""
+    value shifted right by r - 1, for r <= 0 the value shifted left by -r. Returns (t, right).
+    The amount comes a cycle ahead (`amount_ahead`: the setting one register earlier in its delay
+    line) and is decoded into registers, so only the shifter stands between them and t."""
     t = Signal((out_width + 1, True), name=name + "_t")
     right = Signal(name=name + "_right")
+    dec_right = Signal(name=name + "_dright")
     r1 = Signal(6, name=name + "_r1")
     left = Signal(6, name=name + "_l")
-    m.comb += r1.eq(amount - 1), left.eq(-amount)
-    m.sync += right.eq(amount > 0), If(amount > 0, t.eq(value >> r1)).Else(t.eq(value << left))
+    m.sync += dec_right.eq(amount_ahead > 0), r1.eq(amount_ahead - 1), left.eq(-amount_ahead)
+    m.sync += right.eq(dec_right), If(dec_right, t.eq(value >> r1)).Else(t.eq(value << left))
+    return t, right
+
+
+def _round_sat16(m, t, right, name):
+    """sat16(right ? (t + 1) >> 1 : t): the second half of round_shift and the saturation in one,
+    without a carry chain through the full width of t. With s = t + right, the result is s >> 1
+    (or s) if s fits (bits 16.. of s, 15.. without the rounding, all equal), else the bound of s's
+    sign. Only the low 17 bits are added; the rest of s is t's upper part plus that add's carry,
+    which is tested for 0 or -1 (AND trees), not computed."""
+    L = ACT_BITS + 1
+    lo, hi_v = -(1 << (ACT_BITS - 1)), (1 << (ACT_BITS - 1)) - 1
+    H = t[L:]
+    s_low = Signal(L + 1, name=name + "_low")          # t[:17] + right, bit 17 the carry
+    hz, hm1 = Signal(name=name + "_hz"), Signal(name=name + "_hm1")
+    m.comb += s_low.eq(t[:L] + right), hz.eq(H == 0), hm1.eq(H == (1 << len(H)) - 1)
+    c = s_low[L]                                        # (then s_low[:17] == 0: bit 16 clear)
+    s_zero = (hz & ~c) | (hm1 & c)                      # upper part of s == 0
+    s_ones = hm1 & ~c                                   # upper part of s == -1 (with bit 16 set)
+    fits = Signal(name=name + "_fits")
+    val = Signal(ACT_BITS, name=name + "_val")
+    m.comb += If(right,
+                 fits.eq((s_zero & ~s_low[L - 1]) | (s_ones & s_low[L - 1])), val.eq(s_low[1:L])) \
+        .Else(fits.eq((hz & ~t[L - 1] & ~t[L - 2]) | (hm1 & t[L - 1] & t[L - 2])), val.eq(t[:ACT_BITS]))
+    res = Signal((ACT_BITS, True), name=name)
+    # out of range: s's sign is t's (a carry into the upper part makes it 0 only from -1, which fits)
+    m.comb += If(fits, res.eq(val)).Elif(H[-1], res.eq(lo)).Else(res.eq(hi_v))
+    return res
+
+
+def delay(m, sig, n, name, reset_less=False):
+    """sig delayed by n cycles (`reset_less`: a data line, its registers without reset)."""
+    cur = sig
+    for k in range(n):
+        nxt = Signal.like(cur, name=f"{name}_d{k}", reset_less=reset_less)
+        m.sync += nxt.eq(cur)
+        cur = nxt
+    return cur
+
+
+def _shift_stage(m, value, amount_ahead, out_width, name):
+    """First half of round_shift(value, amount) (a register stage of its own): for r > 0 the
+    value shifted right by r - 1, for r <= 0 the value shifted left by -r. Returns (t, right).
+    The amount comes a cycle ahead (`amount_ahead`: the setting one register earlier in its delay
+    line) and is decoded into registers, so only the shifter stands between them and t."""
+    t = Signal((out_width + 1, True), name=name + "_t")
+    right = Signal(name=name + "_right")
+    dec_right = Signal(name=name + "_dright")
+    r1 = Signal(6, name=name + "_r1")
+    left = Signal(6, name=name + "_l")
+    m.sync += dec_right.eq(amount_ahead > 0), r1.eq(amount_ahead - 1), left.eq(-amount_ahead)
+    m.sync += right.eq(dec_right), If(dec_right, t.eq(value >> r1)).Else(t.eq(value << left))
     return t, right
 
 
@@ -152,16 +206,20 @@ class Epilogue(Module):
         acc2, d2 = Signal((ACC_BITS, True)), Signal((2 * ACT_BITS, True))
         self.sync += acc2.eq(at(self.acc, 1) + at(self.bias, 1)), d2.eq(at(self.da, 1) * at(self.db, 1))
         # ---- stages 3, 4: + round_shift(d, diag_shift), wrap to 48 bits ------------------------------
-        dt, dright = _shift_stage(self, d2, -at(self.diag_shift, 2), ACC_BITS, "dsh")
+        dt, dright = _shift_stage(self, d2, -at(self.diag_shift, 1), ACC_BITS, "dsh")
         acc3 = at(acc2, 1)
-        dsh = _round_stage(self, dt, dright, ACC_BITS, "dsh")
+        # acc3 + ((dt + 1) >> 1) == (2 acc3 + 1 + dt) >> 1: one adder, the rounding 1 in the free
+        # low bit of 2 acc3 (wrapped to 48 bits either way)
+        acc3_x2 = Signal((ACC_BITS + 1, True))
+        up, plain = Signal((ACC_BITS + 3, True)), Signal((ACC_BITS + 2, True))
+        self.comb += acc3_x2.eq(Cat(C(1, 1), acc3)), up.eq(acc3_x2 + dt), plain.eq(acc3 + dt)
         acc4 = Signal((ACC_BITS, True))
-        self.sync += If(at(self.diag, 3), acc4.eq(acc3 + dsh)).Else(acc4.eq(acc3))
+        self.sync += If(at(self.diag, 3), If(dright, acc4.eq(up >> 1)).Else(acc4.eq(plain))).Else(acc4.eq(acc3))
         # ---- stages 5, 6: requantise to int16 || act2's input P (shifted by s_p) --------------------
-        rt, rright = _shift_stage(self, acc4, at(self.out_shift, 4), ACC_BITS + 32, "req")
+        rt, rright = _shift_stage(self, acc4, at(self.out_shift, 3), ACC_BITS + 32, "req")
         z6 = Signal((ACT_BITS, True))
         self.sync += z6.eq(_round_sat16(self, rt, rright, "z"))
-        pt, pright = _shift_stage(self, at(self.p, 4), at(self.s_p, 4), ACT_BITS + 32, "pconv")
+        pt, pright = _shift_stage(self, at(self.p, 4), at(self.s_p, 3), ACT_BITS + 32, "pconv")
         pconv6 = Signal((ACT_BITS, True))
         self.sync += pconv6.eq(_round_sat16(self, pt, pright, "pconv"))
         # ---- stages 7..13: activation; act2 of P in parallel (mulact) --------------------------------
@@ -196,7 +254,7 @@ class Epilogue(Module):
             gru16.eq(a15 + ((g15 >> (F_ACT_OUT - 1)) + 1 >> 1))
         # ---- stages 17, 18: round_shift by s_c, pick, saturate ---------------------------------------
         # (each candidate saturated on its own, then picked: no adder or compare behind the pick)
-        ct, cright = _shift_stage(self, val16, at(self.s_c, k + 3), W, "cmb")
+        ct, cright = _shift_stage(self, val16, at(self.s_c, k + 2), W, "cmb")
         r18 = _round_sat16(self, ct, cright, "cmb_r")
         a17, gru17, sel17 = at(a15, 2), at(gru16, 1), at(self.combine, k + 4)
         g18 = _sat16(self, gru17, "gsat")

@@ -50,6 +50,11 @@ WQ_DEPTH = 8
 CORE_DEFAULTS = dict(prog_words=2048, param_words=4096, wmem_bytes=128 * 1024, vmem_words=8192, kmax=1024)
 
 
+def wmem_slice_bits(words):
+    """Bits per weight-memory slice: as wide as one block RAM of 16K bits is at this depth (1..8)."""
+    return max(1, min(8, 16384 // (1 << (words - 1).bit_length())))
+
+
 def lanes16(mode16, weights):
     """A count of weights as a count of lanes: in 16-bit mode each weight spans two lanes."""
     return Mux(mode16, weights << 1, weights)
@@ -70,9 +75,12 @@ class RNNAccelCore(Module):
         # ---- memories and host ports --------------------------------------------------------------
         prog = Memory(32, prog_words, name="prog")
         param = Memory(32, param_words, name="param")
-        # the weight memory in 32-bit slices side by side (one word = N/4 slices), each with its
-        # own read address and host-write registers: no single net reaches all its block RAMs
-        wslices = [Memory(32, self.wmem_words, name=f"wmem{j}") for j in range(N // 4)]
+        # the weight memory in slices side by side, each exactly one block RAM deep (a DP16KD holds
+        # 16K bits: 4096 x 4 at N = 32), with its own read address register: the words come
+        # straight from the block RAMs, with no depth-cascade mux behind them, and no single
+        # address net reaches every block RAM
+        sb = wmem_slice_bits(self.wmem_words)
+        wslices = [Memory(sb, self.wmem_words, name=f"wmem{j}") for j in range(8 * N // sb)]
         self.specials += prog, param, *wslices
         # read ports READ_FIRST (data registered): a write-first port beside a write port makes
         # yosys emulate the transparency with a bypass mux and an address compare behind the block
@@ -86,7 +94,7 @@ class RNNAccelCore(Module):
         self.specials += p_fetch, p_host, q_stream, q_bias, q_host, *w_stream, *w_host
         # host writes into the program, parameter and weight memories (write-only for the host)
         # are registered once and land a cycle later: nothing but a register before the ports
-        # (one copy per weight-memory slice: copy_reg keeps the identical ones apart)
+        # (one copy per 32 bits of weight-memory slices: copy_reg keeps the identical ones apart)
         host_ports = {}
         for name, port in (("prog", p_host), ("param", q_host)):
             we, adr, dat = Signal(name=f"{name}_we"), Signal(len(port.adr), name=f"{name}_adr"), \
@@ -96,9 +104,11 @@ class RNNAccelCore(Module):
         self.prog_we, self.prog_adr, self.prog_dat = host_ports["prog"]
         self.param_we, self.param_adr, self.param_dat = host_ports["param"]
         self.wmem_we, self.wmem_adr, self.wmem_dat = Signal(), Signal(waw), Signal(8 * N)
+        per_copy = max(1, 32 // sb)
         for j, port in enumerate(w_host):
-            ctl = copy_reg(self, Cat(self.wmem_we, self.wmem_adr), f"wmem_host{j}", self.wmem_we)
-            self.sync += port.dat_w.eq(self.wmem_dat[32 * j:32 * j + 32])
+            if j % per_copy == 0:
+                ctl = copy_reg(self, Cat(self.wmem_we, self.wmem_adr), f"wmem_host{j // per_copy}", self.wmem_we)
+            self.sync += port.dat_w.eq(self.wmem_dat[sb * j:sb * j + sb])
             self.comb += port.we.eq(ctl[0]), port.adr.eq(ctl[1:])
         self.vmem_we, self.vmem_adr = Signal(), Signal(vaw)
         self.vmem_wdat, self.vmem_rdat = Signal((ACT_BITS, True)), Signal((ACT_BITS, True))
@@ -286,9 +296,10 @@ class RNNAccelCore(Module):
         ]
         st_sel, st_shift, st_mode16 = Signal(), Signal(max=MAX_SEG_SHIFT + 1), Signal()
         ws_ready = Signal()
-        # registered (the FIFO level grows by at most one row per cycle, hence the extra 1)
-        self.sync += ws_ready.eq(rowfifo.level < ROW_FIFO_DEPTH - (mac.latency + timing.XBUF_LATENCY + 9))
-        self.comb += ws.ready.eq(ws_ready)
+        # registered (in the weight stream; the FIFO level grows by at most one row per cycle,
+        # hence the extra 1)
+        self.comb += ws.ready_d.eq(rowfifo.level < ROW_FIFO_DEPTH - (mac.latency + timing.XBUF_LATENCY + 9)), \
+            ws_ready.eq(ws.ready)
         take = Signal()
         self.comb += take.eq(ws.valid & ws_ready)
         self.sync += If(ws.valid & ~ws_ready, self.stalls.eq(self.stalls + 1))

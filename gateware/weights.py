@@ -386,7 +386,8 @@ class WeightStream(Module):
     Control (sampled in the `start` cycle): mode (ISA code, spec.WEIGHT_MODE_CODE), rows,
     k_stored (>= N_eff), group_log2, cb_base (byte address, 4-byte aligned); word_base is
     sampled the cycle before `start` (the read-address register follows it while idle).
-    Output stream: valid, ready (input), w[0..N-1] (9-bit signed), first, last, n_valid, bnd.
+    Output stream: valid, ready_d (input: ready of the next cycle; `ready` is it registered, the
+    handshake's ready), w[0..N-1] (9-bit signed), first, last, n_valid, bnd.
     busy: from start until the last output has been accepted; busy_next: its value in the next cycle.
     """
 
@@ -408,7 +409,8 @@ class WeightStream(Module):
         self.cb_base = Signal(len(pport.adr) + 2)
 
         self.valid = Signal()
-        self.ready = Signal()
+        self.ready_d = Signal()                 # input: `ready` of the next cycle (see below)
+        self.ready = Signal()                   # ready_d registered: the consumer's ready
         self.w = [Signal((W_BITS, True), name=f"w{i}", reset_less=True) for i in range(n)]
         self.first = Signal()
         self.last = Signal()
@@ -440,7 +442,13 @@ class WeightStream(Module):
         )
         # both pipeline stages move together, whenever the consumer is ready (also while the output
         # is empty: ready is a register of the consumer, and it is low only when its queue fills)
+        # the consumer gives its ready a cycle ahead (`ready_d`, the input of its ready register):
+        # the unit registers it as `ready` and once more per group of lanes, so the clock enable
+        # of every lane register comes from a register near it
         ce = Signal()
+        self.sync += self.ready.eq(self.ready_d)
+        ce_lane = [copy_reg(self, self.ready_d, f"ce{g}", self.ready_d)
+                   for g in range(-(-n // LANES_PER_COPY))]
         gen = Signal()                          # stage 1 issues a stream cycle
         cross = Signal()
         self.comb += [
@@ -478,7 +486,7 @@ class WeightStream(Module):
         ]
         # the lane fields load in every enabled cycle (data of a cycle without `gen` is not valid
         # and not used): only the clock enable, not the issue decision, stands before them
-        self.sync += If(ce, *[s.eq(f) for s, f in zip(s1_lanes, gb.lanes)])
+        self.sync += [If(ce_lane[i // LANES_PER_COPY], s.eq(f)) for i, (s, f) in enumerate(zip(s1_lanes, gb.lanes))]
 
         # ---- stage 2: codebook lookup / sign extension -> outputs --------------------------------
         # Each lane has its own copy of both files: a 32-bit-wide LUT RAM (asynchronous read, so
@@ -504,7 +512,7 @@ class WeightStream(Module):
             pick = If(cbm, self.w[i].eq(entry))
             if i % 2 == 0:   # mode 16: the low byte of a weight is unsigned
                 pick = pick.Elif(m16, self.w[i].eq(s1_lanes[i]))
-            self.sync += If(ce, pick.Else(self.w[i].eq(signed)))
+            self.sync += If(ce_lane[i // LANES_PER_COPY], pick.Else(self.w[i].eq(signed)))
         self.sync += [
             If(self.start,
                 self.valid.eq(0),

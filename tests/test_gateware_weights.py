@@ -173,6 +173,10 @@ def run_migen(bench, inputs, outputs):
 
 def run(bench, cases, simulator, seed=0):
     inputs, outputs, segments = schedule(bench, cases, seed)
+    # the schedule's `ready` is what the unit sees in each cycle; it takes it a cycle ahead
+    ready = inputs.pop("dut.ready")
+    inputs["dut.ready_d"] = np.append(ready[1:], 1)
+    outputs = outputs + ["dut.ready"]
     if simulator == "verilator":
         from rnnaccel.gateware.sim import run_verilator
         rec = run_verilator(bench, inputs, outputs, name=f"weights{bench.dut.n_lanes}")
@@ -180,9 +184,10 @@ def run(bench, cases, simulator, seed=0):
         rec = run_migen(bench, inputs, outputs)
     # busy_next predicts busy (the core registers it for its start condition)
     assert np.array_equal(rec["dut.busy_next"][:-1], rec["dut.busy"][1:]), "busy_next != next busy"
+    assert np.array_equal(rec["dut.ready"][1:], ready[1:]), "ready is ready_d registered"
     for case, begin, end in segments:
         sub = {k: rec[k][begin:end] for k in outputs}
-        sub["ready"] = inputs["dut.ready"][begin:end]
+        sub["ready"] = ready[begin:end]
         check(case, sub, bench.dut)
 
 

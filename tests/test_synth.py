@@ -15,16 +15,17 @@ TINY = dict(prog_words=64, param_words=64, wmem_bytes=1024, vmem_words=256, kmax
 
 
 def _wmem(top):
-    """The weight memory's 32-bit slices, in word order."""
+    """The weight memory's slices, in word order."""
     mems = {m.name_override: m for m in top.core._fragment.specials
             if str(getattr(m, "name_override", "")).startswith("wmem")}
     return [mems[f"wmem{j}"] for j in range(len(mems))]
 
 
 def _wmem_word(slices, a):
-    word = 0
-    for j, m in enumerate(slices):
-        word |= (yield m[a]) << (32 * j)
+    word, pos = 0, 0
+    for m in slices:
+        word |= (yield m[a]) << pos
+        pos += m.width
     return word
 
 

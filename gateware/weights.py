@@ -117,9 +117,10 @@ class _Gearbox(Module):
     the words it reads land, one cycle later, in a circular FIFO of FIFO_WORDS registers, so the
     window reads registers only and neither the memory's clock-to-out nor the stream's advance
     decision stands before the other (the advance only moves a 2-bit read pointer). A read is
-    issued whenever the words held plus the one in flight leave room (the current cycle's pop
-    counted), so the FIFO never overflows and, once primed, holds the two words a window may
-    span. While no stream runs, `ra` follows `base` (so `base` must be valid a cycle before
+    issued whenever the words held plus the one in flight leave room, not counting the current
+    cycle's pop (so the read decision sees registers only, not the advance), so the FIFO never
+    overflows and, once primed, holds the two words a window may span (four words keep one word
+    per cycle flowing). While no stream runs, `ra` follows `base` (so `base` must be valid a cycle before
     `start`): the first word is read in the start cycle, and the first window is ready two
     cycles after `start`, as with the memory's register as the second word. `off` (in 2N-bit
     units) is where the cycle's window starts in the FIFO's first two words; it advances by
@@ -153,7 +154,7 @@ class _Gearbox(Module):
         self.comb += [
             total.eq(off + self.units),
             pop.eq(self.advance & total[2]),
-            rd.eq(self.start | (self.active & ((occ < D) | pop))),   # start empties the FIFO
+            rd.eq(self.start | (self.active & (occ < D))),   # start empties the FIFO; no pop needed
             # the window spans the second word only when it needs more units than the first has left
             self.have.eq((cnt >= 2) | ((cnt != 0) & (total <= UNITS_PER_WORD))),
         ]

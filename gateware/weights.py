@@ -35,7 +35,8 @@ Structure
                   that loads them from the parameter memory, one 32-bit word (4 entries) per
                   cycle: groups 0 and 1 right after `start`, then group g + 2 as soon as the
                   output stage has finished with group g.
-    WeightStream  stage 1: gearbox window -> lane fields (raw byte or codebook index);
+    WeightStream  stage A: the gearbox window registered (the ring mux alone in its cycle);
+                  stage 1: window -> lane fields (raw byte or codebook index);
                   stage 2: codebook lookup / sign extension -> the output registers.
                   In a cycle that crosses into a new group, weights before `bnd` use the file of
                   the current group, weights from `bnd` the file of the next one.
@@ -51,7 +52,7 @@ Timing (exact, with `ready` held high)
 Let `start` be high in cycle S.
 
 * First valid output: cycle S + ``first_output_latency(mode)`` =
-  S + 4 in modes 16 and 8, S + 4 + W in the codebook modes, with W = 2**bits / 4 parameter words
+  S + 5 in modes 16 and 8, S + 5 + W in the codebook modes, with W = 2**bits / 4 parameter words
   per codebook (W = 16, 4, 1 for modes 6, 4, 2: group 0 must be loaded; the prefetch FIFO
   primes in parallel).
 * Then ``stream_cycles(n_lanes, mode, rows, k_stored, group_log2)`` consecutive cycles carry the
@@ -62,15 +63,15 @@ Let `start` be high in cycle S.
   Codebook stalls: with G = 2**group_log2 rows per group, group h >= 1 starts in stream cycle
   x_h = floor(h * G * k_stored / N_eff). Its codebook is ready for the cycle that needs it (the
   crossing cycle) at the earliest W cycles after stream cycle 0 (h = 1: it loads right after
-  group 0) or W + 3 cycles after the crossing into group h - 1 (h >= 2: the filler may only
+  group 0) or W + 4 cycles after the crossing into group h - 1 (h >= 2: the filler may only
   overwrite group h - 2's file once the output stage has passed that crossing, then needs W
   cycles plus the memory latency). With t_h the cycle (relative to stream cycle 0) in which the
   crossing into h is issued:
 
-      t_0 = x_0 = 0,  t_1 = max(x_1, W),  t_h = max(t_{h-1} + x_h - x_{h-1}, t_{h-1} + W + 3)
+      t_0 = x_0 = 0,  t_1 = max(x_1, W),  t_h = max(t_{h-1} + x_h - x_{h-1}, t_{h-1} + W + 4)
       stalls = t_last - x_last     (last = the final group; 0 with one group or no codebooks)
 
-  So groups lasting at least W + 3 cycles (19 in mode 6; the compiler's groups last hundreds)
+  So groups lasting at least W + 4 cycles (20 in mode 6; the compiler's groups last hundreds)
   never stall. With backpressure, every cycle in which the unit is frozen (`valid & ~ready`)
   delays the last output by at most one cycle (refills go on meanwhile); results are the same.
 """
@@ -136,10 +137,9 @@ class _Gearbox(Module):
         self.active = Signal()                # a stream runs (the parent's row tracker)
         self.base = Signal(aw)                # first word of the next stream (a cycle before start)
         self.units = Signal(3)                # units per cycle (latched by the parent)
-        self.m6, self.m4, self.m2 = Signal(), Signal(), Signal()
         self.advance = Signal()               # the current cycle is consumed
         self.have = Signal()                  # the words of the current window are in the FIFO
-        self.lanes = [Signal(8, name=f"field{i}") for i in range(n)]   # byte or codebook index
+        self.window = Signal(8 * n)           # the current cycle's 8N stream bits
         dat_r = Cat(*[p.dat_r for p in ports])
         assert len(dat_r) == 8 * n
 
@@ -186,7 +186,7 @@ class _Gearbox(Module):
         assert D * UNITS_PER_WORD == 16 and u % 2 == 0
         ring = Cat(*e)
         pos_nx = Cat(off_nx, rp_nx)
-        window = Signal(8 * n)
+        window = self.window
         half = u // 2
         for j in range(UNITS_PER_WORD):
             for h in range(2):
@@ -194,15 +194,6 @@ class _Gearbox(Module):
                 lo = j * u + h * half
                 src = [ring[((v + j) % 16) * u + h * half:((v + j) % 16) * u + h * half + half] for v in range(16)]
                 self.comb += window[lo:lo + half].eq(Array(src)[sel])
-
-        # ---- lane fields: field i of a b-bit stream is window[b*i : b*i + b] ---------------------
-        for i, lane in enumerate(self.lanes):
-            self.comb += (
-                If(self.m6, lane.eq(window[6 * i:6 * i + 6]))
-                .Elif(self.m4, lane.eq(window[4 * i:4 * i + 4]))
-                .Elif(self.m2, lane.eq(window[2 * i:2 * i + 2]))
-                .Else(lane.eq(window[8 * i:8 * i + 8]))      # modes 8 and 16: byte i
-            )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -458,7 +449,7 @@ class WeightStream(Module):
             gen.eq(ce & tr.running & gb.have & ~(cbm & (cb.ahead <= cross))),
 
             gb.start.eq(self.start), gb.active.eq(tr.running), gb.base.eq(self.word_base), gb.units.eq(units),
-            gb.m6.eq(m6), gb.m4.eq(m4), gb.m2.eq(m2), gb.advance.eq(gen),
+            gb.advance.eq(gen),
 
             tr.start.eq(self.start), tr.rows.eq(self.rows), tr.k_stored.eq(self.k_stored),
             tr.half.eq(is_[16]), tr.mask.eq(mask), tr.advance.eq(gen),
@@ -467,27 +458,58 @@ class WeightStream(Module):
             cb.words.eq(words), cb.rows.eq(rows), cb.mask.eq(mask), cb.take.eq(gen & cross),
         ]
 
-        # ---- stage 1: lane fields and the cycle's row information --------------------------------
-        s1_valid, s1_cross, s1_par = Signal(), Signal(), Signal()
-        s1_first, s1_last = Signal(), Signal()
-        s1_bnd, s1_nvalid = Signal.like(self.bnd), Signal.like(self.n_valid)
-        s1_lanes = [Signal(8, name=f"s1_field{i}", reset_less=True) for i in range(n)]   # data: no reset
-        par = Signal()                          # file of the group in effect at stage 1
+        # ---- stage A: the cycle's window and row information, registered -------------------------
+        a_valid, a_cross, a_par = Signal(), Signal(), Signal()
+        a_first, a_last = Signal(), Signal()
+        a_bnd, a_nvalid = Signal.like(self.bnd), Signal.like(self.n_valid)
+        a_window = Signal(8 * n, reset_less=True)
+        par = Signal()                          # file of the group in effect at issue
         self.sync += [
             If(self.start,
-                par.eq(0), s1_valid.eq(0),
+                par.eq(0), a_valid.eq(0),
             ).Elif(ce,
-                s1_valid.eq(gen),
+                a_valid.eq(gen),
                 If(gen,
-                    s1_cross.eq(cross), s1_par.eq(par), s1_bnd.eq(tr.bnd),
-                    s1_first.eq(tr.first), s1_last.eq(tr.last), s1_nvalid.eq(tr.n_valid),
+                    a_cross.eq(cross), a_par.eq(par), a_bnd.eq(tr.bnd),
+                    a_first.eq(tr.first), a_last.eq(tr.last), a_nvalid.eq(tr.n_valid),
                     If(cross, par.eq(~par)),
                 ),
             )
         ]
-        # the lane fields load in every enabled cycle (data of a cycle without `gen` is not valid
-        # and not used): only the clock enable, not the issue decision, stands before them
-        self.sync += [If(ce_lane[i // LANES_PER_COPY], s.eq(f)) for i, (s, f) in enumerate(zip(s1_lanes, gb.lanes))]
+        # the window loads in every enabled cycle (data of a cycle without `gen` is not valid and not
+        # used): only the clock enable (a copy per chunk), not the issue decision, stands before it
+        chunk = 8 * n // len(ce_lane)
+        self.sync += [If(ce_lane[g], a_window[g * chunk:(g + 1) * chunk].eq(gb.window[g * chunk:(g + 1) * chunk]))
+                      for g in range(len(ce_lane))]
+
+        # ---- stage 1: lane fields (field i of a b-bit stream is window[b*i : b*i + b]) -----------
+        s1_valid, s1_cross, s1_par = Signal(), Signal(), Signal()
+        s1_first, s1_last = Signal(), Signal()
+        s1_bnd, s1_nvalid = Signal.like(self.bnd), Signal.like(self.n_valid)
+        s1_lanes = [Signal(8, name=f"s1_field{i}", reset_less=True) for i in range(n)]   # data: no reset
+        self.sync += [
+            If(self.start,
+                s1_valid.eq(0),
+            ).Elif(ce,
+                s1_valid.eq(a_valid),
+                s1_cross.eq(a_cross), s1_par.eq(a_par), s1_bnd.eq(a_bnd),
+                s1_first.eq(a_first), s1_last.eq(a_last), s1_nvalid.eq(a_nvalid),
+            )
+        ]
+        # the mode latches, copied per lane group (from their next values: equal to them always)
+        m6_nx, m4_nx, m2_nx = Signal(), Signal(), Signal()
+        self.comb += [If(self.start, x_nx.eq(is_[b])).Else(x_nx.eq(x))
+                      for x_nx, x, b in ((m6_nx, m6, 6), (m4_nx, m4, 4), (m2_nx, m2, 2))]
+        m6_l = [copy_reg(self, m6_nx, f"m6_{g}", self.start) for g in range(len(ce_lane))]
+        m4_l = [copy_reg(self, m4_nx, f"m4_{g}", self.start) for g in range(len(ce_lane))]
+        m2_l = [copy_reg(self, m2_nx, f"m2_{g}", self.start) for g in range(len(ce_lane))]
+        for i, lane in enumerate(s1_lanes):
+            g = i // LANES_PER_COPY
+            self.sync += If(ce_lane[g],
+                If(m6_l[g], lane.eq(a_window[6 * i:6 * i + 6]))
+                .Elif(m4_l[g], lane.eq(a_window[4 * i:4 * i + 4]))
+                .Elif(m2_l[g], lane.eq(a_window[2 * i:2 * i + 2]))
+                .Else(lane.eq(a_window[8 * i:8 * i + 8])))      # modes 8 and 16: byte i
 
         # ---- stage 2: codebook lookup / sign extension -> outputs --------------------------------
         # Each lane has its own copy of both files: a 32-bit-wide LUT RAM (asynchronous read, so
@@ -525,14 +547,15 @@ class WeightStream(Module):
         ]
         self.comb += [
             cb.release.eq(ce & s1_valid & s1_cross),
-            self.busy.eq(tr.running | s1_valid | self.valid),
+            self.busy.eq(tr.running | a_valid | s1_valid | self.valid),
         ]
-        # `busy` of the next cycle, from the next values of its three registers (the parent
+        # `busy` of the next cycle, from the next values of its four registers (the parent
         # registers it, so its start condition needs no logic behind these registers)
-        run_nx, s1v_nx, v_nx = Signal(), Signal(), Signal()
+        run_nx, av_nx, s1v_nx, v_nx = Signal(), Signal(), Signal(), Signal()
         self.comb += [
-            If(self.start, run_nx.eq(1), s1v_nx.eq(0), v_nx.eq(0)).Else(
+            If(self.start, run_nx.eq(1), av_nx.eq(0), s1v_nx.eq(0), v_nx.eq(0)).Else(
                 run_nx.eq(tr.running & ~(gen & tr.last)),
-                If(ce, s1v_nx.eq(gen), v_nx.eq(s1_valid)).Else(s1v_nx.eq(s1_valid), v_nx.eq(self.valid))),
-            self.busy_next.eq(run_nx | s1v_nx | v_nx),
+                If(ce, av_nx.eq(gen), s1v_nx.eq(a_valid), v_nx.eq(s1_valid))
+                .Else(av_nx.eq(a_valid), s1v_nx.eq(s1_valid), v_nx.eq(self.valid))),
+            self.busy_next.eq(run_nx | av_nx | s1v_nx | v_nx),
         ]

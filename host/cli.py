@@ -207,9 +207,11 @@ def cmd_synth(a):
     if a.freq <= 0:
         raise UserError(f"--freq {a.freq}: must be > 0")
     try:
-        from rnnaccel.gateware.synth import SynthError, synthesize
+        from rnnaccel.gateware.synth import UNITS, SynthError, synthesize
     except ImportError as e:
         raise UserError(f"synthesis needs the gateware and synth extras (pip install 'rnnaccel[synth]'): {e}") from None
+    if a.unit is not None and a.unit not in UNITS:
+        raise UserError(f"--unit {a.unit}: one of {', '.join(UNITS)}")
     out = a.out or (f"build/synth-{a.unit}/n{a.macs}" if a.unit else f"build/synth-core/n{a.macs}")
     try:
         r = synthesize(a.macs, out, freq_mhz=a.freq, seed=a.seed, pnr=not a.no_pnr, unit=a.unit)
@@ -397,9 +399,8 @@ def build_parser():
     s.add_argument("--out", help="build directory (default build/synth-core/nN)")
     s.add_argument("--seed", type=int, default=1, help="placer seed (default 1)")
     s.add_argument("--no-pnr", action="store_true", help="yosys only: cell counts, no place and route")
-    s.add_argument("--unit", choices=("mac", "xbuf", "weights", "epilogue"),
-                   help="one unit of the core alone (inputs from a scan chain, outputs folded onto one "
-                        "pin): its own timing in a few minutes")
+    s.add_argument("--unit", help="one unit of the core alone: mac, xbuf, weights or epilogue (inputs from a "
+                                  "scan chain, outputs folded onto one pin): its own timing in a few minutes")
     s.set_defaults(fn=cmd_synth)
 
     s = sub.add_parser("validate", help="run a data set through a device and the simulator: bit-exact and cycle agreement",

@@ -1,4 +1,5 @@
 """The rnnaccel command line: every subcommand end to end, and its error messages."""
+import importlib.util
 import json
 
 import numpy as np
@@ -64,6 +65,9 @@ def test_errors_are_messages_not_tracebacks(gru_s, tmp_path, capsys):
     assert "none.onnx" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["compile", str(gru_s), "-o", "x.rnna", "--bits", "5"])
+    if importlib.util.find_spec("migen"):
+        assert main(["synth", "--macs", "32", "--unit", "alu", "--no-pnr", "--out", str(tmp_path / "s")]) == 2
+        assert "--unit alu: one of mac, xbuf, weights, epilogue" in capsys.readouterr().err
 
 
 def test_cycles_command_per_layer(gru_s, shared_dir, tmp_path, capsys):

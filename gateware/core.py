@@ -55,6 +55,12 @@ def wmem_slice_bits(words):
     return max(1, min(8, 16384 // (1 << (words - 1).bit_length())))
 
 
+def weight_memory(n_lanes, words):
+    """The weight memory's slices, in word order (bits of a weight word side by side)."""
+    sb = wmem_slice_bits(words)
+    return [Memory(sb, words, name=f"wmem{j}") for j in range(8 * n_lanes // sb)]
+
+
 def lanes16(mode16, weights):
     """A count of weights as a count of lanes: in 16-bit mode each weight spans two lanes."""
     return Mux(mode16, weights << 1, weights)
@@ -79,8 +85,8 @@ class RNNAccelCore(Module):
         # 16K bits: 4096 x 4 at N = 32), with its own read address register: the words come
         # straight from the block RAMs, with no depth-cascade mux behind them, and no single
         # address net reaches every block RAM
-        sb = wmem_slice_bits(self.wmem_words)
-        wslices = [Memory(sb, self.wmem_words, name=f"wmem{j}") for j in range(8 * N // sb)]
+        wslices = weight_memory(N, self.wmem_words)
+        sb = wslices[0].width
         self.specials += prog, param, *wslices
         # read ports READ_FIRST (data registered): a write-first port beside a write port makes
         # yosys emulate the transparency with a bypass mux and an address compare behind the block
@@ -558,7 +564,7 @@ class RNNAccelCore(Module):
                 If(ld_seg | (F["b_len"] == 0), NextState("LOADED"))
                 .Else(NextValue(ld_seg, 1), NextValue(ld_adr, phys["b"])))
             .Else(NextValue(ld_i, ld_i + RD_WIDTH), NextValue(ld_adr, ld_adr + RD_WIDTH)))
-        fsm.act("LOADED",    # the last loader write lands two cycles later (X-buffer write stages)
+        fsm.act("LOADED",    # the last loader write is still on its way into the X buffer (see the loader)
             self.busy.eq(1), NextValue(ld_pend, 0),
             *[If(ld_sel == b, NextValue(held[b][k], v)) for b in range(2) for k, v in
               enumerate([phys["a"], phys["b"], F["a_len"], F["b_len"], mode16, 1])],

@@ -90,64 +90,6 @@ def _shift_stage(m, value, amount_ahead, out_width, name):
     return t, right
 
 
-def _round_sat16(m, t, right, name):
-    """sat16(right ? (t + 1) >> 1 : t): the second half of round_shift and the saturation in one,
-    without a carry chain through the full width of t. With s = t + right, the result is s >> 1
-    (or s) if s fits (bits 16.. of s, 15.. without the rounding, all equal), else the bound of s's
-    sign. Only the low 17 bits are added; the rest of s is t's upper part plus that add's carry,
-    which is tested for 0 or -1 (AND trees), not computed."""
-    L = ACT_BITS + 1
-    lo, hi_v = -(1 << (ACT_BITS - 1)), (1 << (ACT_BITS - 1)) - 1
-    H = t[L:]
-    s_low = Signal(L + 1, name=name + "_low")          # t[:17] + right, bit 17 the carry
-    hz, hm1 = Signal(name=name + "_hz"), Signal(name=name + "_hm1")
-    m.comb += s_low.eq(t[:L] + right), hz.eq(H == 0), hm1.eq(H == (1 << len(H)) - 1)
-    c = s_low[L]                                        # (then s_low[:17] == 0: bit 16 clear)
-    s_zero = (hz & ~c) | (hm1 & c)                      # upper part of s == 0
-    s_ones = hm1 & ~c                                   # upper part of s == -1 (with bit 16 set)
-    fits = Signal(name=name + "_fits")
-    val = Signal(ACT_BITS, name=name + "_val")
-    m.comb += If(right,
-                 fits.eq((s_zero & ~s_low[L - 1]) | (s_ones & s_low[L - 1])), val.eq(s_low[1:L])) \
-        .Else(fits.eq((hz & ~t[L - 1] & ~t[L - 2]) | (hm1 & t[L - 1] & t[L - 2])), val.eq(t[:ACT_BITS]))
-    res = Signal((ACT_BITS, True), name=name)
-    # out of range: s's sign is t's (a carry into the upper part makes it 0 only from -1, which fits)
-    m.comb += If(fits, res.eq(val)).Elif(H[-1], res.eq(lo)).Else(res.eq(hi_v))
-    return res
-
-
-def delay(m, sig, n, name, reset_less=False):
-    """sig delayed by n cycles (`reset_less`: a data line, its registers without reset)."""
-    cur = sig
-    for k in range(n):
-        nxt = Signal.like(cur, name=f"{name}_d{k}", reset_less=reset_less)
-        m.sync += nxt.eq(cur)
-        cur = nxt
-    return cur
-
-
-def _shift_stage(m, value, amount_ahead, out_width, name):
-    """First half of round_shift(value, amount) (a register stage of its own): for r > 0 the
-    value shifted right by r - 1, for r <= 0 the value shifted left by -r. Returns (t, right).
-    The amount comes a cycle ahead (`amount_ahead`: the setting one register earlier in its delay
-    line) and is decoded into registers, so only the shifter stands between them and t."""
-    t = Signal((out_width + 1, True), name=name + "_t")
-    right = Signal(name=name + "_right")
-    dec_right = Signal(name=name + "_dright")
-    r1 = Signal(6, name=name + "_r1")
-    left = Signal(6, name=name + "_l")
-    m.sync += dec_right.eq(amount_ahead > 0), r1.eq(amount_ahead - 1), left.eq(-amount_ahead)
-    m.sync += right.eq(dec_right), If(dec_right, t.eq(value >> r1)).Else(t.eq(value << left))
-    return t, right
-
-
-def _round_stage(m, t, right, out_width, name):
-    """Second half (combinational): ((t + 1) >> 1) after a right shift, t after a left one."""
-    res = Signal((out_width, True), name=name)
-    m.comb += If(right, res.eq((t + 1) >> 1)).Else(res.eq(t))
-    return res
-
-
 class Epilogue(Module):
     """Pipeline (a register after each stage; `latency` = 18 = EPILOGUE_LATENCY):
 

@@ -239,18 +239,17 @@ class _WeightsUnit(Module):
     """The weight stream between the core's weight-memory slices and a parameter memory."""
 
     def __init__(self, n, wmem_bytes, param_words):
-        from .core import wmem_slice_bits
+        from .core import weight_memory
         from .weights import WeightStream
-        words = wmem_bytes // n
-        sb = wmem_slice_bits(words)
-        mems = [Memory(sb, words, name=f"wmem{j}") for j in range(8 * n // sb)]
+        mems = weight_memory(n, wmem_bytes // n)
         param = Memory(32, param_words, name="param")
         rd = [m.get_port(mode=READ_FIRST) for m in mems]
         wr = [m.get_port(write_capable=True) for m in mems]
         q, q_wr = param.get_port(mode=READ_FIRST), param.get_port(write_capable=True)
         self.specials += mems, param, rd, wr, q, q_wr
         self.submodules.ws = ws = WeightStream(n, rd, q)
-        self.host = [(p.we, p.adr, p.dat_w) for p in wr + [q_wr]]
+        # the stream's ports as this module's (UnitTop observes a unit's public signals; the
+        # memories' write ports are inputs, found as such)
         for k, v in vars(ws).items():
             if not k.startswith("_") and isinstance(v, (Signal, list)):
                 setattr(self, "ws_" + k, v)

@@ -432,16 +432,15 @@ class WeightStream(Module):
             # G - 1, saturated at the row counter's width (one group then)
             mask.eq(Cat(*[self.group_log2 > b for b in range(ROW_BITS)])),
         )
-        # both pipeline stages move together, whenever the consumer is ready (also while the output
-        # is empty: ready is a register of the consumer, and it is low only when its queue fills)
-        # the consumer gives its ready a cycle ahead (`ready_d`, the input of its ready register):
-        # the unit registers it as `ready` and once more per group of lanes, so the clock enable
-        # of every lane register comes from a register near it
+        # all pipeline stages move together whenever `ready` is high (also while the output is
+        # empty: it is low only when the consumer's queue fills). The consumer gives it a cycle
+        # ahead (`ready_d`); the unit registers it as `ready` and once more per group of lanes, so
+        # every lane register's clock enable comes from a register near it
         ce = Signal()
         self.sync += self.ready.eq(self.ready_d)
         ce_lane = [copy_reg(self, self.ready_d, f"ce{g}", self.ready_d)
                    for g in range(-(-n // LANES_PER_COPY))]
-        gen = Signal()                          # stage 1 issues a stream cycle
+        gen = Signal()                          # a stream cycle is issued (into stage A)
         cross = Signal()
         self.comb += [
             ce.eq(self.ready),

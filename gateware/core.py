@@ -245,6 +245,8 @@ class RNNAccelCore(Module):
         wo_a, bo_a = Signal(33), Signal(33)
         self.sync += wo_a.eq((F["weight_off"] >> lgN) + self.weight_base), \
             bo_a.eq((F["bias_off"] >> 2) + self.param_base)
+        cb_base = Signal(len(ws.cb_base))
+        self.sync += cb_base.eq((self.param_base << 2) + F["codebook_off"])
         kb_b, limit_b, pbad_b = Signal(23), Signal((35, True)), Signal()
         self.sync += kb_b.eq(k_stored * bits), limit_b.eq(self.wmem_words - wo_a), \
             pbad_b.eq(bo_a + F["rows"] > param_words)
@@ -296,9 +298,9 @@ class RNNAccelCore(Module):
 
         # ---- stream: the weight stream and the X window of buffer `st_sel` into the array -----------
         self.comb += [
-            ws.word_base.eq(self.weight_base + (F["weight_off"] >> lgN)),
+            ws.word_base.eq(wo_a),           # registered: valid from CHECK0, a cycle before START
             ws.mode.eq(F["mode"]), ws.rows.eq(F["rows"]), ws.k_stored.eq(k_stored),
-            ws.group_log2.eq(F["group_log2"]), ws.cb_base.eq((self.param_base << 2) + F["codebook_off"]),
+            ws.group_log2.eq(F["group_log2"]), ws.cb_base.eq(cb_base),
         ]
         st_sel, st_shift, st_mode16 = Signal(), Signal(max=MAX_SEG_SHIFT + 1), Signal()
         ws_ready = Signal()

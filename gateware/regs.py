@@ -1,5 +1,5 @@
 """Register helpers for timing: data registers without a reset, register copies for fan-out."""
-from migen import Replicate, Signal
+from migen import If, Replicate, Signal
 from migen.fhdl.tools import list_targets
 
 
@@ -16,13 +16,14 @@ def drop_resets(m, keep=()):
             s.reset_less = True
 
 
-def copy_reg(m, value, name, live):
+def copy_reg(m, value, name, live, ce=None):
     """`value` registered (one cycle later) as a copy that yosys keeps apart from the other copies
     of it, to split a net of high fan-out over several drivers. Plain copies have the same input
     and merge into one flip-flop (opt_merge); this one is `value ^ z` with `z` a flag of its own
     that stays 0 (z <= z & live, from 0) but that the optimiser does not prove constant. `live`:
-    any 1-bit signal that is not constant."""
+    any 1-bit signal that is not constant; `ce`: a clock enable (the copy then loads only with it)."""
     z = Signal(name=name + "_z")
     q = Signal(len(value), name=name, reset_less=True)
-    m.sync += z.eq(z & live), q.eq(value ^ Replicate(z, len(value)))
+    load = q.eq(value ^ Replicate(z, len(value)))
+    m.sync += z.eq(z & live), load if ce is None else If(ce, load)
     return q

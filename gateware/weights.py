@@ -95,6 +95,7 @@ MODE_BITS = FIELDS["mode"][2]
 CB_ENTRIES = 1 << max(CODEBOOK_MODES)   # one register file: entries of the widest codebook mode
 UNITS_PER_WORD = 4                      # the gearbox works in 2N-bit units, a word is 8N bits
 FIFO_WORDS = 4                          # the gearbox's prefetch FIFO (two words + the read-ahead)
+PORTS_PER_ADDR = 4                      # weight-memory ports (block RAMs) per read-address copy
 CB_WORD_BITS = (CB_ENTRIES // CB_PER_WORD - 1).bit_length()   # word within one file
 CB_ADR_BITS = CB_WORD_BITS + 1          # {file, word}: both files in one lane memory
 
@@ -128,18 +129,19 @@ class _Gearbox(Module):
     `units` and wraps into a pop.
 
     `ports`: the weight memory as one or more read ports side by side (the word's bits split in
-    order); each has its own copy of the address register, so no net reaches every block RAM."""
+    order); every PORTS_PER_ADDR of them have their own copy of the address register, so no net
+    reaches every block RAM."""
 
     def __init__(self, n, ports):
         ports = list(ports)
         aw = len(ports[0].adr)
         self.start = Signal()
         self.active = Signal()                # a stream runs (the parent's row tracker)
+        self.active_next = Signal()           # its value in the next cycle
         self.base = Signal(aw)                # first word of the next stream (a cycle before start)
         self.units = Signal(3)                # units per cycle (latched by the parent)
         self.advance = Signal()               # the current cycle is consumed
         self.have = Signal()                  # the words of the current window are in the FIFO
-        self.window = Signal(8 * n)           # the current cycle's 8N stream bits
         dat_r = Cat(*[p.dat_r for p in ports])
         assert len(dat_r) == 8 * n
 
@@ -158,10 +160,26 @@ class _Gearbox(Module):
             # the window spans the second word only when it needs more units than the first has left
             self.have.eq((cnt >= 2) | ((cnt != 0) & (total <= UNITS_PER_WORD))),
         ]
-        for g, port in enumerate(ports):
+        # The address registers, one per PORTS_PER_ADDR ports: ra + inc while a stream runs or
+        # starts, else base. At start ra == base (it followed base), and the increment is 1 there,
+        # so the increment (from registers of the copy's own: `active` and the FIFO's room, from
+        # their next values) needs no `start`; `start` only selects in the last LUT before the
+        # register. The room is computed for both outcomes of the cycle's pop, which selects last.
+        occ_nx = Signal(max=D + 1)
+        self.comb += If(self.start, occ_nx.eq(1)).Else(occ_nx.eq(occ + rd - pop))
+        rd_run = Signal()
+        room_pop, room_keep, inc_nx = Signal(), Signal(), Signal()
+        self.comb += [
+            rd_run.eq(self.active & (occ < D)),
+            room_keep.eq(occ + rd_run < D), room_pop.eq(occ + rd_run - 1 < D),
+            inc_nx.eq(self.start | ~self.active_next | Mux(pop, room_pop, room_keep)),
+        ]
+        for g in range(0, len(ports), PORTS_PER_ADDR):
             ra = Signal(aw, name=f"wra{g}")   # each copy feeds back on itself: yosys keeps them apart
-            self.comb += port.adr.eq(ra)
-            self.sync += If(self.start, ra.eq(ra + 1)).Elif(self.active, ra.eq(ra + rd)).Else(ra.eq(self.base))
+            act = copy_reg(self, self.active_next, f"wact{g}", self.start)            # == active
+            inc = copy_reg(self, inc_nx, f"winc{g}", self.start)
+            self.comb += [port.adr.eq(ra) for port in ports[g:g + PORTS_PER_ADDR]]
+            self.sync += If(act | self.start, ra.eq(ra + inc)).Else(ra.eq(self.base))
         # the window's position in units of the FIFO ring: {rp, off}, with copies (below)
         off_nx, rp_nx = Signal(2), Signal(max=D)
         self.comb += If(self.start, off_nx.eq(0), rp_nx.eq(0)).Else(
@@ -172,28 +190,30 @@ class _Gearbox(Module):
             If(self.start,
                 occ.eq(1), cnt.eq(0), wp.eq(0),
             ).Else(
-                occ.eq(occ + rd - pop), cnt.eq(cnt + arr - pop),
+                occ.eq(occ_nx), cnt.eq(cnt + arr - pop),
                 If(arr, wp.eq(wp + 1)),
             ),
         ]
         e = [Signal(8 * n, name=f"wfifo{k}", reset_less=True) for k in range(D)]
         self.sync += [If(arr & (wp == k), e[k].eq(dat_r)) for k in range(D)]
 
-        # ---- window: 4 units from unit {rp, off} of the ring of FIFO words ---------------------
-        # one 16:1 mux per window bit, selected by a register: the window is cut into 8 chunks of
-        # half a unit, each with its own copy of the position register (no net drives every mux)
-        u = 2 * n
-        assert D * UNITS_PER_WORD == 16 and u % 2 == 0
-        ring = Cat(*e)
-        pos_nx = Cat(off_nx, rp_nx)
-        window = self.window
-        half = u // 2
-        for j in range(UNITS_PER_WORD):
-            for h in range(2):
-                sel = copy_reg(self, pos_nx, f"wpos{j}_{h}", self.advance)      # == {rp, off}
-                lo = j * u + h * half
-                src = [ring[((v + j) % 16) * u + h * half:((v + j) % 16) * u + h * half + half] for v in range(16)]
-                self.comb += window[lo:lo + half].eq(Array(src)[sel])
+        # ---- the window's two words: ring words rp and rp + 1 (a 4:1 word mux) -------------------
+        # The window (4 units from unit {rp, off}) is cut in two registered 4:1 muxes instead of
+        # one 16:1: here the pair of words the window lies in, by rp; the parent registers it
+        # (stage P) together with `off` and picks the window from it (stage A). Each ring bit
+        # feeds 4 muxes, not 16, and each mux is one slice. The select is a register, copied per
+        # chunk of the pair (no net drives every mux).
+        self.pair = Signal(16 * n)            # ring words rp, rp + 1
+        self.off = off                        # the window's first unit within the pair
+        words = [e[k] for k in range(D)]
+        chunks = 8
+        width = 8 * n // chunks
+        for c in range(chunks):
+            sel = copy_reg(self, rp_nx, f"wrp{c}", self.advance)      # == rp
+            for w in range(2):
+                lo = w * 8 * n + c * width
+                src = [words[(v + w) % D][c * width:(c + 1) * width] for v in range(D)]
+                self.comb += self.pair[lo:lo + width].eq(Array(src)[sel])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -226,10 +246,12 @@ class _RowTracker(Module):
         ne = Signal(max=n + 1)                # N_eff
         k_step = Signal(K_BITS)               # k_stored - N_eff
         k_step2 = Signal((K_BITS + 2, True))  # k_stored - 2 N_eff (may be negative)
+        k_step2m1 = Signal((K_BITS + 2, True))   # k_stored - 2 N_eff - 1
         ne2 = Signal(max=2 * n + 1)           # 2 N_eff
         rows_m1, rows_m2 = Signal(ROW_BITS), Signal(ROW_BITS)
         d = Signal(K_BITS)
         fresh = Signal()
+        ends, last_row = Signal(), Signal()   # d <= N_eff, row == rows - 1 (registers: see below)
         row = Signal(ROW_BITS)                # row of weight 0
         row1, row2 = Signal(ROW_BITS), Signal(ROW_BITS)   # row + 1, row + 2 (no adders ahead)
         self.sync += If(self.start,
@@ -238,15 +260,16 @@ class _RowTracker(Module):
             k_step2.eq(self.k_stored - Mux(self.half, n, 2 * n)),
             rows_m1.eq(self.rows - 1), rows_m2.eq(self.rows - 2),
             d.eq(self.k_stored), fresh.eq(0), row.eq(0), row1.eq(1), row2.eq(2),
+            ends.eq(self.k_stored <= Mux(self.half, n // 2, n)), last_row.eq(self.rows == 1),
+            k_step2m1.eq(self.k_stored - Mux(self.half, n, 2 * n) - 1),
             self.first.eq(1), self.running.eq(1),
         )
 
-        ends = Signal()
-        last_row = Signal()
+        # `ends` (d <= N_eff: the row ends in this cycle) and `last_row` (row == rows - 1) are
+        # registers, computed with the next state (below): `last`, and so the parent's issue
+        # decision and everything behind it, starts from registers, not from a comparator
         mid = Signal()                        # the next row starts inside this cycle
         self.comb += [
-            ends.eq(d <= ne),
-            last_row.eq(row == rows_m1),
             mid.eq(~fresh & (d < ne) & ~last_row),
             self.has_bnd.eq(fresh | mid),
             If(fresh, self.bnd.eq(0)).Elif(mid, self.bnd.eq(d)).Else(self.bnd.eq(ne)),
@@ -272,13 +295,17 @@ class _RowTracker(Module):
         self.comb += g1.eq((row1 & self.mask) == 0), g2.eq((row2 & self.mask) == 0)
         bnd_nx = Signal()
         self.comb += bnd_nx.eq(fresh_nx | (lt_nx & notlast_nx))
+        # d' <= N_eff: after a row end d + k_stored - 2 N_eff - 1 < 0, else d <= 2 N_eff
+        s_end1 = Signal((K_BITS + 3, True))
+        ends_nx = Signal()
+        self.comb += s_end1.eq(d + k_step2m1), ends_nx.eq(Mux(ends, s_end1[-1], d <= ne2))
         # at start the first cycle has no boundary: k_stored >= N_eff
         self.sync += If(self.start, self.new_group.eq(0)).Elif(self.advance,
             self.new_group.eq(bnd_nx & Mux(ends & ~fresh_nx, g2, g1)))
         self.sync += If(~self.start & self.advance,
             self.first.eq(0),
             If(self.last, self.running.eq(0)),
-            d.eq(d_nx), row.eq(row_nx), fresh.eq(fresh_nx),
+            d.eq(d_nx), row.eq(row_nx), fresh.eq(fresh_nx), ends.eq(ends_nx), last_row.eq(~notlast_nx),
             If(ends, row1.eq(row2), row2.eq(row2 + 1)),
         )
 
@@ -440,14 +467,15 @@ class WeightStream(Module):
         self.sync += self.ready.eq(self.ready_d)
         ce_lane = [copy_reg(self, self.ready_d, f"ce{g}", self.ready_d)
                    for g in range(-(-n // LANES_PER_COPY))]
-        gen = Signal()                          # a stream cycle is issued (into stage A)
+        gen = Signal()                          # a stream cycle is issued (into stage P)
+        run_nx = Signal()                       # tr.running in the next cycle
         cross = Signal()
         self.comb += [
             ce.eq(self.ready),
             cross.eq(cbm & tr.new_group),
             gen.eq(ce & tr.running & gb.have & ~(cbm & (cb.ahead <= cross))),
 
-            gb.start.eq(self.start), gb.active.eq(tr.running), gb.base.eq(self.word_base), gb.units.eq(units),
+            gb.start.eq(self.start), gb.active.eq(tr.running), gb.active_next.eq(run_nx), gb.base.eq(self.word_base), gb.units.eq(units),
             gb.advance.eq(gen),
 
             tr.start.eq(self.start), tr.rows.eq(self.rows), tr.k_stored.eq(self.k_stored),
@@ -457,32 +485,45 @@ class WeightStream(Module):
             cb.words.eq(words), cb.rows.eq(rows), cb.mask.eq(mask), cb.take.eq(gen & cross),
         ]
 
-        # ---- stage A: the cycle's window and row information, registered -------------------------
-        a_valid, a_cross, a_par = Signal(), Signal(), Signal()
-        a_first, a_last = Signal(), Signal()
-        a_bnd, a_nvalid = Signal.like(self.bnd), Signal.like(self.n_valid)
-        a_window = Signal(8 * n, reset_less=True)
+        # ---- stage P: the window's two words and the cycle's row information, registered --------
+        meta = [Signal(), Signal(), Signal(), Signal.like(self.bnd), Signal(), Signal(), Signal.like(self.n_valid)]
+        p_valid, p_cross, p_par, p_bnd, p_first, p_last, p_nvalid = meta
         par = Signal()                          # file of the group in effect at issue
         self.sync += [
             If(self.start,
-                par.eq(0), a_valid.eq(0),
+                par.eq(0), p_valid.eq(0),
             ).Elif(ce,
-                a_valid.eq(gen),
+                p_valid.eq(gen),
                 If(gen,
-                    a_cross.eq(cross), a_par.eq(par), a_bnd.eq(tr.bnd),
-                    a_first.eq(tr.first), a_last.eq(tr.last), a_nvalid.eq(tr.n_valid),
+                    p_cross.eq(cross), p_par.eq(par), p_bnd.eq(tr.bnd),
+                    p_first.eq(tr.first), p_last.eq(tr.last), p_nvalid.eq(tr.n_valid),
                     If(cross, par.eq(~par)),
                 ),
             )
         ]
-        # the window loads in every enabled cycle (data of a cycle without `gen` is not valid and not
+        # the data load in every enabled cycle (data of a cycle without `gen` is not valid and not
         # used): only the clock enable (a copy per chunk), not the issue decision, stands before it
-        chunk = 8 * n // len(ce_lane)
-        self.sync += [If(ce_lane[g], a_window[g * chunk:(g + 1) * chunk].eq(gb.window[g * chunk:(g + 1) * chunk]))
-                      for g in range(len(ce_lane))]
+        n_chunks = len(ce_lane)
+        p_pair = Signal(16 * n, reset_less=True)
+        chunk = 16 * n // n_chunks
+        self.sync += [If(ce_lane[g], p_pair[g * chunk:(g + 1) * chunk].eq(gb.pair[g * chunk:(g + 1) * chunk]))
+                      for g in range(n_chunks)]
+        p_off = [copy_reg(self, gb.off, f"woff{g}", gen, ce=ce_lane[g]) for g in range(n_chunks)]
+
+        # ---- stage A: the window (4 units from unit `off` of the pair), registered ---------------
+        a_meta = [Signal.like(x) for x in meta]
+        a_valid, a_cross, a_par, a_bnd, a_first, a_last, a_nvalid = a_meta
+        self.sync += If(self.start, a_valid.eq(0)).Elif(ce, *[a.eq(x) for a, x in zip(a_meta, meta)])
+        a_window = Signal(8 * n, reset_less=True)
+        u = 2 * n
+        chunk = 8 * n // n_chunks
+        for g in range(n_chunks):
+            lo, hi = g * chunk, (g + 1) * chunk
+            src = [p_pair[lo + v * u:hi + v * u] for v in range(UNITS_PER_WORD)]
+            self.sync += If(ce_lane[g], a_window[lo:hi].eq(Array(src)[p_off[g]]))
 
         # ---- stage 1: lane fields (field i of a b-bit stream is window[b*i : b*i + b]) -----------
-        s1_valid, s1_cross, s1_par = Signal(), Signal(), Signal()
+        s1_valid, s1_cross = Signal(), Signal()
         s1_first, s1_last = Signal(), Signal()
         s1_bnd, s1_nvalid = Signal.like(self.bnd), Signal.like(self.n_valid)
         s1_lanes = [Signal(8, name=f"s1_field{i}", reset_less=True) for i in range(n)]   # data: no reset
@@ -491,7 +532,7 @@ class WeightStream(Module):
                 s1_valid.eq(0),
             ).Elif(ce,
                 s1_valid.eq(a_valid),
-                s1_cross.eq(a_cross), s1_par.eq(a_par), s1_bnd.eq(a_bnd),
+                s1_cross.eq(a_cross), s1_bnd.eq(a_bnd),
                 s1_first.eq(a_first), s1_last.eq(a_last), s1_nvalid.eq(a_nvalid),
             )
         ]
@@ -517,9 +558,14 @@ class WeightStream(Module):
         idx_bits = max(CODEBOOK_MODES)
         sub = (CB_PER_WORD - 1).bit_length()
         copies = write_replicas(self, cb, -(-n // LANES_PER_COPY))
+        # each lane's file, decided in stage 1 (weights from bnd belong to the next row, which
+        # opened a new group if the cycle crosses into one): a register, not a comparator, before
+        # the lookup
+        s1_file = Signal(n, reset_less=True)
+        self.sync += [If(ce_lane[i // LANES_PER_COPY], s1_file[i].eq(a_par ^ (a_cross & (i >= a_bnd))))
+                      for i in range(n)]
         for i in range(n):
-            # weights from bnd belong to the next row, which opened a new group if s1_cross
-            f = s1_par ^ (s1_cross & (i >= s1_bnd))
+            f = s1_file[i]
             mem = Memory(32, 2 << CB_WORD_BITS, name=f"cbmem{i}")
             rp = mem.get_port(async_read=True)
             wp = mem.get_port(write_capable=True)
@@ -546,15 +592,15 @@ class WeightStream(Module):
         ]
         self.comb += [
             cb.release.eq(ce & s1_valid & s1_cross),
-            self.busy.eq(tr.running | a_valid | s1_valid | self.valid),
+            self.busy.eq(tr.running | p_valid | a_valid | s1_valid | self.valid),
         ]
-        # `busy` of the next cycle, from the next values of its four registers (the parent
+        # `busy` of the next cycle, from the next values of its five registers (the parent
         # registers it, so its start condition needs no logic behind these registers)
-        run_nx, av_nx, s1v_nx, v_nx = Signal(), Signal(), Signal(), Signal()
+        pv_nx, av_nx, s1v_nx, v_nx = Signal(), Signal(), Signal(), Signal()
         self.comb += [
-            If(self.start, run_nx.eq(1), av_nx.eq(0), s1v_nx.eq(0), v_nx.eq(0)).Else(
+            If(self.start, run_nx.eq(1), pv_nx.eq(0), av_nx.eq(0), s1v_nx.eq(0), v_nx.eq(0)).Else(
                 run_nx.eq(tr.running & ~(gen & tr.last)),
-                If(ce, av_nx.eq(gen), s1v_nx.eq(a_valid), v_nx.eq(s1_valid))
-                .Else(av_nx.eq(a_valid), s1v_nx.eq(s1_valid), v_nx.eq(self.valid))),
-            self.busy_next.eq(run_nx | av_nx | s1v_nx | v_nx),
+                If(ce, pv_nx.eq(gen), av_nx.eq(p_valid), s1v_nx.eq(a_valid), v_nx.eq(s1_valid))
+                .Else(pv_nx.eq(p_valid), av_nx.eq(a_valid), s1v_nx.eq(s1_valid), v_nx.eq(self.valid))),
+            self.busy_next.eq(run_nx | pv_nx | av_nx | s1v_nx | v_nx),
         ]

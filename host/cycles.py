@@ -52,8 +52,8 @@ def mac_latency(n_lanes):
 # ---- weight stream (gateware/weights.py) ------------------------------------------------------------
 CB_PER_WORD = 32 // CODEBOOK_BITS     # codebook entries per parameter-memory word
 PRIME_CYCLES = 2                      # start -> first word in the gearbox -> second word on the port
-PIPE_STAGES = 3                       # window register, field extraction, lookup
-FILL_TURNAROUND = 4                   # crossing into a group -> refill of the file two groups back
+PIPE_STAGES = 4                       # window's word pair, window, field extraction, lookup
+FILL_TURNAROUND = 5                   # crossing into a group -> refill of the file two groups back
 
 
 def n_eff(n_lanes, mode):

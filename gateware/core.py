@@ -34,6 +34,7 @@ from rnnaccel.host.spec import ACC_BITS, ACT_BITS, MAX_ROWS, MAX_SEG_SHIFT, WEIG
 
 from .epilogue import Epilogue, delay
 from .mac import MacArray
+from .bram import registered_read
 from .regs import copy_reg
 from .vmem import RD_WIDTH, VectorPool
 from .weights import WeightStream
@@ -95,9 +96,10 @@ class RNNAccelCore(Module):
         rd = dict(mode=READ_FIRST)
         p_fetch, p_host = prog.get_port(**rd), prog.get_port(write_capable=True)
         q_stream, q_bias, q_host = param.get_port(**rd), param.get_port(**rd), param.get_port(write_capable=True)
-        w_stream = [m.get_port(**rd) for m in wslices]
+        # the weight stream's reads with latency 2: the block RAMs' output registers (bram.py)
+        w_stream = [registered_read(self, m, **rd) for m in wslices]
         w_host = [m.get_port(write_capable=True) for m in wslices]
-        self.specials += p_fetch, p_host, q_stream, q_bias, q_host, *w_stream, *w_host
+        self.specials += p_fetch, p_host, q_stream, q_bias, q_host, *w_host
         # host writes into the program, parameter and weight memories (write-only for the host)
         # are registered once and land a cycle later: nothing but a register before the ports
         # (one copy per 32 bits of weight-memory slices: copy_reg keeps the identical ones apart)

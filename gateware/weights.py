@@ -116,17 +116,18 @@ class _Gearbox(Module):
     """A small prefetch FIFO over the weight memory and the lane fields of the current stream cycle.
 
     The memory's address comes straight from a register (`ra`), which runs ahead of the stream:
-    the words it reads land, one cycle later, in a circular FIFO of FIFO_WORDS registers, so the
-    window reads registers only and neither the memory's clock-to-out nor the stream's advance
-    decision stands before the other (the advance only moves a 2-bit read pointer). A read is
-    issued whenever the words held plus the one in flight leave room, not counting the current
-    cycle's pop (so the read decision sees registers only, not the advance), so the FIFO never
-    overflows and, once primed, holds the two words a window may span (four words keep one word
-    per cycle flowing). While no stream runs, `ra` follows `base` (so `base` must be valid a cycle before
-    `start`): the first word is read in the start cycle, and the first window is ready two
-    cycles after `start`, as with the memory's register as the second word. `off` (in 2N-bit
-    units) is where the cycle's window starts in the FIFO's first two words; it advances by
-    `units` and wraps into a pop.
+    the words it reads land, two cycles later (the ports' read latency: the block RAMs' output
+    registers), in a circular FIFO of FIFO_WORDS registers, so the window reads registers only
+    and neither the memory's clock-to-out nor the stream's advance decision stands before the
+    other (the advance only moves a 2-bit read pointer). A read is issued whenever the words held
+    plus those in flight leave room, not counting the current cycle's pop (so the read decision
+    sees registers only, not the advance), so the FIFO never overflows and, once primed, keeps
+    one word per cycle flowing (a window at unit 0 needs one word; the modes that need two
+    words for a window consume less than a word per cycle). While no stream runs, `ra` follows
+    `base` (so `base` must be valid a cycle before `start`): the first word is read in the start
+    cycle, and the first window is ready three cycles after `start`. `off` (in 2N-bit units) is
+    where the cycle's window starts in the FIFO's first two words; it advances by `units` and
+    wraps into a pop.
 
     `ports`: the weight memory as one or more read ports side by side (the word's bits split in
     order); every PORTS_PER_ADDR of them have their own copy of the address register, so no net
@@ -147,7 +148,7 @@ class _Gearbox(Module):
 
         # ---- reads ahead: address registers, words in flight and held -------------------------
         D = FIFO_WORDS
-        occ = Signal(max=D + 1)               # words held + the one in flight
+        occ = Signal(max=D + 1)               # words held + the ones in flight
         cnt = Signal(max=D + 1)               # words held
         rd, arr, pop = Signal(), Signal(), Signal()
         off = Signal(2)
@@ -185,8 +186,9 @@ class _Gearbox(Module):
         self.comb += If(self.start, off_nx.eq(0), rp_nx.eq(0)).Else(
             If(self.advance, off_nx.eq(total[:2])).Else(off_nx.eq(off)),
             If(pop, rp_nx.eq(rp + 1)).Else(rp_nx.eq(rp)))
+        arr1 = Signal()                       # a word read a cycle ago (the ports' latency is 2)
         self.sync += [
-            arr.eq(rd), off.eq(off_nx), rp.eq(rp_nx),
+            arr1.eq(rd), arr.eq(arr1), off.eq(off_nx), rp.eq(rp_nx),
             If(self.start,
                 occ.eq(1), cnt.eq(0), wp.eq(0),
             ).Else(
@@ -397,9 +399,9 @@ def write_replicas(m, cb, n_groups):
 class WeightStream(Module):
     """N lanes of decompressed weights per cycle (module docstring).
 
-    Constructor: n_lanes (power of two, 4..64), wport = synchronous read port of the weight
-    memory (8*N-bit words; or a list of ports, the word's bits split in order over memories that
-    share the address space), pport = synchronous read port of the parameter memory (32-bit words,
+    Constructor: n_lanes (power of two, 4..64), wport = read port of the weight memory with read
+    latency 2 (`bram.registered_read`; 8*N-bit words; or a list of ports, the word's bits split
+    in order over memories that share the address space), pport = synchronous read port of the parameter memory (32-bit words,
     little-endian bytes). Both ports are driven only by this unit.
 
     Control (sampled in the `start` cycle): mode (ISA code, spec.WEIGHT_MODE_CODE), rows,

@@ -51,7 +51,7 @@ def mac_latency(n_lanes):
 
 # ---- weight stream (gateware/weights.py) ------------------------------------------------------------
 CB_PER_WORD = 32 // CODEBOOK_BITS     # codebook entries per parameter-memory word
-PRIME_CYCLES = 2                      # start -> first word in the gearbox -> second word on the port
+PRIME_CYCLES = 3                      # start -> first word on the port (read latency 2) -> in the FIFO
 PIPE_STAGES = 4                       # window's word pair, window, field extraction, lookup
 FILL_TURNAROUND = 5                   # crossing into a group -> refill of the file two groups back
 

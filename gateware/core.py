@@ -24,6 +24,9 @@ Host side (valid while `busy` is low): write ports for the program, parameter an
 memories, and a word port into the vector pool. Control: `start` with `steps`, `parity_in` and
 the base/size registers; status: `busy`, `done`, `error`, `error_pc`, `parity_out`, counters.
 """
+from functools import reduce
+from operator import and_
+
 from migen import FSM, READ_FIRST, Array, Case, Cat, If, Memory, Module, Mux, NextState, NextValue, Signal
 from migen.fhdl.bitcontainer import value_bits_sign
 from migen.genlib.fifo import SyncFIFO
@@ -32,9 +35,9 @@ from rnnaccel.host import cycles as timing
 from rnnaccel.host import isa
 from rnnaccel.host.spec import ACC_BITS, ACT_BITS, MAX_ROWS, MAX_SEG_SHIFT, WEIGHT_MODE_CODE
 
+from .bram import registered_read
 from .epilogue import Epilogue, delay
 from .mac import MacArray
-from .bram import registered_read
 from .regs import copy_reg
 from .vmem import RD_WIDTH, VectorPool
 from .weights import WeightStream
@@ -494,8 +497,10 @@ class RNNAccelCore(Module):
         core_we, core_wadr, core_wdat = Signal(), Signal(vaw), Signal((ACT_BITS, True))
         self.comb += core_we.eq(wq_write), core_wadr.eq(wq_adr[wq_head]), core_wdat.eq(wq_dat[wq_head])
 
-        # vector pool ports: the core while busy, the host otherwise
-        self.comb += If(self.busy,
+        # vector pool ports: the core while busy, the host otherwise (`own` == busy, a register:
+        # see do_finalize)
+        self._own = own = Signal()
+        self.comb += If(own,
                         vpool.we.eq(core_we), vpool.wr_adr.eq(core_wadr), vpool.wr_dat.eq(core_wdat),
                         vpool.rd_adr.eq(core_rd_adr)) \
             .Else(vpool.we.eq(self.vmem_we), vpool.wr_adr.eq(self.vmem_adr), vpool.wr_dat.eq(self.vmem_wdat),
@@ -590,3 +595,9 @@ class RNNAccelCore(Module):
             If(ctx_count == 0, NextValue(self.done, 1), NextState("IDLE")))
         self.sync += If(~fsm.ongoing("LOAD"), ld_pend.eq(0))
         self.comb += loading.eq(fsm.ongoing("LOAD"))
+
+    def do_finalize(self):
+        # `busy` as a register, from the FSM's next state (the FSM is finalised by now): the pool's
+        # port select then comes from a flip-flop, not from the state decode
+        fsm = self.fsm
+        self.sync += self._own.eq(reduce(and_, [fsm.next_state != fsm.encoding[s] for s in ("IDLE", "ERROR")]))

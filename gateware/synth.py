@@ -119,18 +119,24 @@ class SynthTop(Module):
             self.comb += wr[k].eq(we & (region == k))
 
         # ---- registers ----------------------------------------------------------------------------
-        start, parity_in = Signal(), Signal()
-        self.sync += start.eq(wr[REG] & (off == R_CTRL) & dat_w[0])
-        self.sync += If(wr[REG] & (off == R_CTRL), parity_in.eq(dat_w[1]))
-        self.comb += core.start.eq(start), core.parity_in.eq(parity_in)
+        # a register write lands two cycles after the pins: the offset decoded and registered
+        # (one write enable per register), the data beside it, then the registers
         rw = {R_STEPS: core.steps, R_PROG_LEN: core.prog_len, R_PROG_BASE: core.prog_base,
               R_WEIGHT_BASE: core.weight_base, R_PARAM_BASE: core.param_base, R_PP_DIST: core.pp_dist}
         for s in range(N_SPACES):
             rw[R_SPACE_BASE + s] = core.space_base[s]
             rw[R_SPACE_SIZE + s] = core.space_size[s]
+        dec = {o: Signal(name=f"dec_{o:02x}") for o in [R_CTRL, *rw]}
+        reg_w = Signal(32)
+        self.sync += [dec[o].eq(wr[REG] & (off == o)) for o in dec]
+        self.sync += reg_w.eq(dat_w)
+        start, parity_in = Signal(), Signal()
+        self.sync += start.eq(dec[R_CTRL] & reg_w[0])
+        self.sync += If(dec[R_CTRL], parity_in.eq(reg_w[1]))
+        self.comb += core.start.eq(start), core.parity_in.eq(parity_in)
         for o, port in rw.items():
             reg = Signal(len(port), name=f"reg_{o:02x}")
-            self.sync += If(wr[REG] & (off == o), reg.eq(dat_w))
+            self.sync += If(dec[o], reg.eq(reg_w))
             self.comb += port.eq(reg)
             rw[o] = reg
         status = Signal(32)

@@ -53,15 +53,17 @@ class MacArray(Module):
 
     Inputs (one stream cycle when `valid`):
         x[i]       int16 activation for lane i
-        w[i]       9-bit signed lane weight (see module docstring for 16-bit mode)
-        shifted[i] lane belongs to the shifted segment
-        zero[i]    lane idle (padding column, or beyond the stream's end): product 0
         bnd        lanes < bnd finish the current row, lanes >= bnd start the next; bnd = N: none
         first      first cycle of an instruction's stream (accumulator starts from 0)
         last       last cycle: the row in progress ends with it
-        shift_ahead  left shift of the shifted segment (0..MAX_SEG_SHIFT), presented one cycle
-                   before the input cycle it applies to (it is registered per lane group)
         mode16     pair fusion
+    and, one cycle before the input cycle they belong to (the weights are masked and shifted in
+    a register stage of their own, so that a multiplier's inputs come straight from registers):
+        w_ahead[i]       9-bit signed lane weight (see module docstring for 16-bit mode)
+        shifted_ahead[i] lane belongs to the shifted segment
+        zero_ahead[i]    lane idle (padding column, or beyond the stream's end): product 0
+    and two cycles before (it is registered per lane group):
+        shift_ahead2     left shift of the shifted segment (0..MAX_SEG_SHIFT)
     Outputs (`latency` cycles later), in stream order:
         row0_valid/row0: the row that ended at `bnd` (wrapped to 48 bits)
         row1_valid/row1: the row that ended at `last` (both may be valid in one cycle)
@@ -70,14 +72,14 @@ class MacArray(Module):
     def __init__(self, n_lanes):
         N = self.n_lanes = n_lanes
         self.x = [Signal((ACT_BITS, True), name=f"x{i}") for i in range(N)]
-        self.w = [Signal((W_BITS, True), name=f"w{i}") for i in range(N)]
-        self.shifted = Signal(N)
-        self.zero = Signal(N)
+        self.w_ahead = [Signal((W_BITS, True), name=f"w{i}") for i in range(N)]
+        self.shifted_ahead = Signal(N)
+        self.zero_ahead = Signal(N)
         self.bnd = Signal(max=N + 1)
         self.valid = Signal()
         self.first = Signal()
         self.last = Signal()
-        self.shift_ahead = Signal(max=MAX_SEG_SHIFT + 1)   # `shift`, one cycle before its input cycle
+        self.shift_ahead2 = Signal(max=MAX_SEG_SHIFT + 1)   # `shift`, two cycles before its input cycle
         self.mode16 = Signal()
 
         self.row0_valid, self.row1_valid = Signal(), Signal()
@@ -94,16 +96,18 @@ class MacArray(Module):
             copies = [copy_reg(self, value, f"{name}_g{g}", self.valid) for g in groups]
             return [copies[i // LANES_PER_COPY] for i in range(N)]
 
-        # ---- stage 1: segment shift of the weights, idle lanes to zero ----------------------
-        # (the shift amount comes registered per group: the caller presents it a cycle ahead)
-        shift_l = per_group(self.shift_ahead, "shift")
-        # ---- stage 2: multiply (one DSP per lane, with the stage-1 registers as its inputs) ----
+        # ---- stage 0: segment shift of the weights, idle lanes to zero, registered ------------
+        # (a cycle ahead of the input cycle; the shift amount registered per group before that)
+        shift_l = [copy_reg(self, self.shift_ahead2, f"shift_g{g}", self.valid) for g in groups]
+        ws = [Signal((WS_BITS, True), name=f"ws{i}", reset_less=True) for i in range(N)]
+        for i in range(N):
+            w = self.w_ahead[i]
+            self.sync += If(self.zero_ahead[i], ws[i].eq(0)) \
+                .Elif(self.shifted_ahead[i], ws[i].eq(w << shift_l[i // LANES_PER_COPY])).Else(ws[i].eq(w))
+        # ---- stages 1-2: multiply (one DSP per lane: its input registers, its product register) --
         prod = [Signal((P_BITS, True), name=f"p{i}", reset_less=True) for i in range(N)]
         for i in range(N):
-            ws = Signal((WS_BITS, True), name=f"ws{i}")
-            self.comb += If(self.zero[i], ws.eq(0)) \
-                .Elif(self.shifted[i], ws.eq(self.w[i] << shift_l[i])).Else(ws.eq(self.w[i]))
-            self.specials += RegisteredMul(self.x[i], ws, prod[i])
+            self.specials += RegisteredMul(self.x[i], ws[i], prod[i])
         # ---- stage 3: pair weighting (16-bit mode) and the row-boundary masks -----------------
         lo = [Signal((ACC_BITS, True), name=f"lo{i}", reset_less=True) for i in range(N)]
         hi = [Signal((ACC_BITS, True), name=f"hi{i}", reset_less=True) for i in range(N)]

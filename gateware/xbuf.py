@@ -191,8 +191,8 @@ class XBuffer(Module):
         # stage 1 (the memory's read register): pick memory word or wrap register, the first
         # rotator levels, registered; stage 2: the other rotator levels -> x
         r1 = Signal(lg)
-        rem1, rem2 = Signal(32), Signal(32)
-        self.sync += r1.eq(p[:lg]), rem1.eq(self.remaining), rem2.eq(rem1)
+        rem1 = Signal(32)
+        self.sync += r1.eq(p[:lg]), rem1.eq(self.remaining)
         # rotate by r (win[i] = word[(r + i) mod N]) as log2(N) levels of 2:1 muxes, not N N:1
         # muxes; rotations commute, so the first ROT_EARLY levels (by r1) go before the stage-1
         # register, beside the wrap pick, and the rest (by r1 one cycle later, per lane group) after it
@@ -215,25 +215,35 @@ class XBuffer(Module):
         r2_g = [copy_reg(self, r1, f"xrot{g}", self.advance) for g in range(n_grp)]
         win = rotate(word, [r2_g[grp[i]] for i in range(N)], range(early, lg))
         # lane i takes element i (element i // 2 for paired 16-bit lanes). Its column depends on p
-        # only, not on the memory data: pipelined beside the data path, one carry chain per stage
-        # (p + e; wrap at k; the segment and padding compares). The stream's configuration comes
-        # registered per lane group; it changes two cycles after restart, when the previous
-        # stream's last window has passed these stages and before the new one's first.
+        # only, not on the memory data: pipelined beside the data path (p + e; then the segment
+        # and padding compares, on p + e directly: col = p + e, less k when p + e >= k, so
+        # col < split <=> p + e < split + k there, and so on), one cycle ahead of the data: the
+        # masks are ready at latency 2 (`shifted_early`, `zero_early`: the MAC array applies them
+        # to the weights before its multipliers) and again, registered, at latency 3. The stream's
+        # configuration comes registered per lane group; it changes two cycles after restart,
+        # when the previous stream's last window has passed these stages and before the new one's
+        # first.
         names = list(self.cfg[0])
-        lane_cfg = [{n: copy_reg(self, cfg(n, self.rsel), f"xc{g}_{n}", self.advance) for n in names}
-                    for g in range(n_grp)]
+        lane_cfg = []
+        for g in range(n_grp):
+            c = {n: copy_reg(self, cfg(n, self.rsel), f"xc{g}_{n}", self.advance) for n in names}
+            for n in ("split", "k_useful"):       # the bounds past the wrap
+                c[n + "_k"] = copy_reg(self, cfg(n, self.rsel) + cfg("k", self.rsel), f"xc{g}_{n}_k", self.advance)
+            lane_cfg.append(c)
+        self.shifted_early, self.zero_early = Signal(N), Signal(N)
         for i in range(N):
             c = lane_cfg[grp[i]]
             e0 = Mux(c["mode16"], i // 2, i)
             pe = Signal(kw + 1, name=f"pe{i}")
-            col = Signal(kw + 1, name=f"col{i}")
-            e1, e2 = Signal(lg + 1, name=f"el{i}_1"), Signal(lg + 1, name=f"el{i}_2")
-            self.sync += pe.eq(p + e0), e1.eq(e0), e2.eq(e1)
-            self.sync += If(pe >= c["k"], col.eq(pe - c["k"])).Else(col.eq(pe))
+            e1 = Signal(lg + 1, name=f"el{i}_1")
+            self.sync += pe.eq(p + e0), e1.eq(e0)
+            wrapped = pe >= c["k"]
             self.sync += [
+                self.shifted_early[i].eq(Mux(wrapped, pe < c["split_k"], pe < c["split"]) ^ c["shift_b"]),
+                self.zero_early[i].eq(Mux(wrapped, pe >= c["k_useful_k"], pe >= c["k_useful"]) | (e1 >= rem1)),
                 If(c["mode16"], self.x[i].eq(win[i // 2])).Else(self.x[i].eq(win[i])),
-                self.shifted[i].eq((col < c["split"]) ^ c["shift_b"]),
-                self.zero[i].eq((col >= c["k_useful"]) | (e2 >= rem2)),
+                self.shifted[i].eq(self.shifted_early[i]),
+                self.zero[i].eq(self.zero_early[i]),
             ]
         # everything but the window position is data, recomputed each cycle or written by the loader
         drop_resets(self, keep=[p])

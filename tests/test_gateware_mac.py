@@ -43,26 +43,30 @@ def run_array(n, cycles, shift, mode16=False, gaps=0, seed=0):
     dut = MacArray(n)
     rows = []
     rng = np.random.default_rng(seed)
+    # the cycle schedule: upstream stalls (valid low) between the stream cycles
+    sched = []
+    for c in cycles:
+        while gaps and rng.random() < gaps:
+            sched.append(None)
+        sched.append(c)
+    sched += [None] * (dut.latency + 2)
 
     def tb():
-        yield dut.shift_ahead.eq(shift)   # presented a cycle before the first input cycle
+        yield dut.shift_ahead2.eq(shift)   # two cycles before the first input cycle
         yield dut.mode16.eq(int(mode16))
         yield
-        for c in cycles:
-            while gaps and rng.random() < gaps:  # upstream stalls: valid low
-                yield dut.valid.eq(0)
-                yield
-                yield from collect()
-            for i in range(n):
-                yield dut.x[i].eq(c["x"][i])
-                yield dut.w[i].eq(c["w"][i])
-            for k in ("shifted", "zero", "bnd", "first", "last"):
-                yield getattr(dut, k).eq(int(c[k]))
-            yield dut.valid.eq(1)
-            yield
-            yield from collect()
-        yield dut.valid.eq(0)
-        for _ in range(dut.latency + 2):
+        for t, c in enumerate([None] + sched):
+            nxt = sched[t] if t < len(sched) else None
+            for i in range(n):           # the next input cycle's weights and masks
+                yield dut.w_ahead[i].eq(nxt["w"][i] if nxt else 0)
+            yield dut.shifted_ahead.eq(int(nxt["shifted"]) if nxt else 0)
+            yield dut.zero_ahead.eq(int(nxt["zero"]) if nxt else 0)
+            if c is not None:
+                for i in range(n):
+                    yield dut.x[i].eq(c["x"][i])
+                for k in ("bnd", "first", "last"):
+                    yield getattr(dut, k).eq(int(c[k]))
+            yield dut.valid.eq(int(c is not None))
             yield
             yield from collect()
 
@@ -109,15 +113,21 @@ def test_rows_on_verilator_gru_sized(n):
     cyc = flat_stream(W, x, n, scols)
     dut = MacArray(n)
     C = len(cyc)
+    mask = np.uint64 if n == 64 else np.int64
     ins = {dut.x[i]: np.array([c["x"][i] for c in cyc]) for i in range(n)}
-    ins.update({dut.w[i]: np.array([c["w"][i] for c in cyc]) for i in range(n)})
-    for k in ("shifted", "zero", "bnd", "first", "last"):
-        ins[getattr(dut, k)] = np.array([int(c[k]) for c in cyc], dtype=np.uint64 if n == 64 else np.int64)
+    for k in ("bnd", "first", "last"):
+        ins[getattr(dut, k)] = np.array([int(c[k]) for c in cyc], dtype=mask)
     ins[dut.valid] = np.ones(C, dtype=int)
     ins[dut.mode16] = np.zeros(C, dtype=int)
-    # one idle cycle first: the shift is presented a cycle ahead of the input cycles
-    ins = {s: np.concatenate([np.zeros(1, dtype=v.dtype), v]) for s, v in ins.items()}
-    ins[dut.shift_ahead] = np.full(C + 1, shift)
+    # two idle cycles first: the shift is presented two cycles ahead of the input cycles, the
+    # weights and masks one (so they lead the others by one cycle)
+    ins = {s: np.concatenate([np.zeros(2, dtype=v.dtype), v]) for s, v in ins.items()}
+    ahead = {dut.w_ahead[i]: np.array([c["w"][i] for c in cyc]) for i in range(n)}
+    ahead[dut.shifted_ahead] = np.array([int(c["shifted"]) for c in cyc], dtype=mask)
+    ahead[dut.zero_ahead] = np.array([int(c["zero"]) for c in cyc], dtype=mask)
+    ins.update({s: np.concatenate([np.zeros(1, dtype=v.dtype), v, np.zeros(1, dtype=v.dtype)])
+                for s, v in ahead.items()})
+    ins[dut.shift_ahead2] = np.full(C + 2, shift)
     res = run_verilator(dut, ins, [dut.row0_valid, dut.row0, dut.row1_valid, dut.row1],
                         flush=dut.latency + 2, name=f"MacArray{n}")
     rows = []

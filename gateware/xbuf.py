@@ -108,17 +108,23 @@ class XBuffer(Module):
         # registered (the configuration is set at least one cycle before the first write).
         grp = [i // COPY_GROUP for i in range(N)]
         n_grp = grp[-1] + 1
-        wk = Signal(lg)
-        self.sync += wk.eq(cfg("k", self.wsel)[:lg])
-        wlow, wwrap = Signal(lg), Signal(lg)
-        self.comb += wlow.eq(self.wpos[:lg]), wwrap.eq(self.wpos[:lg] + wk)
+        # (k mod N and the wrapped position per group of COPY_GROUP banks: no net of the wrap
+        # decode reaches every bank)
+        wlow = Signal(lg)
+        self.comb += wlow.eq(self.wpos[:lg])
+        wwrap = []
+        for g in range(n_grp):
+            wk = copy_reg(self, cfg("k", self.wsel)[:lg], f"xwk{g}", self.we[0])
+            ww = Signal(lg, name=f"xwwrap{g}")
+            self.comb += ww.eq(wlow + wk)
+            wwrap.append(ww)
         hit = [[Signal(name=f"xhit{b}_{j}") for j in range(wr_width)] for b in range(N)]
         whit = [[Signal(name=f"xwhit{b}_{j}") for j in range(wr_width)] for b in range(N)]
         for j in range(wr_width):
             early = self.we[j] & (self.wpos < N - j)
             for b in range(N):
                 self.sync += hit[b][j].eq(self.we[j] & (wlow == (b - j) % N)), \
-                    whit[b][j].eq(early & (wwrap == (b - j) % N))
+                    whit[b][j].eq(early & (wwrap[grp[b]] == (b - j) % N))
         live = self.we[0]
         a_word = [[copy_reg(self, badr((self.wpos + j) >> lg, self.wsel), f"xa_word{g}_{j}", live)
                    for j in range(wr_width)] for g in range(n_grp)]

@@ -263,10 +263,11 @@ class RNNAccelCore(Module):
 
         # ---- loader into X buffer `ld_sel` ---------------------------------------------------------
         ld_sel, ld_seg, ld_i, loading = Signal(), Signal(), Signal(17), Signal()
-        ld_src, ld_len, ld_pos0 = Signal(vaw), Signal(17), Signal(17)
+        ld_src, ld_pos0 = Signal(vaw), Signal(17)
+        ld_left = Signal(17)       # elements of the segment from ld_i on
         ld_pend, ld_pend_pos, ld_pend_mask = Signal(), Signal(17), Signal(RD_WIDTH)
-        self.comb += If(ld_seg, ld_src.eq(phys["b"]), ld_len.eq(F["b_len"]), ld_pos0.eq(F["a_len"])) \
-            .Else(ld_src.eq(phys["a"]), ld_len.eq(F["a_len"]), ld_pos0.eq(0))
+        self.comb += If(ld_seg, ld_src.eq(phys["b"]), ld_pos0.eq(F["a_len"])) \
+            .Else(ld_src.eq(phys["a"]), ld_pos0.eq(0))
         # the pool address runs in its own register (ld_src + ld_i), no adder before the banks
         ld_adr = Signal(vaw)
         self.comb += vpool.wide_adr.eq(ld_adr)
@@ -532,7 +533,10 @@ class RNNAccelCore(Module):
         fsm.act("FETCH",
             self.busy.eq(1),
             # the instruction words load whatever pc is (after an error ir is not used)
-            *[If(fetch_k == k + 1, NextValue(ir[k], p_fetch.dat_r)) for k in range(isa.INSTR_WORDS)],
+            # ir is a shift register: word k arrives in cycle fetch_k == k + 1 and shifts down
+            # to ir[k] by the last one (the memory's output then reaches one register per bit)
+            If(fetch_k != 0, *[NextValue(ir[k], ir[k + 1]) for k in range(isa.INSTR_WORDS - 1)],
+               NextValue(ir[-1], p_fetch.dat_r)),
             If(pc >= self.prog_len, *fail(isa.ERR_NOHALT)).Else(
                 NextValue(fetch_k, fetch_k + 1),
                 If(fetch_k == isa.INSTR_WORDS, NextState("DECODE"))))
@@ -561,22 +565,24 @@ class RNNAccelCore(Module):
                 If(seg_wait, NextState("WAITSEG"))
                 .Elif(reuse, NextValue(ld_sel, last_sel), NextState("START"))
                 .Else(NextValue(ld_sel, ~last_sel), NextValue(ld_seg, 0), NextValue(ld_i, 0),
-                      NextValue(ld_adr, phys["a"]), NextState("LOAD"))))
+                      NextValue(ld_left, F["a_len"]), NextValue(ld_adr, phys["a"]), NextState("LOAD"))))
         self.comb += seg_ready.eq((ctx_count == 0) | (~F["flags"][0] & (ctx_count <= 1)))
         fsm.act("WAITSEG",   # WAIT: every earlier instruction retired; WAIT_OLDER: all but the last
             self.busy.eq(1),
             If(seg_ready,
                 NextValue(ld_sel, ~last_sel), NextValue(ld_seg, 0), NextValue(ld_i, 0),
-                NextValue(ld_adr, phys["a"]), NextState("LOAD")))
+                NextValue(ld_left, F["a_len"]), NextValue(ld_adr, phys["a"]), NextState("LOAD")))
         fsm.act("LOAD",
             self.busy.eq(1),
             NextValue(ld_pend, 1), NextValue(ld_pend_pos, ld_pos0 + ld_i),
-            NextValue(ld_pend_mask, Cat(*[(ld_i + j < ld_len) for j in range(RD_WIDTH)])),
-            If(ld_i + RD_WIDTH >= ld_len,
-                NextValue(ld_i, 0),
+            # ld_left = segment length - ld_i, counted down: its end is a compare with constants
+            NextValue(ld_pend_mask, Cat(*[ld_left > j for j in range(RD_WIDTH)])),
+            If(ld_left <= RD_WIDTH,
+                NextValue(ld_i, 0), NextValue(ld_left, F["b_len"]),
                 If(ld_seg | (F["b_len"] == 0), NextState("LOADED"))
                 .Else(NextValue(ld_seg, 1), NextValue(ld_adr, phys["b"])))
-            .Else(NextValue(ld_i, ld_i + RD_WIDTH), NextValue(ld_adr, ld_adr + RD_WIDTH)))
+            .Else(NextValue(ld_i, ld_i + RD_WIDTH), NextValue(ld_left, ld_left - RD_WIDTH),
+                  NextValue(ld_adr, ld_adr + RD_WIDTH)))
         fsm.act("LOADED",    # the last loader write is still on its way into the X buffer (see the loader)
             self.busy.eq(1), NextValue(ld_pend, 0),
             *[If(ld_sel == b, NextValue(held[b][k], v)) for b in range(2) for k, v in

@@ -24,7 +24,7 @@ from functools import reduce
 from operator import xor
 from pathlib import Path
 
-from migen import READ_FIRST, Case, Cat, If, Memory, Module, Mux, Signal
+from migen import READ_FIRST, Array, Case, Cat, If, Memory, Module, Mux, Signal
 
 from .core import N_SPACES, RNNAccelCore
 from . import bram, dsp
@@ -56,7 +56,7 @@ REG_WORDS = 0x20
 STATUS_BUSY, STATUS_DONE, STATUS_PARITY, STATUS_PARITY_IN = 0, 1, 2, 3
 STATUS_ERROR = 4      # 3 bits
 STATUS_ERROR_PC = 16  # prog address bits
-READ_LATENCY = 4      # clock edges from a read at the pins to its data on dat_r
+READ_LATENCY = 5      # clock edges from a read at the pins to its data on dat_r
 
 
 class SynthTop(Module):
@@ -65,7 +65,7 @@ class SynthTop(Module):
     Pins (all registered on `sys_clk`, besides the `sys_rst` input that Migen adds):
         adr   word address (`adr_bits` wide)      dat_w  write data (32)
         we    write strobe                        re     read strobe
-        dat_r read data (32): the data of a read sampled at edge t appears after edge t + 4
+        dat_r read data (32): the data of a read sampled at edge t appears after edge t + 5
               (`READ_LATENCY`) and holds until the next read.
 
     Address map: region = adr >> `region_bits` (`region_bits` fits the largest region), offset =
@@ -168,16 +168,22 @@ class SynthTop(Module):
         # ---- read path: select registered with the address, data one cycle later ------------------
         rd_region, rd_off, rd_en = Signal(3), Signal(R), Signal()
         self.sync += rd_region.eq(region), rd_off.eq(off), rd_en.eq(re_)
-        reg_val, in_block = Signal(32), Signal()
+        # the register value in two registered mux levels (8:1 within each group of 8 offsets,
+        # then 4:1), the pool's word registered twice beside it: the block RAM's clock-to-out,
+        # the status logic and the wide register mux stay out of the output mux
+        in_block = Signal()
         self.comb += in_block.eq(rd_off[5:] == 0 if R > 5 else 1)
-        self.comb += Case(rd_off[:5], {o: reg_val.eq(v) for o, v in readable.items()}
-                          | {"default": reg_val.eq(0)})
-        # the pool's word and the register value are registered before the pick (the block RAM's
-        # clock-to-out and the status logic stay out of the output mux)
-        vm, reg_q = Signal((32, True)), Signal(32)
-        q_region, q_en = Signal(3), Signal()
-        self.sync += vm.eq(core.vmem_rdat), reg_q.eq(Mux(in_block, reg_val, 0)), \
-            q_region.eq(rd_region), q_en.eq(rd_en)
+        part = [Signal(32, name=f"reg_part{g}") for g in range(4)]
+        for g in range(4):
+            cases = {o & 7: part[g].eq(v) for o, v in readable.items() if o >> 3 == g}
+            self.sync += Case(rd_off[:3], cases | {"default": part[g].eq(0)})
+        p_sel, p_in = Signal(2), Signal()
+        vm0, vm, reg_q = Signal((32, True)), Signal((32, True)), Signal(32)
+        p_region, p_en, q_region, q_en = Signal(3), Signal(), Signal(3), Signal()
+        self.sync += p_sel.eq(rd_off[3:5]), p_in.eq(in_block), p_region.eq(rd_region), p_en.eq(rd_en), \
+            vm0.eq(core.vmem_rdat)
+        self.sync += vm.eq(vm0), reg_q.eq(Mux(p_in, Array(part)[p_sel], 0)), \
+            q_region.eq(p_region), q_en.eq(p_en)
         self.sync += If(q_en,
                         If(q_region == REG, self.dat_r.eq(reg_q))
                         .Elif(q_region == VMEM, self.dat_r.eq(vm))

@@ -475,7 +475,8 @@ class WeightStream(Module):
         self.comb += [
             ce.eq(self.ready),
             cross.eq(cbm & tr.new_group),
-            gen.eq(ce & tr.running & gb.have & ~(cbm & (cb.ahead <= cross))),
+            # (ahead <= cross spelt out on the two bits: a comparator would become a carry chain)
+            gen.eq(ce & tr.running & gb.have & ~(cbm & ~cb.ahead[1] & (~cb.ahead[0] | cross))),
 
             gb.start.eq(self.start), gb.active.eq(tr.running), gb.active_next.eq(run_nx), gb.base.eq(self.word_base), gb.units.eq(units),
             gb.advance.eq(gen),

@@ -242,8 +242,6 @@ class RNNAccelCore(Module):
         self.sync += k_useful.eq(F["a_len"] + F["b_len"]), k_stored.eq(F["a_len"] + F["b_len"] + F["dst_aux"])
         mode16 = Signal()
         self.sync += mode16.eq(F["mode"] == WEIGHT_MODE_CODE[16])
-        bits = Signal(5)
-        self.sync += Case(F["mode"], {WEIGHT_MODE_CODE[b]: bits.eq(b) for b in WEIGHT_MODE_CODE})
         # weight check: ceil(rows * k_stored * bits / 8N) + (weight_off >> lgN) + weight_base >
         # wmem_words  <=>  rows * k_stored * bits > (wmem_words - (weight_off >> lgN) - weight_base) * 8N
         lgN = N.bit_length() - 1
@@ -252,12 +250,21 @@ class RNNAccelCore(Module):
             bo_a.eq((F["bias_off"] >> 2) + self.param_base)
         cb_base = Signal(len(ws.cb_base))
         self.sync += cb_base.eq((self.param_base << 2) + F["codebook_off"])
-        kb_b, limit_b, pbad_b = Signal(23), Signal((35, True)), Signal()
-        self.sync += kb_b.eq(k_stored * bits), limit_b.eq(self.wmem_words - wo_a), \
-            pbad_b.eq(bo_a + F["rows"] > param_words)
+        # the product rows * k_stored * bits in three register stages: k_stored * bits (a shift
+        # and an add by mode, in DECODE), two partial products of 5 row bits each, their sum. Rows
+        # beyond MAX_ROWS (10 bits) fail the field check (CHECK0) before this one counts
+        kb_a, limit_b, pbad_b = Signal(23), Signal((35, True)), Signal()
+        k_now = Signal(18)
+        self.comb += k_now.eq(F["a_len"] + F["b_len"] + F["dst_aux"])
+        self.sync += Case(F["mode"], {WEIGHT_MODE_CODE[b]: kb_a.eq(k_now * b) for b in WEIGHT_MODE_CODE})
+        row_bits = MAX_ROWS.bit_length()
+        half = row_bits // 2
+        part_lo, part_hi = Signal(23 + half), Signal(23 + row_bits - half)
+        self.sync += part_lo.eq(F["rows"][:half] * kb_a), part_hi.eq(F["rows"][half:row_bits] * kb_a), \
+            limit_b.eq(self.wmem_words - wo_a), pbad_b.eq(bo_a + F["rows"] > param_words)
         stream_bits = Signal(40)
         pbad_c = Signal()
-        self.sync += stream_bits.eq(F["rows"] * kb_b), pbad_c.eq(pbad_b)
+        self.sync += stream_bits.eq(part_lo + (part_hi << half)), pbad_c.eq(pbad_b)
         weight_bad = Signal()
         self.comb += weight_bad.eq((stream_bits > (limit_b << (lgN + 3))) | pbad_c)
 

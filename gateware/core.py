@@ -547,20 +547,31 @@ class RNNAccelCore(Module):
             If(pc >= self.prog_len, *fail(isa.ERR_NOHALT)).Else(
                 NextValue(fetch_k, fetch_k + 1),
                 If(fetch_k == isa.INSTR_WORDS, NextState("DECODE"))))
+        # DECODE's decisions from registers: the opcode decoded while it shifts into ir[0] (it
+        # is in ir[1] before the last shift), the loop test registered (loop_iter and loop_count
+        # change only in DECODE, a FETCH before the next one)
+        w_op, lsb_op, width_op, _ = isa.FIELDS["opcode"]
+        assert w_op == 0
+        ops = (isa.OP_HALT, isa.OP_LOOP, isa.OP_ENDLOOP, isa.OP_MATVEC)
+        is_op = {op: Signal(name=f"is_op{op}") for op in ops}
+        self.sync += If(fsm.ongoing("FETCH") & (fetch_k != 0),
+                        *[is_op[op].eq(ir[1][lsb_op:lsb_op + width_op] == op) for op in ops])
+        loop_more = Signal()
+        self.sync += loop_more.eq(loop_iter + 1 < loop_count)
         fsm.act("DECODE",
             self.busy.eq(1),
-            Case(F["opcode"], {
-                isa.OP_HALT: If(in_loop, *fail(isa.ERR_LOOP)).Else(NextState("DRAIN")),
-                isa.OP_LOOP: If(in_loop, *fail(isa.ERR_LOOP)).Else(
+            Case(Cat(*[is_op[op] for op in ops]), {
+                1 << ops.index(isa.OP_HALT): If(in_loop, *fail(isa.ERR_LOOP)).Else(NextState("DRAIN")),
+                1 << ops.index(isa.OP_LOOP): If(in_loop, *fail(isa.ERR_LOOP)).Else(
                     NextValue(in_loop, 1), NextValue(loop_start, pc + 1), NextValue(loop_iter, 0),
                     NextValue(loop_rev, F["reverse"]),
                     If(F["count"] == 0, NextValue(loop_count, self.steps)).Else(NextValue(loop_count, F["count"])),
                     *next_instr(pc + 1)),
-                isa.OP_ENDLOOP: If(~in_loop, *fail(isa.ERR_LOOP)).Else(
+                1 << ops.index(isa.OP_ENDLOOP): If(~in_loop, *fail(isa.ERR_LOOP)).Else(
                     NextValue(parity, ~parity), NextValue(loop_iter, loop_iter + 1),
-                    If(loop_iter + 1 < loop_count, *next_instr(loop_start))
+                    If(loop_more, *next_instr(loop_start))
                     .Else(NextValue(in_loop, 0), *next_instr(pc + 1))),
-                isa.OP_MATVEC: NextState("CHECK0"),
+                1 << ops.index(isa.OP_MATVEC): NextState("CHECK0"),
                 "default": fail(isa.ERR_OPCODE),
             }))
         fsm.act("CHECK0", self.busy.eq(1),   # the check pipeline (above); the field check registered

@@ -250,17 +250,20 @@ class RNNAccelCore(Module):
             bo_a.eq((F["bias_off"] >> 2) + self.param_base)
         cb_base = Signal(len(ws.cb_base))
         self.sync += cb_base.eq((self.param_base << 2) + F["codebook_off"])
-        # the product rows * k_stored * bits in three register stages: k_stored * bits (a shift
-        # and an add by mode, in DECODE), two partial products of 5 row bits each, their sum. Rows
-        # beyond MAX_ROWS (10 bits) fail the field check (CHECK0) before this one counts
-        kb_a, limit_b, pbad_b = Signal(23), Signal((35, True)), Signal()
-        k_now = Signal(18)
-        self.comb += k_now.eq(F["a_len"] + F["b_len"] + F["dst_aux"])
-        self.sync += Case(F["mode"], {WEIGHT_MODE_CODE[b]: kb_a.eq(k_now * b) for b in WEIGHT_MODE_CODE})
+        # the product rows * k_stored * bits in three register stages: rows * bits (shifts and,
+        # for 6 bits, one add, on the instruction's fields in DECODE), two partial products with
+        # k_stored (valid from CHECK0) of 7 bits of it each, their sum. Rows beyond MAX_ROWS
+        # (10 bits) fail the field check (CHECK0) before this one counts
+        limit_b, pbad_b = Signal((35, True)), Signal()
         row_bits = MAX_ROWS.bit_length()
-        half = row_bits // 2
-        part_lo, part_hi = Signal(23 + half), Signal(23 + row_bits - half)
-        self.sync += part_lo.eq(F["rows"][:half] * kb_a), part_hi.eq(F["rows"][half:row_bits] * kb_a), \
+        rows_r = F["rows"][:row_bits]
+        rb_bits = row_bits + max(WEIGHT_MODE_CODE).bit_length() - 1
+        rows_b = Signal(rb_bits)
+        self.sync += Case(F["mode"], {WEIGHT_MODE_CODE[b]: rows_b.eq(sum(rows_r << k for k in range(5) if b >> k & 1))
+                                      for b in WEIGHT_MODE_CODE})
+        half = rb_bits // 2
+        part_lo, part_hi = Signal(18 + half), Signal(18 + rb_bits - half)
+        self.sync += part_lo.eq(rows_b[:half] * k_stored), part_hi.eq(rows_b[half:] * k_stored), \
             limit_b.eq(self.wmem_words - wo_a), pbad_b.eq(bo_a + F["rows"] > param_words)
         stream_bits = Signal(40)
         pbad_c = Signal()
@@ -612,12 +615,15 @@ class RNNAccelCore(Module):
         self.sync += ws_idle.eq(~ws.busy_next), ctx_free.eq(ctx_count + pushed - ctx_retire < CTX_DEPTH)
         fsm.act("START",     # the previous stream has finished issuing and a context slot is free
             self.busy.eq(1),
-            If(ws_idle & ctx_free,
-                ws.start.eq(1), xb.restart.eq(1),
-                ctx_push.eq(1),
+            If(ws_idle & ctx_free,     # (st_go, below: the same test on in_start, a register)
                 NextValue(st_sel, ld_sel), NextValue(last_sel, ld_sel),
                 NextValue(st_shift, F["a_aux"] | F["b_aux"]), NextValue(st_mode16, mode16),
                 *next_instr(pc + 1)))
+        # the stream start from registers only: in_start == (state is START) (do_finalize)
+        self._in_start = in_start = Signal()
+        st_go = Signal()
+        self.comb += st_go.eq(in_start & ws_idle & ctx_free), \
+            ws.start.eq(st_go), xb.restart.eq(st_go), ctx_push.eq(st_go)
         fsm.act("DRAIN",     # HALT: wait for every row to be written
             self.busy.eq(1),
             If(ctx_count == 0, NextValue(self.done, 1), NextState("IDLE")))
@@ -625,7 +631,9 @@ class RNNAccelCore(Module):
         self.comb += loading.eq(fsm.ongoing("LOAD"))
 
     def do_finalize(self):
-        # `busy` as a register, from the FSM's next state (the FSM is finalised by now): the pool's
-        # port select then comes from a flip-flop, not from the state decode
+        # `busy` and "in START" as registers, from the FSM's next state (the FSM is finalised by
+        # now): the pool's port select and the stream start then come from flip-flops, not from
+        # the state decode
         fsm = self.fsm
-        self.sync += self._own.eq(reduce(and_, [fsm.next_state != fsm.encoding[s] for s in ("IDLE", "ERROR")]))
+        self.sync += self._own.eq(reduce(and_, [fsm.next_state != fsm.encoding[s] for s in ("IDLE", "ERROR")])), \
+            self._in_start.eq(fsm.next_state == fsm.encoding["START"])

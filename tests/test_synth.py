@@ -179,7 +179,47 @@ def test_yosys_synthesises_a_tiny_core(tmp_path):
     assert len(lanes) == 4
     for c in lanes:
         assert {k: c["parameters"].get(k) for k in dsp.ECP5_PARAMS} == dsp.ECP5_PARAMS
+    # the weight memory's slices read through their block RAMs' output registers (bram.py)
+    slices = len(_wmem(SynthTop(4, **TINY)))
+    assert res["outreg_brams"] == slices
+    regs = [c for c in cells if c["type"] == "DP16KD" and c["parameters"].get("REGMODE_B") == "OUTREG"]
+    assert len(regs) == slices
     json.dumps(res)                                # the CLI prints it as JSON
+
+
+def test_outreg_lowering_refuses_what_it_cannot_register():
+    """The ECP5 lowering of RegisteredRead is a wire: only for a memory that is one block RAM with
+    one read port; the netlist check finds a memory that did not become one DP16KD with OUTREG."""
+    from migen import Memory, Module
+    from migen.fhdl.verilog import convert
+    from rnnaccel.gateware.bram import check_outreg_cells, registered_read
+
+    def design(depth, width, reads):
+        m = Module()
+        mem = Memory(width, depth, name="tmem")
+        m.specials += mem
+        r = registered_read(m, mem)
+        for _ in range(reads - 1):
+            m.specials += mem.get_port()
+        return m, r
+
+    m, r = design(4096, 4, 1)
+    convert(m, ios={r.adr, r.dat_r}, special_overrides=synth.OVERRIDES)     # fits: converts
+    for depth, width, reads, what in ((4096, 8, 1, "not one block RAM"), (512, 4, 2, "exactly one read port")):
+        m, r = design(depth, width, reads)
+        with pytest.raises(ValueError, match=what):
+            convert(m, ios={r.adr, r.dat_r}, special_overrides=synth.OVERRIDES)
+    ok = {"type": "DP16KD", "parameters": {"REGMODE_A": "OUTREG", "REGMODE_B": "OUTREG"}}
+    net = {"modules": {"top": {"cells": {"tmem.0.0": ok, "tmem.0.0_ADA2_LUT4_Z": {"type": "LUT4"}}}}}
+    assert check_outreg_cells(net, ["tmem"]) == 1
+    bad = {"modules": {"top": {"cells": {"tmem.0.0": {"type": "DP16KD", "parameters": {}}}}}}
+    with pytest.raises(ValueError, match="without the output register"):
+        check_outreg_cells(bad, ["tmem"])
+    two = {"modules": {"top": {"cells": {"tmem.0.0": ok, "tmem.1.0": ok}}}}
+    with pytest.raises(ValueError, match="2 block RAMs"):
+        check_outreg_cells(two, ["tmem"])
+    with pytest.raises(ValueError, match="0 block RAMs"):
+        check_outreg_cells(net, ["other"])
 
 
 @pytest.mark.parametrize("unit", synth.UNITS)

@@ -491,7 +491,12 @@ class RNNAccelCore(Module):
         wq_adr = Array(Signal(vaw, name=f"wqa{e}") for e in range(WQ_DEPTH))
         wq_dat = Array(Signal((ACT_BITS, True), name=f"wqd{e}", reset_less=True) for e in range(WQ_DEPTH))
         wq_last = Array(Signal(name=f"wql{e}") for e in range(WQ_DEPTH))
-        wq_head, wq_tail = Signal(3), Signal(3)
+        wq_head = Signal(3)
+        # the tail one-hot (and rotated by one for a second write): each entry's write enable is
+        # an AND of registers, not a decode of a pointer
+        tail0 = Signal(WQ_DEPTH, reset=1)
+        tail1 = Signal(WQ_DEPTH)
+        self.comb += tail1.eq(Cat(tail0[-1], tail0[:-1]))
         wq_count = Signal(4)
         o_dst, o_dst2 = epi.out_tag[:vaw], epi.out_tag[vaw:2 * vaw]
         o_two, o_last = epi.out_tag[2 * vaw], epi.out_tag[2 * vaw + 1]
@@ -500,11 +505,13 @@ class RNNAccelCore(Module):
         wq_write = Signal()
         self.comb += wq_write.eq(wq_count != 0)
         self.sync += [
-            If(epi.out_valid,
-                wq_adr[wq_tail].eq(o_dst), wq_dat[wq_tail].eq(epi.y), wq_last[wq_tail].eq(o_last & ~o_two),
-                If(o_two,
-                    wq_adr[wq_tail + 1].eq(o_dst2), wq_dat[wq_tail + 1].eq(epi.y), wq_last[wq_tail + 1].eq(o_last))),
-            wq_tail.eq(wq_tail + n_in),
+            If(epi.out_valid & tail0[e],
+                wq_adr[e].eq(o_dst), wq_dat[e].eq(epi.y), wq_last[e].eq(o_last & ~o_two),
+            ).Elif(epi.out_valid & o_two & tail1[e],
+                wq_adr[e].eq(o_dst2), wq_dat[e].eq(epi.y), wq_last[e].eq(o_last))
+            for e in range(WQ_DEPTH)]
+        self.sync += [
+            Case(n_in, {1: tail0.eq(tail1), 2: tail0.eq(Cat(tail1[-1], tail1[:-1]))}),
             If(wq_write, wq_head.eq(wq_head + 1)),
             wq_count.eq(wq_count + n_in - wq_write),
         ]

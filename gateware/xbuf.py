@@ -41,7 +41,7 @@ class XBuffer(Module):
     restart to the stream's end), `advance` steps the window by N_eff (a pulse per stream cycle;
     the first no earlier than `settle` cycles after restart, the previous stream's last one
     before it); outputs x[i], shifted, zero appear `latency` cycles after the cycle the window
-    was at p.
+    was at p, shifted_early and zero_early (the same masks) one cycle before them.
 
     The buffers share the window position, the rotator and the lane masks (one stream reads at a
     time, the other buffer loads meanwhile): buffer s is the address MSB of every bank memory and

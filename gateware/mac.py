@@ -98,12 +98,12 @@ class MacArray(Module):
 
         # ---- stage 0: segment shift of the weights, idle lanes to zero, registered ------------
         # (a cycle ahead of the input cycle; the shift amount registered per group before that)
-        shift_l = [copy_reg(self, self.shift_ahead2, f"shift_g{g}", self.valid) for g in groups]
+        shift_l = per_group(self.shift_ahead2, "shift")
         ws = [Signal((WS_BITS, True), name=f"ws{i}", reset_less=True) for i in range(N)]
         for i in range(N):
             w = self.w_ahead[i]
             self.sync += If(self.zero_ahead[i], ws[i].eq(0)) \
-                .Elif(self.shifted_ahead[i], ws[i].eq(w << shift_l[i // LANES_PER_COPY])).Else(ws[i].eq(w))
+                .Elif(self.shifted_ahead[i], ws[i].eq(w << shift_l[i])).Else(ws[i].eq(w))
         # ---- stages 1-2: multiply (one DSP per lane: its input registers, its product register) --
         prod = [Signal((P_BITS, True), name=f"p{i}", reset_less=True) for i in range(N)]
         for i in range(N):

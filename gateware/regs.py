@@ -16,14 +16,40 @@ def drop_resets(m, keep=()):
             s.reset_less = True
 
 
-def copy_reg(m, value, name, live, ce=None):
+def copy_reg(m, value, name, live, ce=None, reset=False):
     """`value` registered (one cycle later) as a copy that yosys keeps apart from the other copies
     of it, to split a net of high fan-out over several drivers. Plain copies have the same input
     and merge into one flip-flop (opt_merge); this one is `value ^ z` with `z` a flag of its own
     that stays 0 (z <= z & live, from 0) but that the optimiser does not prove constant. `live`:
-    any 1-bit signal that is not constant; `ce`: a clock enable (the copy then loads only with it)."""
+    any 1-bit signal that is not constant; `ce`: a clock enable (the copy then loads only with it);
+    `reset`: the copy is cleared by the reset (a control input whose register twin has a reset)."""
     z = Signal(name=name + "_z")
-    q = Signal(len(value), name=name, reset_less=True)
+    q = Signal(len(value), name=name, reset_less=not reset)
     load = q.eq(value ^ Replicate(z, len(value)))
     m.sync += z.eq(z & live), load if ce is None else If(ce, load)
     return q
+
+
+class InputCopies:
+    """Copies of a 1-bit control input (`master`), one per group of registers that uses it, so
+    that no one net reaches all of them. A unit asks for a copy per group (`get`). Alone, the
+    copies are `master` itself; with `external` the parent drives every copy in `copies` with a
+    register (`copy_reg`) loaded from the master's value one cycle ahead, so each copy is a
+    flip-flop with a few dozen sinks, equal to `master` in every cycle."""
+
+    def __init__(self, m, master, external):
+        self.m, self.master, self.external, self.copies = m, master, external, []
+
+    def get(self, name):
+        s = Signal(name=name)
+        self.copies.append(s)
+        if not self.external:
+            self.m.comb += s.eq(self.master)
+        return s
+
+
+def drive_copies(m, copies, value_next, name):
+    """Drive `copies` (InputCopies.copies of external units) from registers of `value_next`, the
+    value the input has in the next cycle. Cleared by the reset, as a control input."""
+    for k, s in enumerate(copies):
+        m.comb += s.eq(copy_reg(m, value_next, f"{name}{k}", value_next, reset=True))

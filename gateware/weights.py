@@ -85,7 +85,7 @@ from rnnaccel.host.cycles import CB_PER_WORD, codebook_words
 from rnnaccel.host.spec import CODEBOOK_BITS, CODEBOOK_MODES, MAX_LANES, WEIGHT_MODE_CODE
 
 from .mac import LANES_PER_COPY, W_BITS
-from .regs import copy_reg
+from .regs import InputCopies, copy_reg
 
 ROW_BITS = FIELDS["rows"][2]            # rows of one MATVEC
 K_BITS = FIELDS["a_len"][2] + 1         # k_stored = KA + KB + pad (pad only when K < 64)
@@ -93,6 +93,7 @@ GL_BITS = FIELDS["group_log2"][2]
 MODE_BITS = FIELDS["mode"][2]
 
 CB_ENTRIES = 1 << max(CODEBOOK_MODES)   # one register file: entries of the widest codebook mode
+FIFO_CHUNKS = 8                         # the FIFO's write enables: one copy per 1/8 of the word
 UNITS_PER_WORD = 4                      # the gearbox works in 2N-bit units, a word is 8N bits
 FIFO_WORDS = 4                          # the gearbox's prefetch FIFO (two words + the read-ahead)
 PORTS_PER_ADDR = 4                      # weight-memory ports (block RAMs) per read-address copy
@@ -133,14 +134,16 @@ class _Gearbox(Module):
     order); every PORTS_PER_ADDR of them have their own copy of the address register, so no net
     reaches every block RAM."""
 
-    def __init__(self, n, ports):
+    def __init__(self, n, ports, external_start=False):
         ports = list(ports)
         aw = len(ports[0].adr)
         self.start = Signal()
+        self.starts = InputCopies(self, self.start, external_start)
+        start = self.starts.get("gstart")
         self.active = Signal()                # a stream runs (the parent's row tracker)
         self.active_next = Signal()           # its value in the next cycle
         self.base = Signal(aw)                # first word of the next stream (a cycle before start)
-        self.units = Signal(3)                # units per cycle (latched by the parent)
+        self.units_next = Signal(3)           # units per cycle, its value in the next cycle (latched by the parent)
         self.advance = Signal()               # the current cycle is consumed
         self.have = Signal()                  # the words of the current window are in the FIFO
         dat_r = Cat(*[p.dat_r for p in ports])
@@ -155,9 +158,8 @@ class _Gearbox(Module):
         total = Signal(3)
         rp, wp = Signal(max=D), Signal(max=D)  # read and write pointers of the FIFO
         self.comb += [
-            total.eq(off + self.units),
             pop.eq(self.advance & total[2]),
-            rd.eq(self.start | (self.active & (occ < D))),   # start empties the FIFO; no pop needed
+            rd.eq(start | (self.active & (occ < D))),   # start empties the FIFO; no pop needed
             # the window spans the second word only when it needs more units than the first has left
             self.have.eq((cnt >= 2) | ((cnt != 0) & (total <= UNITS_PER_WORD))),
         ]
@@ -167,37 +169,48 @@ class _Gearbox(Module):
         # their next values) needs no `start`; `start` only selects in the last LUT before the
         # register. The room is computed for both outcomes of the cycle's pop, which selects last.
         occ_nx = Signal(max=D + 1)
-        self.comb += If(self.start, occ_nx.eq(1)).Else(occ_nx.eq(occ + rd - pop))
+        self.comb += If(start, occ_nx.eq(1)).Else(occ_nx.eq(occ + rd - pop))
         rd_run = Signal()
         room_pop, room_keep, inc_nx = Signal(), Signal(), Signal()
         self.comb += [
             rd_run.eq(self.active & (occ < D)),
             room_keep.eq(occ + rd_run < D), room_pop.eq(occ + rd_run - 1 < D),
-            inc_nx.eq(self.start | ~self.active_next | Mux(pop, room_pop, room_keep)),
+            inc_nx.eq(start | ~self.active_next | Mux(pop, room_pop, room_keep)),
         ]
         for g in range(0, len(ports), PORTS_PER_ADDR):
             ra = Signal(aw, name=f"wra{g}")   # each copy feeds back on itself: yosys keeps them apart
-            act = copy_reg(self, self.active_next, f"wact{g}", self.start)            # == active
-            inc = copy_reg(self, inc_nx, f"winc{g}", self.start)
+            start_g = self.starts.get(f"wstart{g}")
+            act = copy_reg(self, self.active_next, f"wact{g}", start_g)            # == active
+            inc = copy_reg(self, inc_nx, f"winc{g}", start_g)
             self.comb += [port.adr.eq(ra) for port in ports[g:g + PORTS_PER_ADDR]]
-            self.sync += If(act | self.start, ra.eq(ra + inc)).Else(ra.eq(self.base))
+            self.sync += If(act | start_g, ra.eq(ra + inc)).Else(ra.eq(self.base))
         # the window's position in units of the FIFO ring: {rp, off}, with copies (below)
         off_nx, rp_nx = Signal(2), Signal(max=D)
-        self.comb += If(self.start, off_nx.eq(0), rp_nx.eq(0)).Else(
+        self.comb += If(start, off_nx.eq(0), rp_nx.eq(0)).Else(
             If(self.advance, off_nx.eq(total[:2])).Else(off_nx.eq(off)),
             If(pop, rp_nx.eq(rp + 1)).Else(rp_nx.eq(rp)))
+        wp_nx = Signal(max=D)
+        self.comb += If(start, wp_nx.eq(0)).Elif(arr, wp_nx.eq(wp + 1)).Else(wp_nx.eq(wp))
         arr1 = Signal()                       # a word read a cycle ago (the ports' latency is 2)
+        # total = off + units, a register from their next values: `have`, and so the issue
+        # decision, start from registers, not from an adder
         self.sync += [
-            arr1.eq(rd), arr.eq(arr1), off.eq(off_nx), rp.eq(rp_nx),
-            If(self.start,
-                occ.eq(1), cnt.eq(0), wp.eq(0),
+            arr1.eq(rd), arr.eq(arr1), off.eq(off_nx), rp.eq(rp_nx), total.eq(off_nx + self.units_next),
+            If(start,
+                occ.eq(1), cnt.eq(0),
             ).Else(
                 occ.eq(occ_nx), cnt.eq(cnt + arr - pop),
-                If(arr, wp.eq(wp + 1)),
             ),
+            wp.eq(wp_nx),
         ]
+        # the ring's write enables (arr & wp == k) as registers from their next values (arr's is
+        # arr1), one copy per chunk of the word: each reaches N clock enables, not 8N
         e = [Signal(8 * n, name=f"wfifo{k}", reset_less=True) for k in range(D)]
-        self.sync += [If(arr & (wp == k), e[k].eq(dat_r)) for k in range(D)]
+        cw = 8 * n // FIFO_CHUNKS
+        for c in range(FIFO_CHUNKS):
+            for k in range(D):
+                en = copy_reg(self, arr1 & (wp_nx == k), f"wfe{c}_{k}", arr1, reset=True)
+                self.sync += If(en, e[k][c * cw:(c + 1) * cw].eq(dat_r[c * cw:(c + 1) * cw]))
 
         # ---- the window's two words: ring words rp and rp + 1 (a 4:1 word mux) -------------------
         # The window (4 units from unit {rp, off}) is cut in two registered 4:1 muxes instead of
@@ -208,7 +221,7 @@ class _Gearbox(Module):
         self.pair = Signal(16 * n)            # ring words rp, rp + 1
         self.off = off                        # the window's first unit within the pair
         words = [e[k] for k in range(D)]
-        chunks = 8
+        chunks = 16 if n >= 16 else 8
         width = 8 * n // chunks
         for c in range(chunks):
             sel = copy_reg(self, rp_nx, f"wrp{c}", self.advance)      # == rp
@@ -229,8 +242,10 @@ class _RowTracker(Module):
     cycle when d <= N_eff; the next row then starts at weight d (d < N_eff) or at weight 0 of the
     next cycle (d == N_eff: `fresh`, reported as bnd = 0 there)."""
 
-    def __init__(self, n):
+    def __init__(self, n, external_start=False):
         self.start = Signal()
+        self.starts = InputCopies(self, self.start, external_start)
+        start, start_run = self.starts.get("tstart"), self.starts.get("tstart_run")
         self.rows = Signal(ROW_BITS)
         self.k_stored = Signal(K_BITS)
         self.half = Signal()                  # mode 16: N_eff = N/2
@@ -256,7 +271,7 @@ class _RowTracker(Module):
         ends, last_row = Signal(), Signal()   # d <= N_eff, row == rows - 1 (registers: see below)
         row = Signal(ROW_BITS)                # row of weight 0
         row1, row2 = Signal(ROW_BITS), Signal(ROW_BITS)   # row + 1, row + 2 (no adders ahead)
-        self.sync += If(self.start,
+        self.sync += If(start,
             ne.eq(Mux(self.half, n // 2, n)), ne2.eq(Mux(self.half, n, 2 * n)),
             k_step.eq(self.k_stored - Mux(self.half, n // 2, n)),
             k_step2.eq(self.k_stored - Mux(self.half, n, 2 * n)),
@@ -264,8 +279,8 @@ class _RowTracker(Module):
             d.eq(self.k_stored), fresh.eq(0), row.eq(0), row1.eq(1), row2.eq(2),
             ends.eq(self.k_stored <= Mux(self.half, n // 2, n)), last_row.eq(self.rows == 1),
             k_step2m1.eq(self.k_stored - Mux(self.half, n, 2 * n) - 1),
-            self.first.eq(1), self.running.eq(1),
         )
+        self.sync += If(start_run, self.first.eq(1), self.running.eq(1))
 
         # `ends` (d <= N_eff: the row ends in this cycle) and `last_row` (row == rows - 1) are
         # registers, computed with the next state (below): `last`, and so the parent's issue
@@ -302,9 +317,9 @@ class _RowTracker(Module):
         ends_nx = Signal()
         self.comb += s_end1.eq(d + k_step2m1), ends_nx.eq(Mux(ends, s_end1[-1], d <= ne2))
         # at start the first cycle has no boundary: k_stored >= N_eff
-        self.sync += If(self.start, self.new_group.eq(0)).Elif(self.advance,
+        self.sync += If(start_run, self.new_group.eq(0)).Elif(self.advance,
             self.new_group.eq(bnd_nx & Mux(ends & ~fresh_nx, g2, g1)))
-        self.sync += If(~self.start & self.advance,
+        self.sync += If(~start_run & self.advance,
             self.first.eq(0),
             If(self.last, self.running.eq(0)),
             d.eq(d_nx), row.eq(row_nx), fresh.eq(fresh_nx), ends.eq(ends_nx), last_row.eq(~notlast_nx),
@@ -325,8 +340,10 @@ class _Codebooks(Module):
     crossing into a new group needs ahead == 2), `held` = groups loaded or loading minus the
     group in effect at the output stage."""
 
-    def __init__(self, port):
+    def __init__(self, port, external_start=False):
         self.start = Signal()
+        self.starts = InputCopies(self, self.start, external_start)
+        start = self.starts.get("cstart")
         self.base = Signal(len(port.adr) + 2)   # byte address, 4-byte aligned (valid with start)
         self.enable = Signal()                  # codebook mode (latched by the parent)
         self.words = Signal(max=CB_ENTRIES // CB_PER_WORD + 1)   # words per codebook (latched)
@@ -351,7 +368,7 @@ class _Codebooks(Module):
             # a codebook, once begun, is read to its end (held only decreases meanwhile)
             go.eq(self.enable & ((j != 0) | ((held < 2) & (fill_row < self.rows)))),
         ]
-        self.sync += If(self.start,
+        self.sync += If(start,
             adr.eq(self.base[2:]), j.eq(0), fill_row.eq(0), par.eq(0), held.eq(0),
         ).Else(
             held.eq(held + (go & word_last) - self.release),
@@ -368,18 +385,21 @@ class _Codebooks(Module):
         # ---- filler: write the words the memory returns one cycle later --------------------------
         wr, wr_j, wr_par, wr_last = Signal(), Signal.like(j), Signal(), Signal()
         self.sync += [
-            wr.eq(go & ~self.start), wr_j.eq(j), wr_par.eq(par), wr_last.eq(go & word_last),
-            If(self.start,
+            wr.eq(go & ~start), wr_j.eq(j), wr_par.eq(par), wr_last.eq(go & word_last),
+            If(start,
                 self.ahead.eq(0),
             ).Else(
                 self.ahead.eq(self.ahead + (wr & wr_last) - self.take),
             ),
         ]
-        # the words go to every lane's copy (WeightStream stage 2): word wr_j of file wr_par, in the
-        # cycle after `wr`, through one register per lane group (`write_replicas`), still before
-        # any lookup can use it (a file is looked up at the earliest two cycles after the `ahead`
-        # update that its last word's `wr` causes)
-        self.wr, self.wr_adr, self.wr_dat = wr, Cat(wr_j, wr_par), port.dat_r
+        # the words go to every lane's copy (WeightStream stage 2): word wr_j of file wr_par, two
+        # cycles after `wr`, through a register beside the block RAM (its clock-to-out stays off
+        # the long nets to the lanes) and one register per lane group (`write_replicas`), still
+        # before any lookup can use it (a file is looked up at the earliest three cycles after the
+        # `ahead` update that its last word's `wr` causes: issue, stages P, A, 1)
+        w_we, w_adr, w_dat = Signal(), Signal(len(Cat(wr_j, wr_par))), Signal(32, reset_less=True)
+        self.sync += w_we.eq(wr), w_adr.eq(Cat(wr_j, wr_par)), w_dat.eq(port.dat_r)
+        self.wr, self.wr_adr, self.wr_dat = w_we, w_adr, w_dat
 
 
 def write_replicas(m, cb, n_groups):
@@ -412,7 +432,7 @@ class WeightStream(Module):
     busy: from start until the last output has been accepted; busy_next: its value in the next cycle.
     """
 
-    def __init__(self, n_lanes, wport, pport):
+    def __init__(self, n_lanes, wport, pport, external_start=False):
         n = self.n_lanes = n_lanes
         if n & (n - 1) or not 4 <= n <= MAX_LANES:
             raise ValueError(f"n_lanes must be a power of two in 4..{MAX_LANES}, got {n}")
@@ -440,9 +460,14 @@ class WeightStream(Module):
         self.busy = Signal()
         self.busy_next = Signal()               # `busy` in the next cycle
 
-        self.submodules.gearbox = gb = _Gearbox(n, wports)
-        self.submodules.tracker = tr = _RowTracker(n)
-        self.submodules.codebooks = cb = _Codebooks(pport)
+        self.submodules.gearbox = gb = _Gearbox(n, wports, external_start)
+        self.submodules.tracker = tr = _RowTracker(n, external_start)
+        self.submodules.codebooks = cb = _Codebooks(pport, external_start)
+        # `start` reaches a few hundred registers: with `external_start` the parent drives a
+        # register copy per group of them instead (`start_copies`, all equal to `start`)
+        starts = InputCopies(self, self.start, external_start)
+        start, start_pipe = starts.get("sstart"), starts.get("sstart_pipe")
+        self.start_copies = starts.copies + gb.starts.copies + tr.starts.copies + cb.starts.copies
 
         # ---- latched mode ------------------------------------------------------------------------
         code = WEIGHT_MODE_CODE
@@ -450,13 +475,18 @@ class WeightStream(Module):
         units, words, mask = Signal(3), Signal.like(cb.words), Signal(ROW_BITS)
         rows = Signal(ROW_BITS)
         is_ = {b: self.mode == code[b] for b in code}
-        per_mode = {code[b]: [units.eq(units_per_cycle(b)), words.eq(codebook_words(b))]
-                    for b in code}
-        per_mode["default"] = units.eq(UNITS_PER_WORD)   # illegal code (the decoder rejects it)
-        self.sync += If(self.start,
+        is_cbm = reduce(or_, (is_[b] for b in CODEBOOK_MODES))
+        per_mode = {code[b]: words.eq(codebook_words(b)) for b in code}
+        # units per cycle from its next value (the gearbox registers off + units)
+        units_nx = Signal(3)
+        self.comb += If(start, Case(self.mode, {**{code[b]: units_nx.eq(units_per_cycle(b)) for b in code},
+                                                "default": units_nx.eq(UNITS_PER_WORD)})   # (illegal: rejected)
+                        ).Else(units_nx.eq(units))
+        self.sync += units.eq(units_nx)
+        self.sync += If(start,
             rows.eq(self.rows),
             m16.eq(is_[16]), m6.eq(is_[6]), m4.eq(is_[4]), m2.eq(is_[2]),
-            cbm.eq(reduce(or_, (is_[b] for b in CODEBOOK_MODES))),
+            cbm.eq(is_cbm),
             Case(self.mode, per_mode),
             # G - 1, saturated at the row counter's width (one group then)
             mask.eq(Cat(*[self.group_log2 > b for b in range(ROW_BITS)])),
@@ -470,21 +500,24 @@ class WeightStream(Module):
         ce_lane = [copy_reg(self, self.ready_d, f"ce{g}", self.ready_d)
                    for g in range(-(-n // LANES_PER_COPY))]
         gen = Signal()                          # a stream cycle is issued (into stage P)
+        gen_tr = Signal()                       # the same, for the row tracker's hundred registers
+        ce_tr = copy_reg(self, self.ready_d, "ce_tr", self.ready_d)     # == ready
         run_nx = Signal()                       # tr.running in the next cycle
         cross = Signal()
+        # (ahead <= cross spelt out on the two bits: a comparator would become a carry chain)
+        may = tr.running & gb.have & ~(cbm & ~cb.ahead[1] & (~cb.ahead[0] | cross))
         self.comb += [
             ce.eq(self.ready),
             cross.eq(cbm & tr.new_group),
-            # (ahead <= cross spelt out on the two bits: a comparator would become a carry chain)
-            gen.eq(ce & tr.running & gb.have & ~(cbm & ~cb.ahead[1] & (~cb.ahead[0] | cross))),
+            gen.eq(ce & may), gen_tr.eq(ce_tr & may),
 
-            gb.start.eq(self.start), gb.active.eq(tr.running), gb.active_next.eq(run_nx), gb.base.eq(self.word_base), gb.units.eq(units),
+            gb.start.eq(self.start) if not external_start else [], gb.active.eq(tr.running), gb.active_next.eq(run_nx), gb.base.eq(self.word_base), gb.units_next.eq(units_nx),
             gb.advance.eq(gen),
 
-            tr.start.eq(self.start), tr.rows.eq(self.rows), tr.k_stored.eq(self.k_stored),
-            tr.half.eq(is_[16]), tr.mask.eq(mask), tr.advance.eq(gen),
+            tr.start.eq(self.start) if not external_start else [], tr.rows.eq(self.rows), tr.k_stored.eq(self.k_stored),
+            tr.half.eq(is_[16]), tr.mask.eq(mask), tr.advance.eq(gen_tr),
 
-            cb.start.eq(self.start), cb.base.eq(self.cb_base), cb.enable.eq(cbm),
+            cb.start.eq(self.start) if not external_start else [], cb.base.eq(self.cb_base), cb.enable.eq(cbm),
             cb.words.eq(words), cb.rows.eq(rows), cb.mask.eq(mask), cb.take.eq(gen & cross),
         ]
 
@@ -493,7 +526,7 @@ class WeightStream(Module):
         p_valid, p_cross, p_par, p_bnd, p_first, p_last, p_nvalid = meta
         par = Signal()                          # file of the group in effect at issue
         self.sync += [
-            If(self.start,
+            If(start_pipe,
                 par.eq(0), p_valid.eq(0),
             ).Elif(ce,
                 p_valid.eq(gen),
@@ -516,7 +549,7 @@ class WeightStream(Module):
         # ---- stage A: the window (4 units from unit `off` of the pair), registered ---------------
         a_meta = [Signal.like(x) for x in meta]
         a_valid, a_cross, a_par, a_bnd, a_first, a_last, a_nvalid = a_meta
-        self.sync += If(self.start, a_valid.eq(0)).Elif(ce, *[a.eq(x) for a, x in zip(a_meta, meta)])
+        self.sync += If(start_pipe, a_valid.eq(0)).Elif(ce, *[a.eq(x) for a, x in zip(a_meta, meta)])
         a_window = Signal(8 * n, reset_less=True)
         u = 2 * n
         chunk = 8 * n // n_chunks
@@ -531,7 +564,7 @@ class WeightStream(Module):
         s1_bnd, s1_nvalid = Signal.like(self.bnd), Signal.like(self.n_valid)
         s1_lanes = [Signal(8, name=f"s1_field{i}", reset_less=True) for i in range(n)]   # data: no reset
         self.sync += [
-            If(self.start,
+            If(start_pipe,
                 s1_valid.eq(0),
             ).Elif(ce,
                 s1_valid.eq(a_valid),
@@ -540,12 +573,13 @@ class WeightStream(Module):
             )
         ]
         # the mode latches, copied per lane group (from their next values: equal to them always)
-        m6_nx, m4_nx, m2_nx = Signal(), Signal(), Signal()
-        self.comb += [If(self.start, x_nx.eq(is_[b])).Else(x_nx.eq(x))
-                      for x_nx, x, b in ((m6_nx, m6, 6), (m4_nx, m4, 4), (m2_nx, m2, 2))]
-        m6_l = [copy_reg(self, m6_nx, f"m6_{g}", self.start) for g in range(len(ce_lane))]
-        m4_l = [copy_reg(self, m4_nx, f"m4_{g}", self.start) for g in range(len(ce_lane))]
-        m2_l = [copy_reg(self, m2_nx, f"m2_{g}", self.start) for g in range(len(ce_lane))]
+        m6_nx, m4_nx, m2_nx, m16_nx, cbm_nx = Signal(), Signal(), Signal(), Signal(), Signal()
+        self.comb += [If(start, x_nx.eq(is_now)).Else(x_nx.eq(x))
+                      for x_nx, x, is_now in ((m6_nx, m6, is_[6]), (m4_nx, m4, is_[4]), (m2_nx, m2, is_[2]),
+                                              (m16_nx, m16, is_[16]), (cbm_nx, cbm, is_cbm))]
+        m6_l, m4_l, m2_l, m16_l, cbm_l = ([copy_reg(self, x_nx, f"{name}_{g}", start) for g in range(len(ce_lane))]
+                                          for x_nx, name in ((m6_nx, "m6"), (m4_nx, "m4"), (m2_nx, "m2"),
+                                                             (m16_nx, "m16"), (cbm_nx, "cbm")))
         for i, lane in enumerate(s1_lanes):
             g = i // LANES_PER_COPY
             self.sync += If(ce_lane[g],
@@ -580,12 +614,12 @@ class WeightStream(Module):
             self.comb += [rp.adr.eq(Cat(s1_lanes[i][sub:idx_bits], f)),
                           entry.eq(Array(rp.dat_r[8 * b:8 * b + 8] for b in range(CB_PER_WORD))[s1_lanes[i][:sub]]),
                           signed.eq(s1_lanes[i])]
-            pick = If(cbm, self.w[i].eq(entry))
+            pick = If(cbm_l[i // LANES_PER_COPY], self.w[i].eq(entry))
             if i % 2 == 0:   # mode 16: the low byte of a weight is unsigned
-                pick = pick.Elif(m16, self.w[i].eq(s1_lanes[i]))
+                pick = pick.Elif(m16_l[i // LANES_PER_COPY], self.w[i].eq(s1_lanes[i]))
             self.sync += If(ce_lane[i // LANES_PER_COPY], pick.Else(self.w[i].eq(signed)))
         self.sync += [
-            If(self.start,
+            If(start_pipe,
                 self.valid.eq(0),
             ).Elif(ce,
                 self.valid.eq(s1_valid),
@@ -601,7 +635,7 @@ class WeightStream(Module):
         # registers it, so its start condition needs no logic behind these registers)
         pv_nx, av_nx, s1v_nx, v_nx = Signal(), Signal(), Signal(), Signal()
         self.comb += [
-            If(self.start, run_nx.eq(1), pv_nx.eq(0), av_nx.eq(0), s1v_nx.eq(0), v_nx.eq(0)).Else(
+            If(start_pipe, run_nx.eq(1), pv_nx.eq(0), av_nx.eq(0), s1v_nx.eq(0), v_nx.eq(0)).Else(
                 run_nx.eq(tr.running & ~(gen & tr.last)),
                 If(ce, pv_nx.eq(gen), av_nx.eq(p_valid), s1v_nx.eq(a_valid), v_nx.eq(s1_valid))
                 .Else(pv_nx.eq(p_valid), av_nx.eq(a_valid), s1v_nx.eq(s1_valid), v_nx.eq(self.valid))),

@@ -21,16 +21,18 @@ from migen import READ_FIRST, Array, C, Cat, If, Memory, Module, Mux, Signal
 
 from rnnaccel.host.spec import ACT_BITS
 
-from .regs import copy_reg, drop_resets
+from .regs import InputCopies, copy_reg, drop_resets
 
 COPY_GROUP = 8  # banks or lanes served by one register copy of a shared control
+SEL_GROUP = 2   # banks served by one copy of the buffer select (it reaches ~50 cells per bank)
+LANE_GROUP = 4  # lanes served by one copy of mode16 (it picks each lane's 16-bit element)
 ROT_EARLY = 2   # rotator levels before the stage-1 register (the rest after it)
 
 
 class XBuffer(Module):
     """N banks of `kmax // N` words plus N wrap registers, per buffer; `sets` buffers.
 
-    Configuration of buffer s (held for the whole stream): cfg[s] = dict of k (columns per stored
+    Configuration of buffer s (set before the stream's restart, held for the whole stream): cfg[s] = dict of k (columns per stored
     row, N <= k <= kmax), k_useful (a_len + b_len; columns >= k_useful are padding), split (a_len),
     shift_b (the shifted segment is B, else A), mode16 (lane pairs share an element: N_eff = N/2).
     With one set, `k`, `k_useful`, `split`, `shift_b`, `mode16` are its attributes as well.
@@ -48,7 +50,7 @@ class XBuffer(Module):
     its own set of wrap registers.
     """
 
-    def __init__(self, n_lanes, kmax, wr_width=4, sets=1):
+    def __init__(self, n_lanes, kmax, wr_width=4, sets=1, external_restart=False):
         N = self.n_lanes = n_lanes
         assert kmax % N == 0 and wr_width <= N
         depth = kmax // N
@@ -97,6 +99,13 @@ class XBuffer(Module):
                 return word
             return Cat(word[:aw], sel) if aw else sel
 
+        grp = [i // COPY_GROUP for i in range(N)]
+        n_grp = grp[-1] + 1
+        # `restart` clears every bank's read address: one copy per group of banks (InputCopies)
+        self.restarts = InputCopies(self, self.restart, external_restart)
+        restart_g = [self.restarts.get(f"xrestart{g}") for g in range(n_grp)]
+        restart = self.restarts.get("xrestart")
+
         # ---- writes: position wpos+j -> bank (wpos+j) mod N, word (wpos+j) div N ------------
         lg = N.bit_length() - 1
         assert 1 << lg == N, "N must be a power of two"
@@ -106,8 +115,6 @@ class XBuffer(Module):
         # address and data; B per bank and per wrap register the one write that hits it, an AND-OR.
         # The wrap copy: x[pos] for pos < N also lives at bank (pos + k) mod N. k mod N comes
         # registered (the configuration is set at least one cycle before the first write).
-        grp = [i // COPY_GROUP for i in range(N)]
-        n_grp = grp[-1] + 1
         # (k mod N and the wrapped position per group of COPY_GROUP banks: no net of the wrap
         # decode reaches every bank)
         wlow = Signal(lg)
@@ -169,7 +176,7 @@ class XBuffer(Module):
             return Mux(t[-1], s, t)
         p, pn, pnn = Signal(kw), Signal(kw), Signal(kw)
         self.sync += [
-            If(self.restart, p.eq(0)).Elif(self.advance, p.eq(pn), pn.eq(pnn)).Else(pn.eq(wrap_next(p))),
+            If(restart, p.eq(0)).Elif(self.advance, p.eq(pn), pn.eq(pnn)).Else(pn.eq(wrap_next(p))),
             pnn.eq(wrap_next(Mux(self.advance, pnn, pn))),
         ]
         nx = Signal(kw)          # pn after this cycle (when advancing), else pn itself: the derived
@@ -185,14 +192,16 @@ class XBuffer(Module):
         # The buffer select, the rotator's stage-2 amount and the stage-2 mode16 reach every bank
         # or lane: each group of COPY_GROUP banks/lanes has its own register copy of them (the
         # select thus reaches the bank addresses a cycle after rsel, well within `settle`)
-        sel1_g = [copy_reg(self, self.rsel, f"xsel{g}", self.advance) for g in range(n_grp)] if S > 1 else []
+        # (the select also picks each bank's wrap register and LUT-RAM half: a copy per SEL_GROUP banks)
+        sel_copies = [copy_reg(self, self.rsel, f"xsel{c}", self.advance) for c in range(-(-N // SEL_GROUP))] if S > 1 else []
+        sel1_g = {b: sel_copies[b // SEL_GROUP] for b in range(N)} if S > 1 else {}
         k_g = [copy_reg(self, cfg("k", self.rsel), f"xk{g}", self.advance) for g in range(n_grp)]
         use_wrap = Signal(N)
         radr = [Signal(kw - lg, name=f"radr{b}") for b in range(N)]
         for b in range(N):
-            self.sync += If(self.restart, radr[b].eq(0)).Elif(self.advance,
+            self.sync += If(restart_g[grp[b]], radr[b].eq(0)).Elif(self.advance,
                 If(gen[b], radr[b].eq(qn_g[grp[b]])).Else(radr[b].eq(qn1_g[grp[b]])))
-            self.comb += rports[b].adr.eq(badr(radr[b], sel1_g[grp[b]] if S > 1 else 0))
+            self.comb += rports[b].adr.eq(badr(radr[b], sel1_g[b] if S > 1 else 0))
             self.sync += use_wrap[b].eq(Cat(C(b, lg), radr[b]) >= k_g[grp[b]])
         # stage 1 (the memory's read register): pick memory word or wrap register, the first
         # rotator levels, registered; stage 2: the other rotator levels -> x
@@ -212,7 +221,7 @@ class XBuffer(Module):
         early = min(ROT_EARLY, lg)
         pick = [Signal((ACT_BITS, True), name=f"pick{b}") for b in range(N)]
         for b in range(N):
-            wr_b = Array(wrap[s][b] for s in range(S))[sel1_g[grp[b]]] if S > 1 else wrap[0][b]
+            wr_b = Array(wrap[s][b] for s in range(S))[sel1_g[b]] if S > 1 else wrap[0][b]
             self.comb += If(use_wrap[b], pick[b].eq(wr_b)).Else(pick[b].eq(rports[b].dat_r))
         r1_g = [copy_reg(self, p[:lg], f"xrot1_{g}", self.advance) for g in range(n_grp)]
         part = rotate(pick, [r1_g[grp[b]] for b in range(N)], range(early))
@@ -229,14 +238,26 @@ class XBuffer(Module):
         # configuration comes registered per lane group; it changes two cycles after restart,
         # when the previous stream's last window has passed these stages and before the new one's
         # first.
+        # The bounds past the wrap (split + k, k_useful + k) are registers per buffer, a cycle
+        # behind its configuration (which is set while the buffer loads, cycles before a stream
+        # on it begins): no adder behind the buffer select.
         names = list(self.cfg[0])
+        past_wrap = []
+        for s_ in range(S):
+            d = {}
+            for n in ("split", "k_useful"):
+                d[n] = Signal(kw + 1, name=f"{n}_k{s_}")
+                self.sync += d[n].eq(self.cfg[s_][n] + self.cfg[s_]["k"])
+            past_wrap.append(d)
         lane_cfg = []
         for g in range(n_grp):
             c = {n: copy_reg(self, cfg(n, self.rsel), f"xc{g}_{n}", self.advance) for n in names}
-            for n in ("split", "k_useful"):       # the bounds past the wrap
-                c[n + "_k"] = copy_reg(self, cfg(n, self.rsel) + cfg("k", self.rsel), f"xc{g}_{n}_k", self.advance)
+            for n in ("split", "k_useful"):
+                bound = Array(d[n] for d in past_wrap)[self.rsel] if S > 1 else past_wrap[0][n]
+                c[n + "_k"] = copy_reg(self, bound, f"xc{g}_{n}_k", self.advance)
             lane_cfg.append(c)
         self.shifted_early, self.zero_early = Signal(N), Signal(N)
+        m16_l = [copy_reg(self, cfg("mode16", self.rsel), f"xm16_{j}", self.advance) for j in range(-(-N // LANE_GROUP))]
         for i in range(N):
             c = lane_cfg[grp[i]]
             e0 = Mux(c["mode16"], i // 2, i)
@@ -247,7 +268,7 @@ class XBuffer(Module):
             self.sync += [
                 self.shifted_early[i].eq(Mux(wrapped, pe < c["split_k"], pe < c["split"]) ^ c["shift_b"]),
                 self.zero_early[i].eq(Mux(wrapped, pe >= c["k_useful_k"], pe >= c["k_useful"]) | (e1 >= rem1)),
-                If(c["mode16"], self.x[i].eq(win[i // 2])).Else(self.x[i].eq(win[i])),
+                If(m16_l[i // LANE_GROUP], self.x[i].eq(win[i // 2])).Else(self.x[i].eq(win[i])),
                 self.shifted[i].eq(self.shifted_early[i]),
                 self.zero[i].eq(self.zero_early[i]),
             ]

@@ -38,7 +38,7 @@ from rnnaccel.host.spec import ACC_BITS, ACT_BITS, MAX_ROWS, MAX_SEG_SHIFT, WEIG
 from .bram import registered_read
 from .epilogue import Epilogue, delay
 from .mac import MacArray
-from .regs import copy_reg
+from .regs import copy_reg, drive_copies
 from .vmem import RD_WIDTH, VectorPool
 from .weights import WeightStream
 from .xbuf import XBuffer
@@ -147,8 +147,8 @@ class RNNAccelCore(Module):
         # ---- datapath units -------------------------------------------------------------------------
         self.submodules.vpool = vpool = VectorPool(vmem_words)
         # X buffers 0 and 1 (one loads while the other streams): one unit, two sets of banks
-        self.submodules.xbuf = xb = XBuffer(N, kmax, RD_WIDTH, sets=2)
-        self.submodules.wstream = ws = WeightStream(N, w_stream, q_stream)
+        self.submodules.xbuf = xb = XBuffer(N, kmax, RD_WIDTH, sets=2, external_restart=True)
+        self.submodules.wstream = ws = WeightStream(N, w_stream, q_stream, external_start=True)
         self.submodules.mac = mac = MacArray(N)
         tag_bits = 2 * vaw + 2
         self.submodules.epi = epi = Epilogue(tag_bits=tag_bits)
@@ -189,8 +189,8 @@ class RNNAccelCore(Module):
         # The registers below run freely; the instruction register and the loop state are stable
         # from DECODE until the next FETCH, so stage A is valid in CHECK0, B in CHECK1, C in CHECK2
         # (timing.CHECK_CYCLES), where the FSM acts on the results.
-        #   A: stride * t, addr + pp offset, size - length and base of the operand's space
-        #   B: eff = addr + stride * t + pp offset
+        #   A: stride * t, addr + pp offset, size and base of the operand's space
+        #   B: eff = addr + stride * t + pp offset, size - length
         #   C: bad = eff + length > size (or an illegal space), phys = base + eff
         t_now = Signal(16)
         self.comb += If(in_loop, If(loop_rev, t_now.eq(loop_count - 1 - loop_iter)).Else(t_now.eq(loop_iter))) \
@@ -198,7 +198,7 @@ class RNNAccelCore(Module):
         self.sync += t.eq(t_now)
         bases, sizes = Array(self.space_base), Array(self.space_size)
         op_bad = []
-        phys = {}
+        phys, phys_nx = {}, {}
         for op in OPERANDS:
             space, pp = F[f"{op}_space"], F[f"{op}_pp"]
             stride = F[STRIDED[op]] if op in STRIDED else 0
@@ -206,20 +206,23 @@ class RNNAccelCore(Module):
             self.comb += If((pp != 0) & ((pp == isa.PP_NEXT) ^ parity), pp_off.eq(self.pp_dist)).Else(pp_off.eq(0))
             prod_a = Signal(32, name=f"prod_{op}")
             addr_a = Signal(18, name=f"addrpp_{op}")
-            szlen_a = Signal((vaw + 19, True), name=f"szlen_{op}")
+            size_a = Signal(vaw + 1, name=f"psize_{op}")
+            szlen_b = Signal((vaw + 19, True), name=f"szlen_{op}")
             base_a = Signal(vaw, name=f"pbase_{op}")
             sbad_a = Signal(name=f"sbad_{op}")
             self.sync += [
                 prod_a.eq(stride * t), addr_a.eq(F[f"{op}_addr"] + pp_off),
-                szlen_a.eq(sizes[space] - length[op]), base_a.eq(bases[space]),
+                size_a.eq(sizes[space]), base_a.eq(bases[space]),
                 sbad_a.eq((space >= N_SPACES) | ((op in ("dst", "dst2")) & (space == isa.SPACE_CONST))),
             ]
             eff_b = Signal(34, name=f"eff_{op}")
-            self.sync += eff_b.eq(addr_a + prod_a)
+            self.sync += eff_b.eq(addr_a + prod_a), szlen_b.eq(size_a - length[op])
             bad = Signal(name=f"bad_{op}")
             phys[op] = Signal(vaw, name=f"phys_{op}")
             # eff + length > size  <=>  eff > size - length (eff >= 0)
-            self.sync += bad.eq(used[op] & (sbad_a | (eff_b > szlen_a))), phys[op].eq(base_a + eff_b)
+            phys_nx[op] = Signal(vaw, name=f"physnx_{op}")
+            self.comb += phys_nx[op].eq(base_a + eff_b)
+            self.sync += bad.eq(used[op] & (sbad_a | (eff_b > szlen_b))), phys[op].eq(phys_nx[op])
             op_bad.append(bad)
         any_op_bad = Signal()
         self.comb += any_op_bad.eq(Cat(*op_bad) != 0)
@@ -265,11 +268,11 @@ class RNNAccelCore(Module):
         part_lo, part_hi = Signal(18 + half), Signal(18 + rb_bits - half)
         self.sync += part_lo.eq(rows_b[:half] * k_stored), part_hi.eq(rows_b[half:] * k_stored), \
             limit_b.eq(self.wmem_words - wo_a), pbad_b.eq(bo_a + F["rows"] > param_words)
+        # the sum and the compare in one stage (CHECK1), so CHECK2 decides on a register
         stream_bits = Signal(40)
-        pbad_c = Signal()
-        self.sync += stream_bits.eq(part_lo + (part_hi << half)), pbad_c.eq(pbad_b)
+        self.comb += stream_bits.eq(part_lo + (part_hi << half))
         weight_bad = Signal()
-        self.comb += weight_bad.eq((stream_bits > (limit_b << (lgN + 3))) | pbad_c)
+        self.sync += weight_bad.eq((stream_bits > (limit_b << (lgN + 3))) | pbad_b)
 
         # ---- loader into X buffer `ld_sel` ---------------------------------------------------------
         ld_sel, ld_seg, ld_i, loading = Signal(), Signal(), Signal(17), Signal()
@@ -281,16 +284,14 @@ class RNNAccelCore(Module):
         # the pool address runs in its own register (ld_src + ld_i), no adder before the banks
         ld_adr = Signal(vaw)
         self.comb += vpool.wide_adr.eq(ld_adr)
-        # the pool's words are registered once more before the X buffer write (the block RAM's
-        # clock-to-out stays out of the bank/wrap write logic); with the X buffer's two write
-        # stages the last write lands three cycles after LOADED, before the stream's first window
-        # read (START + xb.settle at the earliest)
+        # the pool's wide read has latency two (the block RAMs' output registers keep their
+        # clock-to-out out of the bank/wrap write logic); with the X buffer's two write stages the
+        # last write lands three cycles after LOADED, before the stream's first window read
+        # (START + xb.settle at the earliest)
         wr_pend, wr_pos, wr_mask = Signal(), Signal(17), Signal(RD_WIDTH)
-        wr_dat = [Signal((ACT_BITS, True), name=f"ldw{j}", reset_less=True) for j in range(RD_WIDTH)]
-        self.sync += wr_pend.eq(ld_pend), wr_pos.eq(ld_pend_pos), wr_mask.eq(ld_pend_mask), \
-            [wr_dat[j].eq(vpool.wide_dat[j]) for j in range(RD_WIDTH)]
+        self.sync += wr_pend.eq(ld_pend), wr_pos.eq(ld_pend_pos), wr_mask.eq(ld_pend_mask)
         self.comb += [xb.wpos.eq(wr_pos), xb.wsel.eq(ld_sel), If(wr_pend, xb.we.eq(wr_mask))]
-        self.comb += [xb.wdata[j].eq(wr_dat[j]) for j in range(RD_WIDTH)]
+        self.comb += [xb.wdata[j].eq(vpool.wide_dat[j]) for j in range(RD_WIDTH)]
         self.comb += xb.remaining.eq(0xFFFFFFFF)
         for b in range(2):
             # per-buffer window geometry, set while the buffer loads (from the first LOAD cycle, so
@@ -306,9 +307,11 @@ class RNNAccelCore(Module):
         last_sel = Signal()        # buffer of the most recently started stream
         seg_wait, seg_ready = Signal(), Signal()   # WAIT / WAIT_OLDER (docs/isa.md)
         self.comb += seg_wait.eq(F["flags"][0] | F["flags"][2])
+        # reuse as a register: compared on the physical addresses' next values (stage C's sums,
+        # valid in CHECK1); held and last_sel change only in LOADED and START, never during a check
         reuse = Signal()
         h = [Array(held[b][k] for b in range(2)) for k in range(6)]
-        self.comb += reuse.eq(h[5][last_sel] & (h[0][last_sel] == phys["a"]) & (h[1][last_sel] == phys["b"]) &
+        self.sync += reuse.eq(h[5][last_sel] & (h[0][last_sel] == phys_nx["a"]) & (h[1][last_sel] == phys_nx["b"]) &
                               (h[2][last_sel] == F["a_len"]) & (h[3][last_sel] == F["b_len"]) &
                               (h[4][last_sel] == mode16) & ~seg_wait)
 
@@ -382,7 +385,7 @@ class RNNAccelCore(Module):
 
         # ---- instruction contexts: pushed at stream start, retired at the last write ----------------
         ctx_fields = {
-            "rows": F["rows"], "n_ops": None, "interval": None, "wait_epi": F["flags"][1],
+            "rows_m1": (F["rows"] - 1)[:len(F["rows"])], "n_ops": None, "interval": None, "wait_epi": F["flags"][1],
             "da": phys["da"], "db": phys["db"], "p": phys["p"], "q": phys["q"],
             "dst": phys["dst"], "dst2": phys["dst2"], "dst2_used": used["dst2"],
             "need0": used["da"], "need1": used["db"], "need2": used["p"], "need3": used["q"],
@@ -433,24 +436,35 @@ class RNNAccelCore(Module):
         feeding, slot = Signal(), Signal(3)
         fd_j = Signal(16)                                # next row of context feed_ptr
         r_ctx, r_j, acc_r = Signal(2), Signal(16), Signal((ACC_BITS, True))
-        p_ctx, p_j, acc_p, push = Signal(2), Signal(16), Signal((ACC_BITS, True)), Signal()
+        p_j, acc_p, push = Signal(16), Signal((ACC_BITS, True)), Signal()   # (p_ctx: copies, below)
+        # last_slot (feeding & slot == interval - 1) is a register, computed with the next state
+        # (below): pop, and the FIFO read behind it, start from registers, not from a mux and a compare
         last_slot = Signal()
-        self.comb += last_slot.eq(feeding & (slot == C("interval", r_ctx)))   # interval - 1
         epi_ok = Signal()   # WAIT_EPI: the first row waits until every older context has retired
         self.comb += epi_ok.eq((fd_j != 0) | ~C("wait_epi", feed_ptr) | (retire_ptr == feed_ptr))
         pop = Signal()
         self.comb += pop.eq(rowfifo.readable & (feed_ptr != push_ptr) & epi_ok & (~feeding | last_slot))
         self.comb += rowfifo.re.eq(pop)
+        self.sync += If(pop, last_slot.eq(C("interval", feed_ptr) == 0)).Elif(last_slot, last_slot.eq(0)) \
+            .Elif(feeding, last_slot.eq(slot + 1 == C("interval", r_ctx)))
+        # feed_ptr from its next value, with two copies for the operand and bias address muxes
+        fd_last, feed_nx = Signal(), Signal(2)
+        self.comb += fd_last.eq(fd_j == C("rows_m1", feed_ptr)), \
+            If(pop & fd_last, feed_nx.eq(feed_ptr + 1)).Else(feed_nx.eq(feed_ptr))
+        feed_adr, feed_adr2 = (copy_reg(self, feed_nx, f"feed_adr{c}", pop, reset=True) for c in range(2))   # == feed_ptr
         self.sync += [
-            push.eq(last_slot),
-            If(last_slot, acc_p.eq(acc_r), p_ctx.eq(r_ctx), p_j.eq(r_j)),
+            push.eq(last_slot), feed_ptr.eq(feed_nx),
+            If(last_slot, acc_p.eq(acc_r), p_j.eq(r_j)),
             If(pop,
                 feeding.eq(1), slot.eq(0), acc_r.eq(rowfifo.dout), r_ctx.eq(feed_ptr), r_j.eq(fd_j),
-                If(fd_j == C("rows", feed_ptr) - 1, fd_j.eq(0), feed_ptr.eq(feed_ptr + 1))
-                .Else(fd_j.eq(fd_j + 1)))
+                If(fd_last, fd_j.eq(0)).Else(fd_j.eq(fd_j + 1)))
             .Elif(last_slot, feeding.eq(0))
             .Elif(feeding, slot.eq(slot + 1)),
         ]
+        # the context of the row entering the epilogue (r_ctx at its last slot) selects some
+        # sixty bits of settings: three copies of it, by use
+        p_ctx_tag, p_ctx_s0, p_ctx_s1 = (copy_reg(self, r_ctx, f"p_ctx_{n}", last_slot, ce=last_slot, reset=True)
+                                         for n in ("tag", "s0", "s1"))
         core_rd_adr = Signal(vaw)
         need = [C(f"need{k}", r_ctx) for k in range(4)]
         pos_of = [Signal(3, name=f"pos{k}") for k in range(4)]
@@ -463,7 +477,8 @@ class RNNAccelCore(Module):
         # the four operand addresses of the row (base + row), added when the row is popped: in the
         # slots only a mux stands before the pool's read port
         op_adr = Array(Signal(vaw, name=f"opadr{k}") for k in range(4))
-        self.sync += If(pop, *[op_adr[k].eq(C(name, feed_ptr) + fd_j) for k, name in enumerate(("da", "db", "p", "q"))])
+        self.sync += If(pop, *[op_adr[k].eq(C(name, (feed_adr, feed_adr2)[k // 2]) + fd_j)
+                               for k, name in enumerate(("da", "db", "p", "q"))])
         self.comb += core_rd_adr.eq(op_adr[order[slot]])
         rd_k, rd_live = Signal(2), Signal()
         self.sync += rd_k.eq(order[slot]), \
@@ -473,19 +488,22 @@ class RNNAccelCore(Module):
         for k in range(4):
             self.sync += If(rd_live & (rd_k == k), cap[k].eq(vpool.rd_dat))
             self.comb += If(rd_live & (rd_k == k), now[k].eq(vpool.rd_dat)).Else(now[k].eq(cap[k]))
-        self.comb += q_bias.adr.eq(C("bias", r_ctx) + r_j)
+        # the bias address (context base + row) added when the row is popped, like the operands'
+        bias_adr = Signal(len(q_bias.adr))
+        self.sync += If(pop, bias_adr.eq(C("bias", feed_adr) + fd_j))
+        self.comb += q_bias.adr.eq(bias_adr)
         bias = Signal((32, True))
         self.comb += bias.eq(q_bias.dat_r)
         last_row = Signal()
-        self.comb += last_row.eq(p_j == C("rows", p_ctx) - 1)
+        self.comb += last_row.eq(p_j == C("rows_m1", p_ctx_tag))
         tag_dst, tag_dst2 = Signal(vaw), Signal(vaw)
-        self.comb += tag_dst.eq(C("dst", p_ctx) + p_j), tag_dst2.eq(C("dst2", p_ctx) + p_j)
+        self.comb += tag_dst.eq(C("dst", p_ctx_tag) + p_j), tag_dst2.eq(C("dst2", p_ctx_tag) + p_j)
         self.comb += [
             epi.valid.eq(push), epi.acc.eq(acc_p), epi.bias.eq(bias),
-            epi.tag.eq(Cat(tag_dst, tag_dst2, C("dst2_used", p_ctx), last_row)),
+            epi.tag.eq(Cat(tag_dst, tag_dst2, C("dst2_used", p_ctx_tag), last_row)),
             epi.da.eq(now[0]), epi.db.eq(now[1]), epi.p.eq(now[2]), epi.q.eq(now[3]),
-        ] + [getattr(epi, s).eq(C(s, p_ctx)) for s in
-             ("diag", "diag_shift", "out_shift", "act", "act2", "combine", "s_c", "s_q", "s_p")]
+        ] + [getattr(epi, s).eq(C(s, p_ctx_s0)) for s in ("diag", "diag_shift", "out_shift", "act", "act2")] \
+          + [getattr(epi, s).eq(C(s, p_ctx_s1)) for s in ("combine", "s_c", "s_q", "s_p")]
 
         # ---- write queue: up to two writes enter per row, one leaves per cycle -----------------------
         wq_adr = Array(Signal(vaw, name=f"wqa{e}") for e in range(WQ_DEPTH))
@@ -547,13 +565,16 @@ class RNNAccelCore(Module):
             If(self.steps == 0, *fail(isa.ERR_FIELD)).Else(*next_instr(0)))
         fsm.act("IDLE", launch)
         fsm.act("ERROR", launch)   # the error code stays readable until the next start
+        # the instruction words load whatever pc is (after an error ir is not used)
+        # ir is a shift register: word k arrives in cycle fetch_k == k + 1 and shifts down to
+        # ir[k] by the last one (the memory's output then reaches one register per bit). The shift
+        # (in FETCH, fetch_k != 0) reaches 512 clock enables: a register copy of it per two words,
+        # from its next value (do_finalize)
+        self._shift_copies = [Signal(name=f"ir_shift{k}") for k in range(0, isa.INSTR_WORDS, 2)]
+        for k in range(isa.INSTR_WORDS):
+            self.sync += If(self._shift_copies[k // 2], ir[k].eq(ir[k + 1] if k + 1 < isa.INSTR_WORDS else p_fetch.dat_r))
         fsm.act("FETCH",
             self.busy.eq(1),
-            # the instruction words load whatever pc is (after an error ir is not used)
-            # ir is a shift register: word k arrives in cycle fetch_k == k + 1 and shifts down
-            # to ir[k] by the last one (the memory's output then reaches one register per bit)
-            If(fetch_k != 0, *[NextValue(ir[k], ir[k + 1]) for k in range(isa.INSTR_WORDS - 1)],
-               NextValue(ir[-1], p_fetch.dat_r)),
             If(pc >= self.prog_len, *fail(isa.ERR_NOHALT)).Else(
                 NextValue(fetch_k, fetch_k + 1),
                 If(fetch_k == isa.INSTR_WORDS, NextState("DECODE"))))
@@ -564,7 +585,7 @@ class RNNAccelCore(Module):
         assert w_op == 0
         ops = (isa.OP_HALT, isa.OP_LOOP, isa.OP_ENDLOOP, isa.OP_MATVEC)
         is_op = {op: Signal(name=f"is_op{op}") for op in ops}
-        self.sync += If(fsm.ongoing("FETCH") & (fetch_k != 0),
+        self.sync += If(self._shift_copies[0],
                         *[is_op[op].eq(ir[1][lsb_op:lsb_op + width_op] == op) for op in ops])
         loop_more = Signal()
         self.sync += loop_more.eq(loop_iter + 1 < loop_count)
@@ -618,19 +639,20 @@ class RNNAccelCore(Module):
             NextState("START"))
         # START's two conditions as registers, from the next values of what they test (exact:
         # ws_idle == ~ws.busy, ctx_free == ctx_count < CTX_DEPTH in every cycle)
-        ws_idle, ctx_free = Signal(reset=1), Signal(reset=1)
-        self.sync += ws_idle.eq(~ws.busy_next), ctx_free.eq(ctx_count + pushed - ctx_retire < CTX_DEPTH)
+        ws_idle, ctx_free, ctx_free_nx = Signal(reset=1), Signal(reset=1), Signal()
+        self.comb += ctx_free_nx.eq(ctx_count + pushed - ctx_retire < CTX_DEPTH)
+        self.sync += ws_idle.eq(~ws.busy_next), ctx_free.eq(ctx_free_nx)
         fsm.act("START",     # the previous stream has finished issuing and a context slot is free
             self.busy.eq(1),
-            If(ws_idle & ctx_free,     # (st_go, below: the same test on in_start, a register)
+            If(ws_idle & ctx_free,     # (the stream start, below: the same test)
                 NextValue(st_sel, ld_sel), NextValue(last_sel, ld_sel),
                 NextValue(st_shift, F["a_aux"] | F["b_aux"]), NextValue(st_mode16, mode16),
                 *next_instr(pc + 1)))
-        # the stream start from registers only: in_start == (state is START) (do_finalize)
-        self._in_start = in_start = Signal()
-        st_go = Signal()
-        self.comb += st_go.eq(in_start & ws_idle & ctx_free), \
-            ws.start.eq(st_go), xb.restart.eq(st_go), ctx_push.eq(st_go)
+        # the stream start, in START & ws_idle & ctx_free, reaches several hundred registers (the
+        # weight stream's and X buffer's start inputs, the context push): register copies of
+        # it, one per group of them, loaded from the three conditions' next values (do_finalize)
+        self._start_copies = ws.start_copies + xb.restarts.copies + [ctx_push]
+        self._start_nx = [ctx_free_nx, ~ws.busy_next]
         fsm.act("DRAIN",     # HALT: wait for every row to be written
             self.busy.eq(1),
             If(ctx_count == 0, NextValue(self.done, 1), NextState("IDLE")))
@@ -642,5 +664,12 @@ class RNNAccelCore(Module):
         # now): the pool's port select and the stream start then come from flip-flops, not from
         # the state decode
         fsm = self.fsm
-        self.sync += self._own.eq(reduce(and_, [fsm.next_state != fsm.encoding[s] for s in ("IDLE", "ERROR")])), \
-            self._in_start.eq(fsm.next_state == fsm.encoding["START"])
+        self.sync += self._own.eq(reduce(and_, [fsm.next_state != fsm.encoding[s] for s in ("IDLE", "ERROR")]))
+        # the ir shift: FETCH with fetch_k != 0; the next cycle shifts iff FETCH stays FETCH
+        # (fetch_k counts up from 0 there; FETCH is entered with fetch_k = 0)
+        shift_nx = Signal()
+        self.comb += shift_nx.eq((fsm.next_state == fsm.encoding["FETCH"]) & (fsm.state == fsm.encoding["FETCH"]))
+        drive_copies(self, self._shift_copies, shift_nx, "ir_shift_r")
+        go_nx = Signal()
+        self.comb += go_nx.eq(reduce(and_, [fsm.next_state == fsm.encoding["START"]] + self._start_nx))
+        drive_copies(self, self._start_copies, go_nx, "st_go")

@@ -100,7 +100,7 @@ class Epilogue(Module):
         5  requantisation shift (first half) || P's act2 input shift (first half)
         6  round, saturate to int16 -> z || the same for P
         7..13  activation of z || act2 of P (ActivationUnit, 7)
-        14 Q - a, Q << s_q, the combine's operands
+        14 Q - a, Q << s_q, the combine's operands (act2(P) or P picked)
         15 the combine's products: a * (P or act2(P)), P * (Q - a)
         16 mac: + (Q << s_q); gru: a + round(P * (Q - a) >> 14)
         17 the combine's shift by s_c (first half)
@@ -176,18 +176,18 @@ class Epilogue(Module):
         a, t2 = au.out, au2.out
         # ---- stage 14: operands of the combine ------------------------------------------------------
         W = 2 * ACT_BITS + 24
-        a14, pa14, t14 = (Signal((ACT_BITS, True), name=n) for n in ("a14", "pa14", "t14"))
+        a14, pa14, b14 = (Signal((ACT_BITS, True), name=n) for n in ("a14", "pa14", "b14"))
         diff14 = Signal((ACT_BITS + 1, True))
         qs14 = Signal((W, True))
         sq = Signal(5)  # the Q alignment is a left shift (docs/arithmetic.md)
         self.comb += sq.eq(at(self.s_q, k))
-        self.sync += a14.eq(a), pa14.eq(at(self.p, k)), t14.eq(t2), diff14.eq(at(self.q, k) - a), \
-            qs14.eq(at(self.q, k) << sq)
-        sel15 = at(self.combine, k + 1)
+        # (a's partner in the product picked here: only registers before the multiplier)
+        self.sync += a14.eq(a), pa14.eq(at(self.p, k)), diff14.eq(at(self.q, k) - a), \
+            qs14.eq(at(self.q, k) << sq), \
+            If(at(self.combine, k) == isa.COMB_MULACT, b14.eq(t2)).Else(b14.eq(at(self.p, k)))
         # ---- stage 15: products ---------------------------------------------------------------------
         m15, g15 = Signal((2 * ACT_BITS, True)), Signal((2 * ACT_BITS + 1, True))
-        self.sync += If(sel15 == isa.COMB_MULACT, m15.eq(a14 * t14)).Else(m15.eq(a14 * pa14)), \
-            g15.eq(pa14 * diff14)
+        self.sync += m15.eq(a14 * b14), g15.eq(pa14 * diff14)
         a15, qs15 = at(a14, 1), at(qs14, 1)
         # ---- stage 16: mac sum; gru: a + round(P * (Q - a) >> F_ACT_OUT) ---------------------------
         val16 = Signal((W, True))

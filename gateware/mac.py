@@ -139,29 +139,32 @@ class MacArray(Module):
         depth = 3 + tlat
         ctl = Cat(self.valid, self.first, self.last, self.bnd != N)
         pipe = [ctl]
-        for _ in range(depth):
+        for _ in range(depth - 1):
             r = Signal(len(ctl))
             self.sync += r.eq(pipe[-1])
             pipe.append(r)
-        v, first, last, has_bnd = (pipe[-1][k] for k in range(4))
+        # the last stage in three copies (the accumulator's base, its update, the row outputs):
+        # each reaches some fifty registers or LUTs, not all 150
+        ctl_base, ctl_acc, ctl_out = (copy_reg(self, pipe[-1], f"mctl_{n}", pipe[-1][0], reset=True)
+                                      for n in ("base", "acc", "out"))
+        first = ctl_base[1]
         # ---- row accumulator ---------------------------------------------------------------------
         acc = Signal((ACC_BITS, True), reset_less=True)      # `first` restarts it
         base = Signal((ACC_BITS, True))
         self.comb += If(first, base.eq(0)).Else(base.eq(acc))
         self.sync += [
+            If(ctl_acc[0], If(ctl_acc[3], acc.eq(sum_hi)).Else(acc.eq(base + sum_lo))),
             self.row0_valid.eq(0), self.row1_valid.eq(0),
-            If(v,
-                If(has_bnd,
+            If(ctl_out[0],
+                If(ctl_out[3],
                     self.row0_valid.eq(1),
                     self.row0.eq(base + sum_lo),
-                    acc.eq(sum_hi),
                     self.row1.eq(sum_hi),
                 ).Else(
-                    acc.eq(base + sum_lo),
                     self.row1.eq(base + sum_lo),
                 ),
-                self.row1_valid.eq(last),
+                self.row1_valid.eq(ctl_out[2]),
             )
         ]
         self.latency = depth + 1
-        drop_resets(self, keep=pipe[1:] + [self.row0_valid, self.row1_valid])
+        drop_resets(self, keep=pipe[1:] + [ctl_base, ctl_acc, ctl_out, self.row0_valid, self.row1_valid])

@@ -85,6 +85,17 @@ def outreg_memories(fragment_specials):
     return [s.memory for s in fragment_specials if isinstance(s, RegisteredRead)]
 
 
+def mark_block_rams(verilog, names):
+    """`verilog` with the named memories' declarations marked `(* ram_style = "block" *)`: a small
+    memory would otherwise become LUT RAM, which has no output register to set."""
+    for name in names:
+        verilog, n = re.subn(rf"^(reg \[[^\]]+\] {re.escape(name)}\[)", r'(* ram_style = "block" *)\n\1',
+                             verilog, count=1, flags=re.M)
+        if n != 1:
+            raise ValueError(f"memory {name}: no declaration in the Verilog")
+    return verilog
+
+
 def ecp5_yosys_passes(names):
     """yosys commands (after synth_ecp5) that set the output register of the named memories'
     DP16KD cells (yosys names them `<memory>.<i>.<j>`)."""

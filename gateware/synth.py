@@ -28,8 +28,9 @@ from migen import READ_FIRST, Array, Case, Cat, If, Memory, Module, Mux, Signal
 
 from .core import N_SPACES, RNNAccelCore
 from . import bram, dsp
-from .bram import check_outreg_cells, ecp5_yosys_passes, outreg_memories, registered_read
+from .bram import check_outreg_cells, ecp5_yosys_passes, mark_block_rams, outreg_memories, registered_read
 from .dsp import ECP5_YOSYS_PASSES
+from .regs import copy_reg
 
 OVERRIDES = {**dsp.ECP5_OVERRIDES, **bram.ECP5_OVERRIDES}   # the ECP5 lowerings of the specials
 
@@ -56,7 +57,8 @@ REG_WORDS = 0x20
 STATUS_BUSY, STATUS_DONE, STATUS_PARITY, STATUS_PARITY_IN = 0, 1, 2, 3
 STATUS_ERROR = 4      # 3 bits
 STATUS_ERROR_PC = 16  # prog address bits
-READ_LATENCY = 5      # clock edges from a read at the pins to its data on dat_r
+READ_LATENCY = 7      # clock edges from a read at the pins to its data on dat_r
+REGS_PER_COPY = 4     # harness registers served by one copy of the write data
 
 
 class SynthTop(Module):
@@ -65,7 +67,7 @@ class SynthTop(Module):
     Pins (all registered on `sys_clk`, besides the `sys_rst` input that Migen adds):
         adr   word address (`adr_bits` wide)      dat_w  write data (32)
         we    write strobe                        re     read strobe
-        dat_r read data (32): the data of a read sampled at edge t appears after edge t + 5
+        dat_r read data (32): the data of a read sampled at edge t appears after edge t + 7
               (`READ_LATENCY`) and holds until the next read.
 
     Address map: region = adr >> `region_bits` (`region_bits` fits the largest region), offset =
@@ -110,8 +112,11 @@ class SynthTop(Module):
         self.adr, self.dat_w = Signal(self.adr_bits), Signal(32)
         self.we, self.re = Signal(), Signal()
         self.dat_r = Signal(32)
+        # twice registered: the first registers sit by the pads, the second by the logic
+        pin = [Signal(self.adr_bits), Signal(32), Signal(), Signal()]
         adr, dat_w, we, re_ = Signal(self.adr_bits), Signal(32), Signal(), Signal()
-        self.sync += adr.eq(self.adr), dat_w.eq(self.dat_w), we.eq(self.we), re_.eq(self.re)
+        self.sync += [p.eq(x) for p, x in zip(pin, (self.adr, self.dat_w, self.we, self.re))]
+        self.sync += [x.eq(p) for p, x in zip(pin, (adr, dat_w, we, re_))]
         region, off = Signal(3), Signal(R)
         self.comb += region.eq(adr[R:]), off.eq(adr[:R])
         wr = {k: Signal(name=f"wr_{n}") for k, n in enumerate(REGION_NAMES)}
@@ -119,7 +124,7 @@ class SynthTop(Module):
             self.comb += wr[k].eq(we & (region == k))
 
         # ---- registers ----------------------------------------------------------------------------
-        # a register write lands two cycles after the pins: the offset decoded and registered
+        # a register write lands three cycles after the pins: the offset decoded and registered
         # (one write enable per register), the data beside it, then the registers
         rw = {R_STEPS: core.steps, R_PROG_LEN: core.prog_len, R_PROG_BASE: core.prog_base,
               R_WEIGHT_BASE: core.weight_base, R_PARAM_BASE: core.param_base, R_PP_DIST: core.pp_dist}
@@ -127,16 +132,20 @@ class SynthTop(Module):
             rw[R_SPACE_BASE + s] = core.space_base[s]
             rw[R_SPACE_SIZE + s] = core.space_size[s]
         dec = {o: Signal(name=f"dec_{o:02x}") for o in [R_CTRL, *rw]}
-        reg_w = Signal(32)
         self.sync += [dec[o].eq(wr[REG] & (off == o)) for o in dec]
-        self.sync += reg_w.eq(dat_w)
+        # the data beside it, one copy per REGS_PER_COPY registers (which sit by their users, all
+        # over the core)
+        order = sorted(dec)
+        copies = [copy_reg(self, dat_w, f"reg_w{g}", we) for g in range(-(-len(order) // REGS_PER_COPY))]
+        reg_w_of = {o: copies[i // REGS_PER_COPY] for i, o in enumerate(order)}
+        reg_w = reg_w_of[R_CTRL]
         start, parity_in = Signal(), Signal()
         self.sync += start.eq(dec[R_CTRL] & reg_w[0])
         self.sync += If(dec[R_CTRL], parity_in.eq(reg_w[1]))
         self.comb += core.start.eq(start), core.parity_in.eq(parity_in)
         for o, port in rw.items():
             reg = Signal(len(port), name=f"reg_{o:02x}")
-            self.sync += If(dec[o], reg.eq(reg_w))
+            self.sync += If(dec[o], reg.eq(reg_w_of[o]))
             self.comb += port.eq(reg)
             rw[o] = reg
         status = Signal(32)
@@ -184,10 +193,14 @@ class SynthTop(Module):
             vm0.eq(core.vmem_rdat)
         self.sync += vm.eq(vm0), reg_q.eq(Mux(p_in, Array(part)[p_sel], 0)), \
             q_region.eq(p_region), q_en.eq(p_en)
+        # the word selected, then registered once more on its way to the pins (dat_r sits by
+        # the pads, the selection by the core)
+        out, out_en = Signal(32), Signal()
         self.sync += If(q_en,
-                        If(q_region == REG, self.dat_r.eq(reg_q))
-                        .Elif(q_region == VMEM, self.dat_r.eq(vm))
-                        .Else(self.dat_r.eq(0)))
+                        If(q_region == REG, out.eq(reg_q))
+                        .Elif(q_region == VMEM, out.eq(vm))
+                        .Else(out.eq(0))), out_en.eq(q_en)
+        self.sync += If(out_en, self.dat_r.eq(out))
         self.ios = {self.adr, self.dat_w, self.we, self.re, self.dat_r}
 
 
@@ -300,7 +313,7 @@ def to_verilog(n_lanes, path, unit=None, **core_kwargs):
     conv = convert(frag, ios=top.ios, name="top", special_overrides=OVERRIDES)   # ECP5 primitives
     top.outreg_names = sorted(conv.ns.get_name(m) for m in marked)   # block RAMs with OUTREG (bram.py)
     path = Path(path)
-    path.write_text(conv.main_source)
+    path.write_text(mark_block_rams(conv.main_source, top.outreg_names))
     for name, content in conv.data_files.items():   # ROM contents ($readmemh), next to the source
         (path.parent / name).write_text(content)
     return top

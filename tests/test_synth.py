@@ -8,6 +8,7 @@ pytest.importorskip("migen")
 from migen import run_simulation  # noqa: E402
 
 from rnnaccel.gateware import dsp, synth  # noqa: E402
+from rnnaccel.gateware.vmem import RD_WIDTH  # noqa: E402
 from rnnaccel.gateware.synth import (R_CTRL, R_CYCLES, R_INFO, R_STEPS, READ_LATENCY, STATUS_BUSY,  # noqa: E402
                                      STATUS_ERROR, SynthTop)
 
@@ -64,7 +65,7 @@ def test_harness_address_map():
         yield from wr(top.regions["wmem"] + 6, 0x11223344)
         out["w3_before"] = yield from _wmem_word(mem, 3)
         yield from wr(top.regions["wmem"] + 7, 0x55667788)
-        for _ in range(4):      # the pin register, the decode, the core's host-write register, the memory
+        for _ in range(5):      # the two pin registers, the decode, the core's host-write register, the memory
             yield
         out["w3"] = yield from _wmem_word(mem, 3)
         # start with an empty program: the core stops at once with an error
@@ -179,8 +180,9 @@ def test_yosys_synthesises_a_tiny_core(tmp_path):
     assert len(lanes) == 4
     for c in lanes:
         assert {k: c["parameters"].get(k) for k in dsp.ECP5_PARAMS} == dsp.ECP5_PARAMS
-    # the weight memory's slices read through their block RAMs' output registers (bram.py)
-    slices = len(_wmem(SynthTop(4, **TINY)))
+    # the weight memory's slices and the vector pool's wide-read slices (one per bank at this
+    # size) read through their block RAMs' output registers (bram.py)
+    slices = len(_wmem(SynthTop(4, **TINY))) + RD_WIDTH
     assert res["outreg_brams"] == slices
     regs = [c for c in cells if c["type"] == "DP16KD" and c["parameters"].get("REGMODE_B") == "OUTREG"]
     assert len(regs) == slices
@@ -192,7 +194,7 @@ def test_outreg_lowering_refuses_what_it_cannot_register():
     one read port; the netlist check finds a memory that did not become one DP16KD with OUTREG."""
     from migen import Memory, Module
     from migen.fhdl.verilog import convert
-    from rnnaccel.gateware.bram import check_outreg_cells, registered_read
+    from rnnaccel.gateware.bram import check_outreg_cells, mark_block_rams, registered_read
 
     def design(depth, width, reads):
         m = Module()
@@ -220,6 +222,11 @@ def test_outreg_lowering_refuses_what_it_cannot_register():
         check_outreg_cells(two, ["tmem"])
     with pytest.raises(ValueError, match="0 block RAMs"):
         check_outreg_cells(net, ["other"])
+    # the Verilog marks such memories for block RAM (yosys makes a small one LUT RAM otherwise)
+    v = mark_block_rams("reg [3:0] other;\nreg [3:0] tmem[0:15];\n", ["tmem"])
+    assert v == 'reg [3:0] other;\n(* ram_style = "block" *)\nreg [3:0] tmem[0:15];\n'
+    with pytest.raises(ValueError, match="no declaration"):
+        mark_block_rams(v, ["missing"])
 
 
 @pytest.mark.parametrize("unit", synth.UNITS)

@@ -25,7 +25,7 @@ memories, and a word port into the vector pool. Control: `start` with `steps`, `
 the base/size registers; status: `busy`, `done`, `error`, `error_pc`, `parity_out`, counters.
 """
 from functools import reduce
-from operator import and_
+from operator import and_, or_
 
 from migen import FSM, READ_FIRST, Array, Case, Cat, If, Memory, Module, Mux, NextState, NextValue, Signal
 from migen.fhdl.bitcontainer import value_bits_sign
@@ -217,15 +217,16 @@ class RNNAccelCore(Module):
             ]
             eff_b = Signal(34, name=f"eff_{op}")
             self.sync += eff_b.eq(addr_a + prod_a), szlen_b.eq(size_a - length[op])
-            bad = Signal(name=f"bad_{op}")
             phys[op] = Signal(vaw, name=f"phys_{op}")
             # eff + length > size  <=>  eff > size - length (eff >= 0)
             phys_nx[op] = Signal(vaw, name=f"physnx_{op}")
             self.comb += phys_nx[op].eq(base_a + eff_b)
-            self.sync += bad.eq(used[op] & (sbad_a | (eff_b > szlen_b))), phys[op].eq(phys_nx[op])
-            op_bad.append(bad)
+            self.sync += phys[op].eq(phys_nx[op])
+            op_bad.append(used[op] & (sbad_a | (eff_b > szlen_b)))
+        # the eight checks in one register: CHECK2's decision (and the stream start's next value,
+        # do_finalize) reads a flip-flop, not an OR of eight
         any_op_bad = Signal()
-        self.comb += any_op_bad.eq(Cat(*op_bad) != 0)
+        self.sync += any_op_bad.eq(reduce(or_, op_bad))
 
         field_bad = Signal()
         self.comb += field_bad.eq(
@@ -573,6 +574,7 @@ class RNNAccelCore(Module):
         self._shift_copies = [Signal(name=f"ir_shift{k}") for k in range(0, isa.INSTR_WORDS, 2)]
         for k in range(isa.INSTR_WORDS):
             self.sync += If(self._shift_copies[k // 2], ir[k].eq(ir[k + 1] if k + 1 < isa.INSTR_WORDS else p_fetch.dat_r))
+        self._fetch_stays = (pc < self.prog_len) & (fetch_k != isa.INSTR_WORDS)   # FETCH's own transitions
         fsm.act("FETCH",
             self.busy.eq(1),
             If(pc >= self.prog_len, *fail(isa.ERR_NOHALT)).Else(
@@ -653,6 +655,10 @@ class RNNAccelCore(Module):
         # it, one per group of them, loaded from the three conditions' next values (do_finalize)
         self._start_copies = ws.start_copies + xb.restarts.copies + [ctx_push]
         self._start_nx = [ctx_free_nx, ~ws.busy_next]
+        # "START in the next cycle", spelt out on registers (do_finalize): CHECK2 passing every
+        # check onto a reused buffer, LOADED, or START still waiting
+        self._to_start = {"CHECK2": ~any_op_bad & ~weight_bad & ~seg_wait & reuse, "LOADED": 1,
+                          "START": ~(ws_idle & ctx_free)}
         fsm.act("DRAIN",     # HALT: wait for every row to be written
             self.busy.eq(1),
             If(ctx_count == 0, NextValue(self.done, 1), NextState("IDLE")))
@@ -668,8 +674,13 @@ class RNNAccelCore(Module):
         # the ir shift: FETCH with fetch_k != 0; the next cycle shifts iff FETCH stays FETCH
         # (fetch_k counts up from 0 there; FETCH is entered with fetch_k = 0)
         shift_nx = Signal()
-        self.comb += shift_nx.eq((fsm.next_state == fsm.encoding["FETCH"]) & (fsm.state == fsm.encoding["FETCH"]))
+        self.comb += shift_nx.eq((fsm.state == fsm.encoding["FETCH"]) & self._fetch_stays)
         drive_copies(self, self._shift_copies, shift_nx, "ir_shift_r")
-        go_nx = Signal()
-        self.comb += go_nx.eq(reduce(and_, [fsm.next_state == fsm.encoding["START"]] + self._start_nx))
-        drive_copies(self, self._start_copies, go_nx, "st_go")
+        # the stream start's next value: START next (the FSM's transitions into it, each from its
+        # state register and one or two flag registers, not through the next-state logic) and the
+        # START conditions' next values
+        to_start, go_nx = Signal(), Signal()
+        self.comb += to_start.eq(reduce(or_, [(fsm.state == fsm.encoding[st]) & cond
+                                              for st, cond in self._to_start.items()]))
+        self.comb += go_nx.eq(reduce(and_, [to_start] + self._start_nx))
+        drive_copies(self, self._start_copies, go_nx, "st_go", live=self._own)

@@ -286,9 +286,9 @@ class RNNAccelCore(Module):
         ld_adr = Signal(vaw)
         self.comb += vpool.wide_adr.eq(ld_adr)
         # the pool's wide read has latency two (the block RAMs' output registers keep their
-        # clock-to-out out of the bank/wrap write logic); with the X buffer's two write stages the
-        # last write lands three cycles after LOADED, before the stream's first window read
-        # (START + xb.settle at the earliest)
+        # clock-to-out out of the bank/wrap write logic); with the X buffer's three write stages
+        # the last write lands four cycles after LOADED, in time for the stream's first window
+        # read (START + xb.settle at the earliest, START >= LOADED + 1)
         wr_pend, wr_pos, wr_mask = Signal(), Signal(17), Signal(RD_WIDTH)
         self.sync += wr_pend.eq(ld_pend), wr_pos.eq(ld_pend_pos), wr_mask.eq(ld_pend_mask)
         self.comb += [xb.wpos.eq(wr_pos), xb.wsel.eq(ld_sel), If(wr_pend, xb.we.eq(wr_mask))]
@@ -334,6 +334,9 @@ class RNNAccelCore(Module):
         self.comb += xb.advance.eq(take), xb.rsel.eq(st_sel)
 
         lag = timing.XBUF_LATENCY
+        # the loader's last write is presented in the cycle after LOADED and readable write_latency + 1
+        # cycles later; the first window read is settle cycles after START (LOADED + 1 at the earliest)
+        assert xb.write_latency + 1 <= xb.settle
         assert xb.latency == lag
         # the X buffer's position registers settle after restart (START) while the weight stream
         # primes: its first output comes no earlier than first_output_latency cycles after start
@@ -442,7 +445,8 @@ class RNNAccelCore(Module):
         # (below): pop, and the FIFO read behind it, start from registers, not from a mux and a compare
         last_slot = Signal()
         epi_ok = Signal()   # WAIT_EPI: the first row waits until every older context has retired
-        self.comb += epi_ok.eq((fd_j != 0) | ~C("wait_epi", feed_ptr) | (retire_ptr == feed_ptr))
+        fd_first = Signal(reset=1)   # fd_j == 0, a register beside it (no 16-bit zero test before pop)
+        self.comb += epi_ok.eq(~fd_first | ~C("wait_epi", feed_ptr) | (retire_ptr == feed_ptr))
         pop = Signal()
         self.comb += pop.eq(rowfifo.readable & (feed_ptr != push_ptr) & epi_ok & (~feeding | last_slot))
         self.comb += rowfifo.re.eq(pop)
@@ -458,7 +462,7 @@ class RNNAccelCore(Module):
             If(last_slot, acc_p.eq(acc_r), p_j.eq(r_j)),
             If(pop,
                 feeding.eq(1), slot.eq(0), acc_r.eq(rowfifo.dout), r_ctx.eq(feed_ptr), r_j.eq(fd_j),
-                If(fd_last, fd_j.eq(0)).Else(fd_j.eq(fd_j + 1)))
+                If(fd_last, fd_j.eq(0), fd_first.eq(1)).Else(fd_j.eq(fd_j + 1), fd_first.eq(0)))
             .Elif(last_slot, feeding.eq(0))
             .Elif(feeding, slot.eq(slot + 1)),
         ]

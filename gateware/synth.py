@@ -57,7 +57,7 @@ REG_WORDS = 0x20
 STATUS_BUSY, STATUS_DONE, STATUS_PARITY, STATUS_PARITY_IN = 0, 1, 2, 3
 STATUS_ERROR = 4      # 3 bits
 STATUS_ERROR_PC = 16  # prog address bits
-READ_LATENCY = 7      # clock edges from a read at the pins to its data on dat_r
+READ_LATENCY = 8      # clock edges from a read at the pins to its data on dat_r
 REGS_PER_COPY = 4     # harness registers served by one copy of the write data
 
 
@@ -67,7 +67,7 @@ class SynthTop(Module):
     Pins (all registered on `sys_clk`, besides the `sys_rst` input that Migen adds):
         adr   word address (`adr_bits` wide)      dat_w  write data (32)
         we    write strobe                        re     read strobe
-        dat_r read data (32): the data of a read sampled at edge t appears after edge t + 7
+        dat_r read data (32): the data of a read sampled at edge t appears after edge t + 8
               (`READ_LATENCY`) and holds until the next read.
 
     Address map: region = adr >> `region_bits` (`region_bits` fits the largest region), offset =
@@ -178,8 +178,9 @@ class SynthTop(Module):
         rd_region, rd_off, rd_en = Signal(3), Signal(R), Signal()
         self.sync += rd_region.eq(region), rd_off.eq(off), rd_en.eq(re_)
         # the register value in two registered mux levels (8:1 within each group of 8 offsets,
-        # then 4:1), the pool's word registered twice beside it: the block RAM's clock-to-out,
-        # the status logic and the wide register mux stay out of the output mux
+        # then 4:1), the pool's word registered three times beside it (the first register by the
+        # block RAMs, whose clock-to-out is 5.8 ns): the block RAM's clock-to-out, the status
+        # logic and the wide register mux stay out of the output mux
         in_block = Signal()
         self.comb += in_block.eq(rd_off[5:] == 0 if R > 5 else 1)
         part = [Signal(32, name=f"reg_part{g}") for g in range(4)]
@@ -187,12 +188,14 @@ class SynthTop(Module):
             cases = {o & 7: part[g].eq(v) for o, v in readable.items() if o >> 3 == g}
             self.sync += Case(rd_off[:3], cases | {"default": part[g].eq(0)})
         p_sel, p_in = Signal(2), Signal()
-        vm0, vm, reg_q = Signal((32, True)), Signal((32, True)), Signal(32)
-        p_region, p_en, q_region, q_en = Signal(3), Signal(), Signal(3), Signal()
+        vm00, vm0, vm = Signal((32, True)), Signal((32, True)), Signal((32, True))
+        reg_q0, reg_q = Signal(32), Signal(32)
+        p_region, p_en, q0_region, q0_en, q_region, q_en = Signal(3), Signal(), Signal(3), Signal(), Signal(3), Signal()
         self.sync += p_sel.eq(rd_off[3:5]), p_in.eq(in_block), p_region.eq(rd_region), p_en.eq(rd_en), \
-            vm0.eq(core.vmem_rdat)
-        self.sync += vm.eq(vm0), reg_q.eq(Mux(p_in, Array(part)[p_sel], 0)), \
-            q_region.eq(p_region), q_en.eq(p_en)
+            vm00.eq(core.vmem_rdat)
+        self.sync += vm0.eq(vm00), reg_q0.eq(Mux(p_in, Array(part)[p_sel], 0)), \
+            q0_region.eq(p_region), q0_en.eq(p_en)
+        self.sync += vm.eq(vm0), reg_q.eq(reg_q0), q_region.eq(q0_region), q_en.eq(q0_en)
         # the word selected, then registered once more on its way to the pins (dat_r sits by
         # the pads, the selection by the core)
         out, out_en = Signal(32), Signal()

@@ -78,7 +78,7 @@ Let `start` be high in cycle S.
 from functools import reduce
 from operator import or_
 
-from migen import Array, Case, Cat, If, Memory, Module, Mux, Signal
+from migen import C, Array, Case, Cat, If, Memory, Module, Mux, Signal
 
 from rnnaccel.host.isa import FIELDS
 from rnnaccel.host.cycles import CB_PER_WORD, codebook_words
@@ -347,7 +347,7 @@ class _Codebooks(Module):
         self.base = Signal(len(port.adr) + 2)   # byte address, 4-byte aligned (valid with start)
         self.enable = Signal()                  # codebook mode (latched by the parent)
         self.words = Signal(max=CB_ENTRIES // CB_PER_WORD + 1)   # words per codebook (latched)
-        self.rows = Signal(ROW_BITS)            # (latched)
+        self.rows = Signal(ROW_BITS)            # (sampled with start)
         self.mask = Signal(ROW_BITS)            # G - 1 (latched)
         self.take = Signal()                    # stage 1 issued a cycle crossing into a new group
         self.release = Signal()                 # the output stage passed such a cycle
@@ -357,8 +357,12 @@ class _Codebooks(Module):
         # ---- filler: issue reads -----------------------------------------------------------------
         adr = Signal(len(port.adr))
         j = Signal(max=CB_ENTRIES // CB_PER_WORD)    # word within the codebook
-        fill_row = Signal(ROW_BITS + 2)              # first row of the group being filled
-        par = Signal()                               # its file
+        # rows - 1 - (first row of the group being filled): a group remains while it is >= 0, so
+        # the issue test reads its sign bit (no comparator); a group's end subtracts G = mask + 1
+        # as one add of ~mask
+        left, minus_g = Signal((ROW_BITS + 2, True)), Signal((ROW_BITS + 2, True))
+        self.comb += minus_g.eq(Cat(~self.mask, C(3, 2)))   # -G: the bits of ~mask, sign-extended with ones
+        par = Signal()                               # the file being filled
         held = Signal(2)
         go = Signal()
         word_last = Signal()
@@ -366,16 +370,16 @@ class _Codebooks(Module):
             port.adr.eq(adr),
             word_last.eq(j == self.words - 1),
             # a codebook, once begun, is read to its end (held only decreases meanwhile)
-            go.eq(self.enable & ((j != 0) | ((held < 2) & (fill_row < self.rows)))),
+            go.eq(self.enable & ((j != 0) | (~held[1] & ~left[-1]))),
         ]
         self.sync += If(start,
-            adr.eq(self.base[2:]), j.eq(0), fill_row.eq(0), par.eq(0), held.eq(0),
+            adr.eq(self.base[2:]), j.eq(0), left.eq(self.rows - 1), par.eq(0), held.eq(0),
         ).Else(
             held.eq(held + (go & word_last) - self.release),
             If(go,
                 adr.eq(adr + 1),
                 If(word_last,
-                    j.eq(0), par.eq(~par), fill_row.eq(fill_row + self.mask + 1),
+                    j.eq(0), par.eq(~par), left.eq(left + minus_g),
                 ).Else(
                     j.eq(j + 1),
                 ),
@@ -473,7 +477,6 @@ class WeightStream(Module):
         code = WEIGHT_MODE_CODE
         m16, m6, m4, m2, cbm = Signal(), Signal(), Signal(), Signal(), Signal()
         units, words, mask = Signal(3), Signal.like(cb.words), Signal(ROW_BITS)
-        rows = Signal(ROW_BITS)
         is_ = {b: self.mode == code[b] for b in code}
         is_cbm = reduce(or_, (is_[b] for b in CODEBOOK_MODES))
         per_mode = {code[b]: words.eq(codebook_words(b)) for b in code}
@@ -484,7 +487,6 @@ class WeightStream(Module):
                         ).Else(units_nx.eq(units))
         self.sync += units.eq(units_nx)
         self.sync += If(start,
-            rows.eq(self.rows),
             m16.eq(is_[16]), m6.eq(is_[6]), m4.eq(is_[4]), m2.eq(is_[2]),
             cbm.eq(is_cbm),
             Case(self.mode, per_mode),
@@ -518,7 +520,7 @@ class WeightStream(Module):
             tr.half.eq(is_[16]), tr.mask.eq(mask), tr.advance.eq(gen_tr),
 
             cb.start.eq(self.start) if not external_start else [], cb.base.eq(self.cb_base), cb.enable.eq(cbm),
-            cb.words.eq(words), cb.rows.eq(rows), cb.mask.eq(mask), cb.take.eq(gen & cross),
+            cb.words.eq(words), cb.rows.eq(self.rows), cb.mask.eq(mask), cb.take.eq(gen & cross),
         ]
 
         # ---- stage P: the window's two words and the cycle's row information, registered --------

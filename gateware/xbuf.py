@@ -38,7 +38,7 @@ class XBuffer(Module):
     With one set, `k`, `k_useful`, `split`, `shift_b`, `mode16` are its attributes as well.
     Write port: we[j], wpos (position of element 0), wdata[j] for j < wr_width, into buffer `wsel`;
     `wsel` and cfg[wsel]["k"] must be set a cycle before the first write (the wrap bank uses k registered);
-    a write lands two cycles after it is presented (readable from the cycle after that).
+    a write lands `write_latency` (3) cycles after it is presented (readable from the cycle after that).
     Read: `restart` sets p = 0 and starts a stream on buffer `rsel` (rsel held from the cycle after
     restart to the stream's end), `advance` steps the window by N_eff (a pulse per stream cycle;
     the first no earlier than `settle` cycles after restart, the previous stream's last one
@@ -109,35 +109,40 @@ class XBuffer(Module):
         # ---- writes: position wpos+j -> bank (wpos+j) mod N, word (wpos+j) div N ------------
         lg = N.bit_length() - 1
         assert 1 << lg == N, "N must be a power of two"
-        # Writes land two cycles after they are presented, through two register stages: A the
-        # decoded hits (bank b takes element j: wpos mod N == (b - j) mod N, a compare with a
-        # constant, no adder) and, per group of COPY_GROUP banks, a copy of each element's word
-        # address and data; B per bank and per wrap register the one write that hits it, an AND-OR.
-        # The wrap copy: x[pos] for pos < N also lives at bank (pos + k) mod N. k mod N comes
-        # registered (the configuration is set at least one cycle before the first write).
-        # (k mod N and the wrapped position per group of COPY_GROUP banks: no net of the wrap
-        # decode reaches every bank)
-        wlow = Signal(lg)
-        self.comb += wlow.eq(self.wpos[:lg])
-        wwrap = []
-        for g in range(n_grp):
-            wk = copy_reg(self, cfg("k", self.wsel)[:lg], f"xwk{g}", self.we[0])
-            ww = Signal(lg, name=f"xwwrap{g}")
-            self.comb += ww.eq(wlow + wk)
-            wwrap.append(ww)
+        # Writes land three cycles after they are presented, through three register stages:
+        # P the inputs where they arrive, with what the decode needs computed from them (the
+        # position within a row of banks and the wrapped position (pos + k) mod N, per group of
+        # COPY_GROUP banks; each element's `early` flag: position < N, it has a wrap copy; each
+        # element's word address); A the decoded hits (bank b takes element j: pos mod N ==
+        # (b - j) mod N, a compare with a constant) and, per group, a copy of each element's word
+        # address and data; B per bank and per wrap register the one write that hits it, an
+        # AND-OR. The wrap copy: x[pos] for pos < N also lives at bank (pos + k) mod N. So no net
+        # of the write decode reaches every bank, and none starts before a register of its own.
+        live = self.we[0]
+        we_p, early_p, wsel_p = Signal(wr_width), Signal(wr_width), Signal(sb)
+        wword_p = [Signal(kw - lg, name=f"xwword{j}") for j in range(wr_width)]
+        wdat_p = [Signal((ACT_BITS, True), name=f"xwdat{j}", reset_less=True) for j in range(wr_width)]
+        self.sync += we_p.eq(self.we), wsel_p.eq(self.wsel), \
+            [early_p[j].eq(self.we[j] & (self.wpos < N - j)) for j in range(wr_width)], \
+            [wword_p[j].eq((self.wpos + j) >> lg) for j in range(wr_width)], \
+            [wdat_p[j].eq(self.wdata[j]) for j in range(wr_width)]
+        wrapped_pos = Signal(lg + 1)
+        self.comb += wrapped_pos.eq(self.wpos[:lg] + cfg("k", self.wsel)[:lg])
+        wlow = [copy_reg(self, self.wpos[:lg], f"xwlow{g}", live) for g in range(n_grp)]
+        wwrap = [copy_reg(self, wrapped_pos[:lg], f"xwwrap{g}", live) for g in range(n_grp)]
         hit = [[Signal(name=f"xhit{b}_{j}") for j in range(wr_width)] for b in range(N)]
         whit = [[Signal(name=f"xwhit{b}_{j}") for j in range(wr_width)] for b in range(N)]
         for j in range(wr_width):
-            early = self.we[j] & (self.wpos < N - j)
             for b in range(N):
-                self.sync += hit[b][j].eq(self.we[j] & (wlow == (b - j) % N)), \
-                    whit[b][j].eq(early & (wwrap[grp[b]] == (b - j) % N))
-        live = self.we[0]
-        a_word = [[copy_reg(self, badr((self.wpos + j) >> lg, self.wsel), f"xa_word{g}_{j}", live)
+                self.sync += hit[b][j].eq(we_p[j] & (wlow[grp[b]] == (b - j) % N)), \
+                    whit[b][j].eq(early_p[j] & (wwrap[grp[b]] == (b - j) % N))
+        live_p = we_p[0]
+        a_word = [[copy_reg(self, badr(wword_p[j], wsel_p), f"xa_word{g}_{j}", live_p)
                    for j in range(wr_width)] for g in range(n_grp)]
-        a_dat = [[copy_reg(self, self.wdata[j], f"xa_dat{g}_{j}", live) for j in range(wr_width)]
+        a_dat = [[copy_reg(self, wdat_p[j], f"xa_dat{g}_{j}", live_p) for j in range(wr_width)]
                  for g in range(n_grp)]
-        a_sel = [copy_reg(self, self.wsel, f"xa_sel{g}", live) for g in range(n_grp)]
+        a_sel = [copy_reg(self, wsel_p, f"xa_sel{g}", live_p) for g in range(n_grp)]
+        self.write_latency = 3
 
         def select(hits, vals):      # at most one hit (consecutive positions, wr_width <= N)
             return reduce(or_, [Mux(h, v, 0) for h, v in zip(hits, vals)])

@@ -31,7 +31,8 @@ def run_window(n, kmax, x, k_useful, split, shift_b, total, mode16=False, wr_wid
             yield dut.we.eq(m)
             yield
         yield dut.we.eq(0)
-        yield                     # writes land two cycles after they are presented
+        for _ in range(dut.write_latency - 1):   # writes land write_latency cycles after they are presented
+            yield
         yield dut.restart.eq(1)
         yield
         yield dut.restart.eq(0)

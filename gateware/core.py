@@ -471,23 +471,30 @@ class RNNAccelCore(Module):
         p_ctx_tag, p_ctx_s0, p_ctx_s1 = (copy_reg(self, r_ctx, f"p_ctx_{n}", last_slot, ce=last_slot, reset=True)
                                          for n in ("tag", "s0", "s1"))
         core_rd_adr = Signal(vaw)
-        need = [C(f"need{k}", r_ctx) for k in range(4)]
+        # the popped row's slot order (slot -> operand index, among da, db, p, q those used),
+        # computed at pop from its context and shifted down one slot per cycle: in every slot the
+        # read operand's index is a register
+        need = [C(f"need{k}", feed_adr2) for k in range(4)]
         pos_of = [Signal(3, name=f"pos{k}") for k in range(4)]
-        order = Array(Signal(2, name=f"ord{k}") for k in range(4))   # slot -> operand index
+        order = [Signal(2, name=f"ord{k}") for k in range(4)]
         self.comb += pos_of[0].eq(0)
         for k in range(1, 4):
             self.comb += pos_of[k].eq(pos_of[k - 1] + need[k - 1])
         for k in range(4):
-            self.comb += If(need[k], order[pos_of[k]].eq(k))
+            self.comb += If(need[k], Array(order)[pos_of[k]].eq(k))
+        ordq = [Signal(2, name=f"ordq{k}") for k in range(4)]
+        n_ops_r = Signal(3)
+        self.sync += If(pop, *[q.eq(o) for q, o in zip(ordq, order)], n_ops_r.eq(C("n_ops", feed_adr2))) \
+            .Elif(feeding, *[ordq[k].eq(ordq[k + 1]) for k in range(3)])
         # the four operand addresses of the row (base + row), added when the row is popped: in the
         # slots only a mux stands before the pool's read port
         op_adr = Array(Signal(vaw, name=f"opadr{k}") for k in range(4))
         self.sync += If(pop, *[op_adr[k].eq(C(name, (feed_adr, feed_adr2)[k // 2]) + fd_j)
                                for k, name in enumerate(("da", "db", "p", "q"))])
-        self.comb += core_rd_adr.eq(op_adr[order[slot]])
+        self.comb += core_rd_adr.eq(op_adr[ordq[0]])
         rd_k, rd_live = Signal(2), Signal()
-        self.sync += rd_k.eq(order[slot]), \
-            rd_live.eq(feeding & (slot < C("n_ops", r_ctx)))
+        self.sync += rd_k.eq(ordq[0]), \
+            rd_live.eq(feeding & (slot < n_ops_r))
         cap = [Signal((ACT_BITS, True), name=f"cap{k}", reset_less=True) for k in range(4)]
         now = [Signal((ACT_BITS, True), name=f"opnow{k}") for k in range(4)]
         for k in range(4):

@@ -13,7 +13,7 @@ data two cycles after the address.
 """
 import re
 
-from migen import Module, Signal
+from migen import Memory, Module, Signal
 from migen.fhdl.specials import SPECIAL_INPUT, SPECIAL_OUTPUT, Special
 
 class RegisteredRead(Special):
@@ -121,3 +121,33 @@ def check_outreg_cells(netlist, names):
                 raise ValueError(f"{c}: {v['type']} without the output register")
         checked += len(mine)
     return checked
+
+
+class SlicedMemory(Module):
+    """A `width` x `depth` memory as block-RAM-deep slices side by side (no depth-cascade mux behind
+    a block RAM), with one synchronous read port (`registered`: through the block RAMs' output
+    registers, latency two; else latency one) and one write port, each like one memory's:
+    read `adr` -> `dat_r`; write `we`, `wadr`, `wdat`. Memories of one slice's width or deeper
+    than one block RAM stay one memory."""
+
+    def __init__(self, name, width, depth, registered=False):
+        from migen import Cat, READ_FIRST
+        aw = max(1, (depth - 1).bit_length())
+        self.adr, self.dat_r = Signal(aw), Signal(width)
+        self.we, self.wadr, self.wdat = Signal(), Signal(aw), Signal(width)
+        sw = bram_width(depth) or width
+        self.memories = [Memory(min(sw, width - lo), depth, name=f"{name}{lo // sw}") for lo in range(0, width, sw)]
+        self.specials += self.memories
+        reads = []
+        for m in self.memories:
+            if registered:
+                reads.append(registered_read(self, m, mode=READ_FIRST))
+            else:
+                port = m.get_port(mode=READ_FIRST)
+                self.specials += port
+                reads.append(port)
+            w = m.get_port(write_capable=True)
+            self.specials += w
+            lo = sum(x.width for x in self.memories[:self.memories.index(m)])
+            self.comb += w.we.eq(self.we), w.adr.eq(self.wadr), w.dat_w.eq(self.wdat[lo:lo + m.width])
+        self.comb += [r.adr.eq(self.adr) for r in reads] + [self.dat_r.eq(Cat(*[r.dat_r for r in reads]))]

@@ -35,7 +35,7 @@ from rnnaccel.host import cycles as timing
 from rnnaccel.host import isa
 from rnnaccel.host.spec import ACC_BITS, ACT_BITS, MAX_ROWS, MAX_SEG_SHIFT, WEIGHT_MODE_CODE
 
-from .bram import registered_read
+from .bram import SlicedMemory, registered_read
 from .epilogue import Epilogue, delay
 from .mac import MacArray
 from .regs import copy_reg, drive_copies
@@ -84,33 +84,38 @@ class RNNAccelCore(Module):
 
         # ---- memories and host ports --------------------------------------------------------------
         prog = Memory(32, prog_words, name="prog")
-        param = Memory(32, param_words, name="param")
+        # the parameter memory in two copies written alike, each in slices one block RAM deep: the
+        # weight stream's (codebooks) and the feeder's (biases), the latter read through the block
+        # RAMs' output registers (the epilogue takes a row's bias a cycle after the row)
+        self.submodules.param_cb = q_stream = SlicedMemory("param_cb", 32, param_words)
+        self.submodules.param_bias = q_bias = SlicedMemory("param_bias", 32, param_words, registered=True)
         # the weight memory in slices side by side, each exactly one block RAM deep (a DP16KD holds
         # 16K bits: 4096 x 4 at N = 32), with its own read address register: the words come
         # straight from the block RAMs, with no depth-cascade mux behind them, and no single
         # address net reaches every block RAM
         wslices = weight_memory(N, self.wmem_words)
         sb = wslices[0].width
-        self.specials += prog, param, *wslices
+        self.specials += prog, *wslices
         # read ports READ_FIRST (data registered): a write-first port beside a write port makes
         # yosys emulate the transparency with a bypass mux and an address compare behind the block
         # RAM; here a read never meets a write to the same word in the same cycle (the host writes
         # only while the core is idle; see also VectorPool)
         rd = dict(mode=READ_FIRST)
         p_fetch, p_host = prog.get_port(**rd), prog.get_port(write_capable=True)
-        q_stream, q_bias, q_host = param.get_port(**rd), param.get_port(**rd), param.get_port(write_capable=True)
         # the weight stream's reads with latency 2: the block RAMs' output registers (bram.py)
         w_stream = [registered_read(self, m, **rd) for m in wslices]
         w_host = [m.get_port(write_capable=True) for m in wslices]
-        self.specials += p_fetch, p_host, q_stream, q_bias, q_host, *w_host
+        self.specials += p_fetch, p_host, *w_host
         # host writes into the program, parameter and weight memories (write-only for the host)
         # are registered once and land a cycle later: nothing but a register before the ports
         # (one copy per 32 bits of weight-memory slices: copy_reg keeps the identical ones apart)
         host_ports = {}
-        for name, port in (("prog", p_host), ("param", q_host)):
-            we, adr, dat = Signal(name=f"{name}_we"), Signal(len(port.adr), name=f"{name}_adr"), \
-                Signal(len(port.dat_w), name=f"{name}_dat")
-            self.sync += port.we.eq(we), port.adr.eq(adr), port.dat_w.eq(dat)
+        for name, ports in (("prog", [(p_host.we, p_host.adr, p_host.dat_w)]),
+                            ("param", [(m.we, m.wadr, m.wdat) for m in (q_stream, q_bias)])):
+            we, adr, dat = Signal(name=f"{name}_we"), Signal(len(ports[0][1]), name=f"{name}_adr"), \
+                Signal(len(ports[0][2]), name=f"{name}_dat")
+            for port in ports:
+                self.sync += [x.eq(v) for x, v in zip(port, (we, adr, dat))]
             host_ports[name] = (we, adr, dat)
         self.prog_we, self.prog_adr, self.prog_dat = host_ports["prog"]
         self.param_we, self.param_adr, self.param_dat = host_ports["param"]
@@ -436,7 +441,9 @@ class RNNAccelCore(Module):
         # A row is popped, then occupies `interval` slots; slot s issues the read of its s-th epilogue
         # operand (da, db, p, q in that order among those used). In the cycle after its last slot
         # (while the next row may already be in its first slot) it enters the epilogue, with its last
-        # operand and its bias straight from the read ports.
+        # operand straight from the pool's read port; its bias follows a cycle later from the bias
+        # copy's output registers (addressed from the cycle after the pop, held until the next pop:
+        # valid from pop + 3 to at least push + 1 = pop + interval + 2).
         feeding, slot = Signal(), Signal(3)
         fd_j = Signal(16)                                # next row of context feed_ptr
         r_ctx, r_j, acc_r = Signal(2), Signal(16), Signal((ACC_BITS, True))

@@ -93,7 +93,8 @@ def _shift_stage(m, value, amount_ahead, out_width, name):
 class Epilogue(Module):
     """Pipeline (a register after each stage; `latency` = 18 = EPILOGUE_LATENCY):
 
-        1  inputs registered (the operands come straight from the vector pool's read port)
+        1  inputs registered (the operands come straight from the vector pool's read port; the
+           bias comes a cycle later, from a block RAM's output register, straight into stage 2)
         2  acc + bias, DA * DB (one MULT18X18D)
         3  diag product shifted (first half of its round_shift)
         4  acc + rounded diag product (wrap 48)
@@ -121,7 +122,7 @@ class Epilogue(Module):
         # ---- per row ------------------------------------------------------------------------------
         self.valid = Signal()
         self.acc = Signal((ACC_BITS, True))
-        self.bias = Signal((32, True))          # added to acc (0 if unused)
+        self.bias = Signal((32, True))          # added to acc (0 if unused); one cycle after its row
         self.da = Signal((ACT_BITS, True))
         self.db = Signal((ACT_BITS, True))
         self.p = Signal((ACT_BITS, True))
@@ -146,7 +147,7 @@ class Epilogue(Module):
         v = self.valid
         # ---- stage 2: acc + bias, DA * DB -----------------------------------------------------------
         acc2, d2 = Signal((ACC_BITS, True)), Signal((2 * ACT_BITS, True))
-        self.sync += acc2.eq(at(self.acc, 1) + at(self.bias, 1)), d2.eq(at(self.da, 1) * at(self.db, 1))
+        self.sync += acc2.eq(at(self.acc, 1) + self.bias), d2.eq(at(self.da, 1) * at(self.db, 1))
         # ---- stages 3, 4: + round_shift(d, diag_shift), wrap to 48 bits ------------------------------
         dt, dright = _shift_stage(self, d2, -at(self.diag_shift, 1), ACC_BITS, "dsh")
         acc3 = at(acc2, 1)

@@ -7,6 +7,7 @@ pytest.importorskip("migen")
 
 from rnnaccel.host import isa  # noqa: E402
 from rnnaccel.host.simulator import row_output, row_preact  # noqa: E402
+from rnnaccel.host.spec import ACC_BITS, wrap  # noqa: E402
 from rnnaccel.gateware.epilogue import Epilogue  # noqa: E402
 
 COMBINES = [isa.COMB_NONE, isa.COMB_MUL, isa.COMB_GRU, isa.COMB_MAC, isa.COMB_MULACT]
@@ -36,9 +37,12 @@ def test_epilogue_matches_simulator_rows():
     from rnnaccel.gateware.sim import run_verilator
     rows = random_rows(6000, 1)
     dut = Epilogue()
+    rng = np.random.default_rng(2)
+    bias = rng.integers(-(1 << 31), 1 << 31, len(rows))
     ins = {
         "valid": np.ones(len(rows), int),
         "acc": np.array([r[1] for r in rows], dtype=np.int64),
+        "bias": np.concatenate([[0], bias[:-1]]),     # a row's bias comes a cycle after the row
         "da": np.array([r[2] for r in rows]), "db": np.array([r[3] for r in rows]),
         "p": np.array([r[4] for r in rows]), "q": np.array([r[5] for r in rows]),
         "tag": np.arange(len(rows)) & 0xFFFF,
@@ -57,7 +61,7 @@ def test_epilogue_matches_simulator_rows():
     res = run_verilator(dut, ins, ["out_valid", "y", "out_tag"], flush=dut.latency + 2, name="Epilogue")
     got = res["y"][res["out_valid"] == 1]
     tags = res["out_tag"][res["out_valid"] == 1]
-    live = [r for r, g in zip(rows, gap) if not g]
+    live = [(ins_, int(wrap(np.int64(acc) + int(b), ACC_BITS)), *ops) for (ins_, acc, *ops), b, g in zip(rows, bias, gap) if not g]
     assert len(got) == len(live)
     assert np.array_equal(tags, (np.flatnonzero(~gap)) & 0xFFFF)
     want = []

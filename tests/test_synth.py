@@ -180,9 +180,11 @@ def test_yosys_synthesises_a_tiny_core(tmp_path):
     assert len(lanes) == 4
     for c in lanes:
         assert {k: c["parameters"].get(k) for k in dsp.ECP5_PARAMS} == dsp.ECP5_PARAMS
-    # the weight memory's slices and the vector pool's wide-read slices (one per bank at this
-    # size) read through their block RAMs' output registers (bram.py)
-    slices = len(_wmem(SynthTop(4, **TINY))) + RD_WIDTH
+    # the weight memory's slices, the vector pool's wide-read slices (one per bank at this
+    # size) and the parameter memory's bias copy read through their block RAMs' output
+    # registers (bram.py)
+    top = SynthTop(4, **TINY)
+    slices = len(_wmem(top)) + RD_WIDTH + len(top.core.param_bias.memories)
     assert res["outreg_brams"] == slices
     regs = [c for c in cells if c["type"] == "DP16KD" and c["parameters"].get("REGMODE_B") == "OUTREG"]
     assert len(regs) == slices

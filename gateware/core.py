@@ -29,7 +29,6 @@ from operator import and_, or_
 
 from migen import FSM, READ_FIRST, Array, Case, Cat, If, Memory, Module, Mux, NextState, NextValue, Signal
 from migen.fhdl.bitcontainer import value_bits_sign
-from migen.genlib.fifo import SyncFIFO
 
 from rnnaccel.host import cycles as timing
 from rnnaccel.host import isa
@@ -37,6 +36,7 @@ from rnnaccel.host.spec import ACC_BITS, ACT_BITS, MAX_ROWS, MAX_SEG_SHIFT, WEIG
 
 from .bram import SlicedMemory, registered_read
 from .epilogue import Epilogue, delay
+from .fifo import RowFifo
 from .mac import MacArray
 from .regs import copy_reg, drive_copies
 from .vmem import RD_WIDTH, VectorPool
@@ -157,7 +157,7 @@ class RNNAccelCore(Module):
         self.submodules.mac = mac = MacArray(N)
         tag_bits = 2 * vaw + 2
         self.submodules.epi = epi = Epilogue(tag_bits=tag_bits)
-        self.submodules.rows = rowfifo = SyncFIFO(ACC_BITS, ROW_FIFO_DEPTH)
+        self.submodules.rows = rowfifo = RowFifo(ACC_BITS, ROW_FIFO_DEPTH)
 
         # ---- instruction register and its fields (isa.FIELDS is the single source) -----------------
         ir = [Signal(32, name=f"ir{k}") for k in range(isa.INSTR_WORDS)]

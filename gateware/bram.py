@@ -128,10 +128,12 @@ class SlicedMemory(Module):
     a block RAM), with one synchronous read port (`registered`: through the block RAMs' output
     registers, latency two; else latency one) and one write port, each like one memory's:
     read `adr` -> `dat_r`; write `we`, `wadr`, `wdat`. Memories of one slice's width or deeper
-    than one block RAM stay one memory."""
+    than one block RAM stay one memory. `write_copies`: the write lands a cycle later, through a
+    register copy of we/wadr/wdat per slice (no register of the write reaches every block RAM)."""
 
-    def __init__(self, name, width, depth, registered=False):
+    def __init__(self, name, width, depth, registered=False, write_copies=False):
         from migen import Cat, READ_FIRST
+        from .regs import copy_reg
         aw = max(1, (depth - 1).bit_length())
         self.adr, self.dat_r = Signal(aw), Signal(width)
         self.we, self.wadr, self.wdat = Signal(), Signal(aw), Signal(width)
@@ -149,5 +151,8 @@ class SlicedMemory(Module):
             w = m.get_port(write_capable=True)
             self.specials += w
             lo = sum(x.width for x in self.memories[:self.memories.index(m)])
-            self.comb += w.we.eq(self.we), w.adr.eq(self.wadr), w.dat_w.eq(self.wdat[lo:lo + m.width])
+            ctl = Cat(self.we, self.wadr, self.wdat[lo:lo + m.width])
+            if write_copies:
+                ctl = copy_reg(self, ctl, f"{m.name_override}_w", self.we)
+            self.comb += w.we.eq(ctl[0]), w.adr.eq(ctl[1:1 + len(self.wadr)]), w.dat_w.eq(ctl[1 + len(self.wadr):])
         self.comb += [r.adr.eq(self.adr) for r in reads] + [self.dat_r.eq(Cat(*[r.dat_r for r in reads]))]

@@ -87,8 +87,10 @@ class RNNAccelCore(Module):
         # the parameter memory in two copies written alike, each in slices one block RAM deep: the
         # weight stream's (codebooks) and the feeder's (biases), the latter read through the block
         # RAMs' output registers (the epilogue takes a row's bias a cycle after the row)
-        self.submodules.param_cb = q_stream = SlicedMemory("param_cb", 32, param_words)
-        self.submodules.param_bias = q_bias = SlicedMemory("param_bias", 32, param_words, registered=True)
+        # (host writes land a cycle later, through a register copy per slice)
+        self.submodules.param_cb = q_stream = SlicedMemory("param_cb", 32, param_words, write_copies=True)
+        self.submodules.param_bias = q_bias = SlicedMemory("param_bias", 32, param_words, registered=True,
+                                                           write_copies=True)
         # the weight memory in slices side by side, each exactly one block RAM deep (a DP16KD holds
         # 16K bits: 4096 x 4 at N = 32), with its own read address register: the words come
         # straight from the block RAMs, with no depth-cascade mux behind them, and no single
@@ -108,17 +110,13 @@ class RNNAccelCore(Module):
         self.specials += p_fetch, p_host, *w_host
         # host writes into the program, parameter and weight memories (write-only for the host)
         # are registered once and land a cycle later: nothing but a register before the ports
-        # (one copy per 32 bits of weight-memory slices: copy_reg keeps the identical ones apart)
-        host_ports = {}
-        for name, ports in (("prog", [(p_host.we, p_host.adr, p_host.dat_w)]),
-                            ("param", [(m.we, m.wadr, m.wdat) for m in (q_stream, q_bias)])):
-            we, adr, dat = Signal(name=f"{name}_we"), Signal(len(ports[0][1]), name=f"{name}_adr"), \
-                Signal(len(ports[0][2]), name=f"{name}_dat")
-            for port in ports:
-                self.sync += [x.eq(v) for x, v in zip(port, (we, adr, dat))]
-            host_ports[name] = (we, adr, dat)
-        self.prog_we, self.prog_adr, self.prog_dat = host_ports["prog"]
-        self.param_we, self.param_adr, self.param_dat = host_ports["param"]
+        # (the parameter copies and the weight memory: a register copy per slice or per 32 bits of
+        # slices, copy_reg keeping the identical ones apart)
+        self.prog_we, self.prog_adr, self.prog_dat = Signal(), Signal(iaw), Signal(32)
+        self.sync += p_host.we.eq(self.prog_we), p_host.adr.eq(self.prog_adr), p_host.dat_w.eq(self.prog_dat)
+        self.param_we, self.param_adr, self.param_dat = Signal(), Signal(paw), Signal(32)
+        for m in (q_stream, q_bias):
+            self.comb += m.we.eq(self.param_we), m.wadr.eq(self.param_adr), m.wdat.eq(self.param_dat)
         self.wmem_we, self.wmem_adr, self.wmem_dat = Signal(), Signal(waw), Signal(8 * N)
         per_copy = max(1, 32 // sb)
         for j, port in enumerate(w_host):

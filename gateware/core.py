@@ -1,7 +1,7 @@
 """The accelerator core: memories, controller, and the datapath units wired together.
 
     program memory -> front end: fetch, decode, checks, segment load, stream start
-    vector pool --(loader, 4 words/cycle)--> X buffer 0|1 --window--> MAC array <-- weight stream
+    vector pool --(loader, 8 words/cycle)--> X buffer 0|1 --window--> MAC array <-- weight stream
     MAC rows -> row FIFO -> feeder (bias, epilogue operands) -> epilogue -> write queue -> vector pool
 
 Three parts run concurrently:

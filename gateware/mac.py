@@ -149,19 +149,21 @@ class MacArray(Module):
                                       for n in ("base", "acc", "out"))
         first = ctl_base[1]
         # ---- row accumulator ---------------------------------------------------------------------
+        # the adder works on the registers (acc + sum_lo); `first` then picks sum_lo alone in the
+        # last LUT before the register, so no control net stands before the carry chain
         acc = Signal((ACC_BITS, True), reset_less=True)      # `first` restarts it
-        base = Signal((ACC_BITS, True))
-        self.comb += If(first, base.eq(0)).Else(base.eq(acc))
+        acc_sum, total = Signal((ACC_BITS, True)), Signal((ACC_BITS, True))
+        self.comb += acc_sum.eq(acc + sum_lo), If(first, total.eq(sum_lo)).Else(total.eq(acc_sum))
         self.sync += [
-            If(ctl_acc[0], If(ctl_acc[3], acc.eq(sum_hi)).Else(acc.eq(base + sum_lo))),
+            If(ctl_acc[0], If(ctl_acc[3], acc.eq(sum_hi)).Else(acc.eq(total))),
             self.row0_valid.eq(0), self.row1_valid.eq(0),
             If(ctl_out[0],
                 If(ctl_out[3],
                     self.row0_valid.eq(1),
-                    self.row0.eq(base + sum_lo),
+                    self.row0.eq(total),
                     self.row1.eq(sum_hi),
                 ).Else(
-                    self.row1.eq(base + sum_lo),
+                    self.row1.eq(total),
                 ),
                 self.row1_valid.eq(ctl_out[2]),
             )

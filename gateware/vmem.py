@@ -2,7 +2,7 @@
 
 One physical word space holds every vector space of the layer program (IN, OUT, STATE contexts,
 SCRATCH, CONST); the controller turns a space-relative address into a physical one with the
-space's base register. The pool is RD_WIDTH (4) interleaved banks, so the loader reads RD_WIDTH
+space's base register. The pool is RD_WIDTH (8) interleaved banks, so the loader reads RD_WIDTH
 consecutive words per cycle from any address (per-bank addresses, one rotator) and fills the X
 buffer RD_WIDTH positions per cycle. Single words are read (epilogue operands, the bus) and
 written (results, the bus) through separate ports. Each bank is two memories written alike: one
@@ -12,11 +12,12 @@ RAMs from a register, 0.9 ns instead of 5.8 ns clock-to-out on ECP5).
 """
 from migen import READ_FIRST, Array, Cat, If, Memory, Module, Signal
 
+from rnnaccel.host.cycles import LOAD_WIDTH
 from rnnaccel.host.spec import ACT_BITS
 
 from .bram import bram_width, registered_read
 
-RD_WIDTH = 4
+RD_WIDTH = LOAD_WIDTH    # banks: the loader's words per cycle (the cycle model's LOAD_WIDTH)
 
 
 class VectorPool(Module):

@@ -30,7 +30,7 @@ FETCH_CYCLES = isa.INSTR_WORDS + 1
 DECODE_CYCLES = 1
 CHECK_CYCLES = 3                      # CHECK0..2: the operand/weight check pipeline
 OPERAND_CYCLES = 8                    # a, b, da, db, p, q, dst, dst2
-LOAD_WIDTH = 4                        # vector-pool words per loader cycle
+LOAD_WIDTH = 8                        # vector-pool words per loader cycle (gateware: vmem.RD_WIDTH)
 LOADED_CYCLES = 1
 WS_RELEASE = 0                        # weight stream busy -> idle after its last output
 

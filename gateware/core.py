@@ -39,7 +39,7 @@ from .epilogue import Epilogue, delay
 from .fifo import RowFifo
 from .mac import MacArray
 from .regs import copy_reg, drive_copies
-from .vmem import RD_WIDTH, VectorPool
+from .vmem import VectorPool
 from .weights import WeightStream
 from .xbuf import XBuffer
 
@@ -148,7 +148,8 @@ class RNNAccelCore(Module):
         self.stalls = Signal(32)            # stream cycles lost to a full row FIFO (0 when modelled)
 
         # ---- datapath units -------------------------------------------------------------------------
-        self.submodules.vpool = vpool = VectorPool(vmem_words)
+        RD_WIDTH = timing.load_width(N)       # pool words per loader cycle
+        self.submodules.vpool = vpool = VectorPool(vmem_words, RD_WIDTH)
         # X buffers 0 and 1 (one loads while the other streams): one unit, two sets of banks
         self.submodules.xbuf = xb = XBuffer(N, kmax, RD_WIDTH, sets=2, external_restart=True)
         self.submodules.wstream = ws = WeightStream(N, w_stream, q_stream, external_start=True)

@@ -292,11 +292,11 @@ def build_unit(name, n_lanes, **core_kwargs):
     from .core import CORE_DEFAULTS
     from .epilogue import Epilogue
     from .mac import MacArray
-    from .vmem import RD_WIDTH
+    from rnnaccel.host.cycles import load_width
     from .xbuf import XBuffer
     kw = dict(CORE_DEFAULTS, **core_kwargs)
     units = {"mac": lambda: MacArray(n_lanes),
-             "xbuf": lambda: XBuffer(n_lanes, kw["kmax"], RD_WIDTH, sets=2),
+             "xbuf": lambda: XBuffer(n_lanes, kw["kmax"], load_width(n_lanes), sets=2),
              "weights": lambda: _WeightsUnit(n_lanes, kw["wmem_bytes"], kw["param_words"]),
              "epilogue": lambda: Epilogue(tag_bits=2 * (kw["vmem_words"] - 1).bit_length() + 2)}
     if name not in units:

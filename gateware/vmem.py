@@ -2,9 +2,9 @@
 
 One physical word space holds every vector space of the layer program (IN, OUT, STATE contexts,
 SCRATCH, CONST); the controller turns a space-relative address into a physical one with the
-space's base register. The pool is RD_WIDTH (8) interleaved banks, so the loader reads RD_WIDTH
-consecutive words per cycle from any address (per-bank addresses, one rotator) and fills the X
-buffer RD_WIDTH positions per cycle. Single words are read (epilogue operands, the bus) and
+space's base register. The pool is `width` interleaved banks (host.cycles.load_width: 8, at most
+N), so the loader reads `width` consecutive words per cycle from any address (per-bank addresses,
+one rotator) and fills the X buffer `width` positions per cycle. Single words are read (epilogue operands, the bus) and
 written (results, the bus) through separate ports. Each bank is two memories written alike: one
 for the single-word read port, one for the wide read, the latter in slices of one block RAM
 each with the block's output register (`bram.registered_read`: the wide words leave the block
@@ -12,16 +12,14 @@ RAMs from a register, 0.9 ns instead of 5.8 ns clock-to-out on ECP5).
 """
 from migen import READ_FIRST, Array, Cat, If, Memory, Module, Signal
 
-from rnnaccel.host.cycles import LOAD_WIDTH
 from rnnaccel.host.spec import ACT_BITS
 
 from .bram import bram_width, registered_read
 
-RD_WIDTH = LOAD_WIDTH    # banks: the loader's words per cycle (the cycle model's LOAD_WIDTH)
 
 
 class VectorPool(Module):
-    """`words` 16-bit words in RD_WIDTH banks.
+    """`words` 16-bit words in `width` banks.
 
     Ports:
         wide read:  wide_adr (any word address) -> wide_dat[j] = mem[wide_adr + j], 2 cycles later
@@ -29,8 +27,8 @@ class VectorPool(Module):
         word write: we, wr_adr, wr_dat
     """
 
-    def __init__(self, words):
-        B = RD_WIDTH
+    def __init__(self, words, width):
+        B = self.width = width
         assert words % B == 0
         aw = (words - 1).bit_length()
         self.words = words

@@ -30,7 +30,7 @@ FETCH_CYCLES = isa.INSTR_WORDS + 1
 DECODE_CYCLES = 1
 CHECK_CYCLES = 3                      # CHECK0..2: the operand/weight check pipeline
 OPERAND_CYCLES = 8                    # a, b, da, db, p, q, dst, dst2
-LOAD_WIDTH = 8                        # vector-pool words per loader cycle (gateware: vmem.RD_WIDTH)
+LOAD_WIDTH = 8                        # vector-pool words per loader cycle, at most (load_width)
 LOADED_CYCLES = 1
 WS_RELEASE = 0                        # weight stream busy -> idle after its last output
 
@@ -146,8 +146,15 @@ class RunCycles:
         return self.lane_ops / (n_lanes * self.cycles) if self.cycles else 0.0
 
 
-def load_cycles(ins: isa.Instr):
-    return -(-ins.a_len // LOAD_WIDTH) + (-(-ins.b_len // LOAD_WIDTH) if ins.b_len else 0)
+def load_width(n_lanes):
+    """Vector-pool words the loader moves per cycle (the pool's banks): LOAD_WIDTH, at most N (the X
+    buffer takes each of them into a bank of its own)."""
+    return min(LOAD_WIDTH, n_lanes)
+
+
+def load_cycles(ins: isa.Instr, n_lanes):
+    lw = load_width(n_lanes)
+    return -(-ins.a_len // lw) + (-(-ins.b_len // lw) if ins.b_len else 0)
 
 
 class _Core:
@@ -178,11 +185,11 @@ class _Core:
         if seg_wait:
             older = k if ins.flags & isa.FLAG_WAIT else k - 1
             w = max(D + 1 + CHECK_CYCLES, self.retire_before(older) + 1)   # WAITSEG: leaves in the cycle it sees it
-            s0 = w + 1 + load_cycles(ins) + LOADED_CYCLES
+            s0 = w + 1 + load_cycles(ins, self.n) + LOADED_CYCLES
         elif reuse:
             s0 = D + 1 + CHECK_CYCLES
         else:
-            s0 = D + 1 + CHECK_CYCLES + load_cycles(ins) + LOADED_CYCLES
+            s0 = D + 1 + CHECK_CYCLES + load_cycles(ins, self.n) + LOADED_CYCLES
         ctx_free = self.retired[k - CTX_DEPTH] + 1 if k >= CTX_DEPTH else 0
         s = max(s0, self.ws_free, ctx_free)              # START: the stream starts
         self.starts.append((pc, s))

@@ -8,7 +8,6 @@ pytest.importorskip("migen")
 from migen import run_simulation  # noqa: E402
 
 from rnnaccel.gateware import dsp, synth  # noqa: E402
-from rnnaccel.gateware.vmem import RD_WIDTH  # noqa: E402
 from rnnaccel.gateware.synth import (R_CTRL, R_CYCLES, R_INFO, R_STEPS, READ_LATENCY, STATUS_BUSY,  # noqa: E402
                                      STATUS_ERROR, SynthTop)
 
@@ -184,7 +183,7 @@ def test_yosys_synthesises_a_tiny_core(tmp_path):
     # size), the parameter memory's bias copy and the row FIFO read through their block RAMs'
     # output registers (bram.py)
     top = SynthTop(4, **TINY)
-    slices = len(_wmem(top)) + RD_WIDTH + len(top.core.param_bias.memories) + len(top.core.rows.mem.memories)
+    slices = len(_wmem(top)) + top.core.vpool.width + len(top.core.param_bias.memories) + len(top.core.rows.mem.memories)
     assert res["outreg_brams"] == slices
     regs = [c for c in cells if c["type"] == "DP16KD" and c["parameters"].get("REGMODE_B") == "OUTREG"]
     assert len(regs) == slices

@@ -322,15 +322,15 @@ class RNNAccelCore(Module):
 
         # ---- stream: the weight stream and the X window of buffer `st_sel` into the array -----------
         self.comb += [
-            ws.word_base.eq(wo_a),           # registered: valid from CHECK0, a cycle before START
+            ws.word_base.eq(wo_a),           # registered: valid from CHECK0, two cycles before START at the earliest
             ws.mode.eq(F["mode"]), ws.rows.eq(F["rows"]), ws.k_stored.eq(k_stored),
             ws.group_log2.eq(F["group_log2"]), ws.cb_base.eq(cb_base),
         ]
         st_sel, st_shift, st_mode16 = Signal(), Signal(max=MAX_SEG_SHIFT + 1), Signal()
         ws_ready = Signal()
         # registered (in the weight stream; the FIFO level grows by at most one row per cycle,
-        # hence the extra 1)
-        self.comb += ws.ready_d.eq(rowfifo.level < ROW_FIFO_DEPTH - (mac.latency + timing.XBUF_LATENCY + 9)), \
+        # hence the extra 1; the row's register before the FIFO and `level`, a cycle late: 2 more)
+        self.comb += ws.ready_d.eq(rowfifo.level < ROW_FIFO_DEPTH - (mac.latency + timing.XBUF_LATENCY + 11)), \
             ws_ready.eq(ws.ready)
         take = Signal()
         self.comb += take.eq(ws.valid & ws_ready)
@@ -384,7 +384,10 @@ class RNNAccelCore(Module):
         row1_hold, row1_val = Signal(), Signal((ACC_BITS, True), reset_less=True)
         self.sync += If(mac.row0_valid & mac.row1_valid, row1_hold.eq(1), row1_val.eq(mac.row1)) \
             .Else(row1_hold.eq(0))
-        self.comb += [
+        # the row registered by the MAC array, on its way to the row FIFO by the feeder
+        # (timing.FIFO_IN_LATENCY)
+        assert timing.FIFO_IN_LATENCY == 1
+        self.sync += [
             rowfifo.we.eq(mac.row0_valid | mac.row1_valid | row1_hold),
             If(row1_hold, rowfifo.din.eq(row1_val))
             .Elif(mac.row0_valid, rowfifo.din.eq(mac.row0))

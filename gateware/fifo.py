@@ -1,8 +1,9 @@
 """The row FIFO: first-word-fall-through over a block RAM read through its output register.
 
 Interface and timing as Migen's `SyncFIFO(width, depth)` (fwft) where the core uses it: `we`/`din`
-(one write per cycle), `readable`/`dout`/`re` (a word written in cycle t can be read from t + 1),
-`level` (words written and not yet read). What differs is inside: the reader sees a small ring of
+(one write per cycle), `readable`/`dout`/`re` (a word written in cycle t can be read from t + 1).
+`level` counts the words written and not yet read a cycle late (from registered write and read
+strobes: the read strobe's logic stays off its adder). What differs is inside: the reader sees a small ring of
 registers (the skid), so `dout` is a 4:1 mux of registers and `re` reaches only registers; the
 block RAM behind it has its output register (bram.py: 0.9 ns instead of 5.8 ns clock-to-out on
 ECP5) and a read decision made on registers only.
@@ -42,6 +43,7 @@ class RowFifo(Module):
         room = Signal()                   # a free slot (registers only: this cycle's pop not counted)
         self.comb += room.eq(filled + flight < SKID)
         direct, fetch = Signal(), Signal()
+        we_d, pop_d = Signal(), Signal()
         self.comb += [
             direct.eq(self.we & (waiting == 0) & room),
             fetch.eq((waiting != 0) & room),            # never together with `direct`
@@ -64,5 +66,6 @@ class RowFifo(Module):
             flight.eq(flight + fetch - arrive),
             filled.eq(filled + direct + arrive - pop),
             If(pop, rd.eq(rd + 1)),
-            self.level.eq(self.level + self.we - pop),
+            we_d.eq(self.we), pop_d.eq(pop),
+            self.level.eq(self.level + we_d - pop_d),
         ]

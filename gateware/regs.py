@@ -26,8 +26,19 @@ def copy_reg(m, value, name, live, ce=None, reset=False):
     z = Signal(name=name + "_z")
     q = Signal(len(value), name=name, reset_less=not reset)
     load = q.eq(value ^ Replicate(z, len(value)))
-    m.sync += z.eq(z & live), load if ce is None else If(ce, load)
+    m.sync += z.eq(z & _live_reg(m, live)), load if ce is None else If(ce, load)
     return q
+
+
+def _live_reg(m, live):
+    """`live` registered once per module (the flags' input then comes from a flip-flop, whatever
+    logic `live` is: no path of `live` ends at the copies' flags)."""
+    regs = m.__dict__.setdefault("_copy_live", {})
+    if id(live) not in regs:
+        r = Signal(name="copy_live")
+        m.sync += r.eq(live)
+        regs[id(live)] = (live, r)      # (live kept: its id stays unique while the entry exists)
+    return regs[id(live)][1]
 
 
 class InputCopies:

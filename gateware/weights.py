@@ -125,7 +125,8 @@ class _Gearbox(Module):
     sees registers only, not the advance), so the FIFO never overflows and, once primed, keeps
     one word per cycle flowing (a window at unit 0 needs one word; the modes that need two
     words for a window consume less than a word per cycle). While no stream runs, `ra` follows
-    `base` (so `base` must be valid a cycle before `start`): the first word is read in the start
+    `base` through a copy per address register (so `base` must be valid two cycles before
+    `start`): the first word is read in the start
     cycle, and the first window is ready three cycles after `start`. `off` (in 2N-bit units) is
     where the cycle's window starts in the FIFO's first two words; it advances by `units` and
     wraps into a pop.
@@ -182,8 +183,9 @@ class _Gearbox(Module):
             start_g = self.starts.get(f"wstart{g}")
             act = copy_reg(self, self.active_next, f"wact{g}", start_g)            # == active
             inc = copy_reg(self, inc_nx, f"winc{g}", start_g)
+            base = copy_reg(self, self.base, f"wbase{g}", start_g)                 # base, a cycle late
             self.comb += [port.adr.eq(ra) for port in ports[g:g + PORTS_PER_ADDR]]
-            self.sync += If(act | start_g, ra.eq(ra + inc)).Else(ra.eq(self.base))
+            self.sync += If(act | start_g, ra.eq(ra + inc)).Else(ra.eq(base))
         # the window's position in units of the FIFO ring: {rp, off}, with copies (below)
         off_nx, rp_nx = Signal(2), Signal(max=D)
         self.comb += If(start, off_nx.eq(0), rp_nx.eq(0)).Else(
@@ -430,7 +432,7 @@ class WeightStream(Module):
 
     Control (sampled in the `start` cycle): mode (ISA code, spec.WEIGHT_MODE_CODE), rows,
     k_stored (>= N_eff), group_log2, cb_base (byte address, 4-byte aligned); word_base is
-    sampled the cycle before `start` (the read-address register follows it while idle).
+    sampled two cycles before `start` (the read-address register follows it while idle).
     Output stream: valid, ready_d (input: ready of the next cycle; `ready` is it registered, the
     handshake's ready), w[0..N-1] (9-bit signed), first, last, n_valid, bnd.
     busy: from start until the last output has been accepted; busy_next: its value in the next cycle.

@@ -13,8 +13,8 @@ The core (gateware/core.py) overlaps three parts, modelled as such in `_Core`:
                 segments), START when the previous stream has finished; the next FETCH follows
                 at once, while the stream runs.
     stream      first_output_latency + stream_cycles (codebook stalls included).
-    back end    rows reach the row FIFO XBUF_LATENCY + mac_latency after their stream cycle; the
-                feeder takes one per `feeder_interval` cycles in order (WAIT_EPI: an
+    back end    rows reach the row FIFO XBUF_LATENCY + mac_latency + FIFO_IN_LATENCY after their
+                stream cycle; the feeder takes one per `feeder_interval` cycles in order (WAIT_EPI: an
                 instruction's first row only once every older one has retired); the epilogue
                 takes EPILOGUE_LATENCY; the write queue writes one word per cycle.
 """
@@ -40,6 +40,7 @@ CTX_DEPTH = 4                         # instructions between stream start and th
 
 # ---- datapath latencies (the gateware asserts its structure matches) ----------------------------
 XBUF_LATENCY = 4                      # window position -> bank read -> wrap pick -> rotator (two stages) -> x lanes
+FIFO_IN_LATENCY = 1                   # a finished row registered on its way into the row FIFO
 EPILOGUE_LATENCY = 18                 # 6 stages + the activation unit (7) + 5 combine stages
 ACT_LATENCY = 7
 
@@ -198,7 +199,7 @@ class _Core:
         self.ws_free = s + fol + sc + WS_RELEASE
         self.last_buf = key
         # back end
-        to_fifo = XBUF_LATENCY + mac_latency(self.n)
+        to_fifo = XBUF_LATENCY + mac_latency(self.n) + FIFO_IN_LATENCY
         interval = feeder_interval(ins)
         emits = row_emit_cycles(ins, self.n)
         epi_floor = self.retire_before(k) + 1 if ins.flags & isa.FLAG_WAIT_EPI else 0

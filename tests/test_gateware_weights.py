@@ -129,7 +129,7 @@ def schedule(bench, cases, seed=0):
                          rows=case.rows, k_stored=case.k_stored, group_log2=case.group_log2,
                          cb_base=ins.codebook_off).items():
             p[k][load] = v
-        p["word_base"][:] = ins.weight_off // n     # sampled a cycle before start: held throughout
+        p["word_base"][:] = ins.weight_off // n     # sampled two cycles before start: held throughout
         p["ready"][load:] = rng.random(cyc - load) >= case.backpressure
         p["ready"][load] = 1
         parts.append((p, chunks))

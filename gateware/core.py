@@ -126,6 +126,7 @@ class RNNAccelCore(Module):
             self.comb += port.we.eq(ctl[0]), port.adr.eq(ctl[1:])
         self.vmem_we, self.vmem_adr = Signal(), Signal(vaw)
         self.vmem_wdat, self.vmem_rdat = Signal((ACT_BITS, True)), Signal((ACT_BITS, True))
+        self.vmem_rdat_wide = Signal((ACT_BITS, True))   # the word at vmem_adr two cycles later (idle core)
 
         # ---- control and status ---------------------------------------------------------------------
         self.start = Signal()
@@ -288,7 +289,8 @@ class RNNAccelCore(Module):
             .Else(ld_src.eq(phys["a"]), ld_pos0.eq(0))
         # the pool address runs in its own register (ld_src + ld_i), no adder before the banks
         ld_adr = Signal(vaw)
-        self.comb += vpool.wide_adr.eq(ld_adr)
+        # (the host's word address while the core is idle: `vmem_rdat_wide`, below)
+        self._wide_adr = ld_adr
         # the pool's wide read has latency two (the block RAMs' output registers keep their
         # clock-to-out out of the bank/wrap write logic); with the X buffer's three write stages
         # the last write lands four cycles after LOADED, in time for the stream's first window
@@ -567,6 +569,10 @@ class RNNAccelCore(Module):
             .Else(vpool.we.eq(self.vmem_we), vpool.wr_adr.eq(self.vmem_adr), vpool.wr_dat.eq(self.vmem_wdat),
                   vpool.rd_adr.eq(self.vmem_adr))
         self.comb += self.vmem_rdat.eq(vpool.rd_dat)
+        # the host's reads also through the wide port, two cycles after the address (its block
+        # RAMs' output registers: no 5.8 ns clock-to-out on the way to a bus far away)
+        self.comb += If(own, vpool.wide_adr.eq(self._wide_adr)).Else(vpool.wide_adr.eq(self.vmem_adr)), \
+            self.vmem_rdat_wide.eq(vpool.wide_dat[0])
 
         # ---- front end -------------------------------------------------------------------------------
         self.comb += p_fetch.adr.eq(self.prog_base + (pc << 4) + fetch_k)

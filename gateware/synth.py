@@ -178,8 +178,8 @@ class SynthTop(Module):
         rd_region, rd_off, rd_en = Signal(3), Signal(R), Signal()
         self.sync += rd_region.eq(region), rd_off.eq(off), rd_en.eq(re_)
         # the register value in two registered mux levels (8:1 within each group of 8 offsets,
-        # then 4:1), the pool's word registered three times beside it (the first register by the
-        # block RAMs, whose clock-to-out is 5.8 ns): the block RAM's clock-to-out, the status
+        # then 4:1), the pool's word beside it from the pool's wide port (its block RAMs' output
+        # registers, two cycles) registered twice: the block RAMs' clock-to-out, the status
         # logic and the wide register mux stay out of the output mux
         in_block = Signal()
         self.comb += in_block.eq(rd_off[5:] == 0 if R > 5 else 1)
@@ -188,12 +188,11 @@ class SynthTop(Module):
             cases = {o & 7: part[g].eq(v) for o, v in readable.items() if o >> 3 == g}
             self.sync += Case(rd_off[:3], cases | {"default": part[g].eq(0)})
         p_sel, p_in = Signal(2), Signal()
-        vm00, vm0, vm = Signal((32, True)), Signal((32, True)), Signal((32, True))
+        vm0, vm = Signal((32, True)), Signal((32, True))
         reg_q0, reg_q = Signal(32), Signal(32)
         p_region, p_en, q0_region, q0_en, q_region, q_en = Signal(3), Signal(), Signal(3), Signal(), Signal(3), Signal()
-        self.sync += p_sel.eq(rd_off[3:5]), p_in.eq(in_block), p_region.eq(rd_region), p_en.eq(rd_en), \
-            vm00.eq(core.vmem_rdat)
-        self.sync += vm0.eq(vm00), reg_q0.eq(Mux(p_in, Array(part)[p_sel], 0)), \
+        self.sync += p_sel.eq(rd_off[3:5]), p_in.eq(in_block), p_region.eq(rd_region), p_en.eq(rd_en)
+        self.sync += vm0.eq(core.vmem_rdat_wide), reg_q0.eq(Mux(p_in, Array(part)[p_sel], 0)), \
             q0_region.eq(p_region), q0_en.eq(p_en)
         self.sync += vm.eq(vm0), reg_q.eq(reg_q0), q_region.eq(q0_region), q_en.eq(q0_en)
         # the word selected, then registered once more on its way to the pins (dat_r sits by

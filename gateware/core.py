@@ -666,25 +666,30 @@ class RNNAccelCore(Module):
               enumerate([phys["a"], phys["b"], F["a_len"], F["b_len"], mode16, 1])],
             NextState("START"))
         # START's two conditions as registers, from the next values of what they test (exact:
-        # ws_idle == ~ws.busy, ctx_free == ctx_count < CTX_DEPTH in every cycle)
+        # ws_idle == ~ws.busy, ctx_free == ctx_count < CTX_DEPTH in every cycle), and START acts on
+        # them a cycle late (timing.START_SEEN: the stream start's next value, below, then comes
+        # from registers only; both stay true until START itself starts a stream)
         ws_idle, ctx_free, ctx_free_nx = Signal(reset=1), Signal(reset=1), Signal()
         self.comb += ctx_free_nx.eq(ctx_count + pushed - ctx_retire < CTX_DEPTH)
         self.sync += ws_idle.eq(~ws.busy_next), ctx_free.eq(ctx_free_nx)
+        assert timing.START_SEEN == 1
+        start_ok = Signal()
+        self.sync += start_ok.eq(ws_idle & ctx_free)
         fsm.act("START",     # the previous stream has finished issuing and a context slot is free
             self.busy.eq(1),
-            If(ws_idle & ctx_free,     # (the stream start, below: the same test)
+            If(start_ok,     # (the stream start, below: the same test)
                 NextValue(st_sel, ld_sel), NextValue(last_sel, ld_sel),
                 NextValue(st_shift, F["a_aux"] | F["b_aux"]), NextValue(st_mode16, mode16),
                 *next_instr(pc + 1)))
-        # the stream start, in START & ws_idle & ctx_free, reaches several hundred registers (the
-        # weight stream's and X buffer's start inputs, the context push): register copies of
-        # it, one per group of them, loaded from the three conditions' next values (do_finalize)
+        # the stream start, in START & start_ok, reaches several hundred registers (the weight
+        # stream's and X buffer's start inputs, the context push): register copies of it, one per
+        # group of them, loaded from its next value (do_finalize)
         self._start_copies = ws.start_copies + xb.restarts.copies + [ctx_push]
-        self._start_nx = [ctx_free_nx, ~ws.busy_next]
+        self._start_nx = [ws_idle & ctx_free]
         # "START in the next cycle", spelt out on registers (do_finalize): CHECK2 passing every
         # check onto a reused buffer, LOADED, or START still waiting
         self._to_start = {"CHECK2": ~any_op_bad & ~weight_bad & ~seg_wait & reuse, "LOADED": 1,
-                          "START": ~(ws_idle & ctx_free)}
+                          "START": ~start_ok}
         fsm.act("DRAIN",     # HALT: wait for every row to be written
             self.busy.eq(1),
             If(ctx_count == 0, NextValue(self.done, 1), NextState("IDLE")))

@@ -33,6 +33,7 @@ OPERAND_CYCLES = 8                    # a, b, da, db, p, q, dst, dst2
 LOAD_WIDTH = 8                        # vector-pool words per loader cycle, at most (load_width)
 LOADED_CYCLES = 1
 WS_RELEASE = 0                        # weight stream busy -> idle after its last output
+START_SEEN = 1                        # START acts on the stream's and context queue's state a cycle late
 
 # ---- queues ----------------------------------------------------------------------------------------
 ROW_FIFO_DEPTH = MAX_ROWS             # finished rows waiting for the feeder
@@ -192,7 +193,7 @@ class _Core:
         else:
             s0 = D + 1 + CHECK_CYCLES + load_cycles(ins, self.n) + LOADED_CYCLES
         ctx_free = self.retired[k - CTX_DEPTH] + 1 if k >= CTX_DEPTH else 0
-        s = max(s0, self.ws_free, ctx_free)              # START: the stream starts
+        s = max(s0, self.ws_free + START_SEEN, ctx_free + START_SEEN)   # START: the stream starts
         self.starts.append((pc, s))
         fol = first_output_latency(ins.mode)
         sc = stream_cycles(self.n, ins.mode, ins.rows, ins.k_stored, ins.group_log2)

@@ -190,18 +190,17 @@ class SynthTop(Module):
         p_sel, p_in = Signal(2), Signal()
         vm0, vm = Signal((32, True)), Signal((32, True))
         reg_q0, reg_q = Signal(32), Signal(32)
-        p_region, p_en, q0_region, q0_en, q_region, q_en = Signal(3), Signal(), Signal(3), Signal(), Signal(3), Signal()
+        p_region, p_en, q0_region, q0_en, q_en = Signal(3), Signal(), Signal(3), Signal(), Signal()
         self.sync += p_sel.eq(rd_off[3:5]), p_in.eq(in_block), p_region.eq(rd_region), p_en.eq(rd_en)
         self.sync += vm0.eq(core.vmem_rdat_wide), reg_q0.eq(Mux(p_in, Array(part)[p_sel], 0)), \
             q0_region.eq(p_region), q0_en.eq(p_en)
-        self.sync += vm.eq(vm0), reg_q.eq(reg_q0), q_region.eq(q0_region), q_en.eq(q0_en)
-        # the word selected, then registered once more on its way to the pins (dat_r sits by
-        # the pads, the selection by the core)
+        # each candidate zero unless its region is read, so the pick is an OR
+        self.sync += vm.eq(Mux(q0_region == VMEM, vm0, 0)), reg_q.eq(Mux(q0_region == REG, reg_q0, 0)), \
+            q_en.eq(q0_en)
+        # the word picked, then registered once more on its way to the pins (dat_r sits by the
+        # pads, the selection by the core)
         out, out_en = Signal(32), Signal()
-        self.sync += If(q_en,
-                        If(q_region == REG, out.eq(reg_q))
-                        .Elif(q_region == VMEM, out.eq(vm))
-                        .Else(out.eq(0))), out_en.eq(q_en)
+        self.sync += If(q_en, out.eq(reg_q | vm)), out_en.eq(q_en)
         self.sync += If(out_en, self.dat_r.eq(out))
         self.ios = {self.adr, self.dat_w, self.we, self.re, self.dat_r}
 

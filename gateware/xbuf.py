@@ -26,7 +26,7 @@ from .regs import InputCopies, copy_reg, drop_resets
 COPY_GROUP = 8  # banks or lanes served by one register copy of a shared control
 SEL_GROUP = 2   # banks served by one copy of the buffer select (it reaches ~50 cells per bank)
 LANE_GROUP = 4  # lanes served by one copy of mode16 (it picks each lane's 16-bit element)
-ROT_EARLY = 3   # rotator levels in stage 2 (the rest in stage 3)
+ROT_STAGES = 3  # register stages of the rotator (stages 2..4)
 
 
 class XBuffer(Module):
@@ -77,7 +77,7 @@ class XBuffer(Module):
         self.x = [Signal((ACT_BITS, True), name=f"xw{i}") for i in range(N)]
         self.shifted = Signal(N)
         self.zero = Signal(N)
-        self.latency = 4
+        self.latency = 2 + ROT_STAGES
 
         def cfg(name, sel):
             return Array(c[name] for c in self.cfg)[sel] if S > 1 else self.cfg[0][name]
@@ -209,16 +209,16 @@ class XBuffer(Module):
             self.comb += rports[b].adr.eq(badr(radr[b], sel1_g[b] if S > 1 else 0))
             self.sync += use_wrap[b].eq(Cat(C(b, lg), radr[b]) >= k_g[grp[b]])
         # stage 1 (the memory's read register): pick memory word or wrap register, registered;
-        # stage 2: the first rotator levels; stage 3: the other levels and the 16-bit pair pick -> x.
-        # A rotator level moves words across lanes, and the lanes' multipliers spread over the
-        # die, so each stage holds at most three levels of 2:1 muxes and the read path alone
-        # stands in stage 1 (the bank read through its LUT RAM and the wrap pick)
-        r1, r2 = Signal(lg), Signal(lg)
+        # stages 2..4: the rotator, a third of its levels each (one 4:1 mux per bit at N = 32),
+        # and the 16-bit pair pick in stage 4 -> x. A rotator level moves words across lanes, and
+        # the lanes' multipliers spread over the die, so each stage holds about one slice of
+        # logic, and the read path alone stands in stage 1 (the bank read through its LUT RAM and
+        # the wrap pick)
         rem1 = Signal(32)
-        self.sync += r1.eq(p[:lg]), r2.eq(r1), rem1.eq(self.remaining)
+        self.sync += rem1.eq(self.remaining)
         # rotate by r (win[i] = word[(r + i) mod N]) as log2(N) levels of 2:1 muxes, not N N:1
-        # muxes; rotations commute, so the first ROT_EARLY levels go in stage 2 (by p one cycle
-        # late, per lane group), the rest in stage 3 (by p two cycles late, per lane group)
+        # muxes; rotations commute, so the levels can go in any order over the stages, each stage
+        # by p as many cycles late as it runs after the window's cycle (per lane group)
         def rotate(vals, sel, levels):     # sel[i]: the amount as lane i's mux sees it
             for lv in levels:
                 nxt = [Signal((ACT_BITS, True), name=f"rot{lv}_{i}") for i in range(N)]
@@ -226,23 +226,29 @@ class XBuffer(Module):
                     self.comb += If(sel[i][lv], nxt[i].eq(vals[(i + (1 << lv)) % N])).Else(nxt[i].eq(vals[i]))
                 vals = nxt
             return vals
-        early = min(ROT_EARLY, lg)
-        pick = [Signal((ACT_BITS, True), name=f"pick{b}", reset_less=True) for b in range(N)]
+        vals = [Signal((ACT_BITS, True), name=f"pick{b}", reset_less=True) for b in range(N)]
         for b in range(N):
             wr_b = Array(wrap[s][b] for s in range(S))[sel1_g[b]] if S > 1 else wrap[0][b]
-            self.sync += If(use_wrap[b], pick[b].eq(wr_b)).Else(pick[b].eq(rports[b].dat_r))
-        r1_g = [copy_reg(self, r1, f"xrot1_{g}", self.advance) for g in range(n_grp)]      # == r2
-        part = rotate(pick, [r1_g[grp[b]] for b in range(N)], range(early))
-        word = [Signal((ACT_BITS, True), name=f"word{b}") for b in range(N)]
-        self.sync += [word[b].eq(part[b]) for b in range(N)]
-        r2_g = [copy_reg(self, r2, f"xrot{g}", self.advance) for g in range(n_grp)]       # == r2, a cycle later
-        win = rotate(word, [r2_g[grp[i]] for i in range(N)], range(early, lg))
+            self.sync += If(use_wrap[b], vals[b].eq(wr_b)).Else(vals[b].eq(rports[b].dat_r))
+        per = -(-lg // ROT_STAGES)
+        r = p[:lg]
+        for k in range(ROT_STAGES):
+            r_next = Signal(lg, name=f"xr{k + 1}")
+            self.sync += r_next.eq(r)
+            r = r_next                                   # p, k + 1 cycles late
+            r_g = [copy_reg(self, r, f"xrot{k}_{g}", self.advance) for g in range(n_grp)]   # k + 2 late
+            part = rotate(vals, [r_g[grp[i]] for i in range(N)], range(k * per, min(lg, (k + 1) * per)))
+            if k == ROT_STAGES - 1:
+                win = part
+                break
+            vals = [Signal((ACT_BITS, True), name=f"word{k}_{b}", reset_less=True) for b in range(N)]
+            self.sync += [vals[b].eq(part[b]) for b in range(N)]
         # lane i takes element i (element i // 2 for paired 16-bit lanes). Its column depends on p
         # only, not on the memory data: pipelined beside the data path (p + e; then the segment
         # and padding compares, on p + e directly: col = p + e, less k when p + e >= k, so
         # col < split <=> p + e < split + k there, and so on), one cycle ahead of the data: the
-        # masks are ready at latency 2, registered at 3 (`shifted_early`, `zero_early`: the MAC
-        # array applies them to the weights before its multipliers) and again at 4. The stream's
+        # masks are ready at latency 2, registered at 3 and 4 (`shifted_early`, `zero_early`: the
+        # MAC array applies them to the weights before its multipliers) and again at 5. The stream's
         # configuration comes registered per lane group; it changes two cycles after restart,
         # when the previous stream's last window has passed these stages and before the new one's
         # first.
@@ -266,11 +272,13 @@ class XBuffer(Module):
             lane_cfg.append(c)
         self.shifted_early, self.zero_early = Signal(N), Signal(N)
         mask_s, mask_z = Signal(N), Signal(N)          # the masks at latency 2
-        # the pair pick (stage 3) sees mode16 three cycles after rsel changes: a stream's last
-        # window (at most a cycle before restart) passes stage 3 two cycles after the restart
-        m16_r = Signal()
-        self.sync += m16_r.eq(cfg("mode16", self.rsel))
-        m16_l = [copy_reg(self, m16_r, f"xm16_{j}", self.advance) for j in range(-(-N // LANE_GROUP))]
+        mask_s2, mask_z2 = Signal(N), Signal(N)        # and 3
+        assert self.latency == 5
+        # the pair pick (stage 4) sees mode16 four cycles after rsel changes: a stream's last
+        # window (at most a cycle before restart) passes stage 4 three cycles after the restart
+        m16_r, m16_r2 = Signal(), Signal()
+        self.sync += m16_r.eq(cfg("mode16", self.rsel)), m16_r2.eq(m16_r)
+        m16_l = [copy_reg(self, m16_r2, f"xm16_{j}", self.advance) for j in range(-(-N // LANE_GROUP))]
         for i in range(N):
             c = lane_cfg[grp[i]]
             e0 = Mux(c["mode16"], i // 2, i)
@@ -281,7 +289,8 @@ class XBuffer(Module):
             self.sync += [
                 mask_s[i].eq(Mux(wrapped, pe < c["split_k"], pe < c["split"]) ^ c["shift_b"]),
                 mask_z[i].eq(Mux(wrapped, pe >= c["k_useful_k"], pe >= c["k_useful"]) | (e1 >= rem1)),
-                self.shifted_early[i].eq(mask_s[i]), self.zero_early[i].eq(mask_z[i]),
+                mask_s2[i].eq(mask_s[i]), mask_z2[i].eq(mask_z[i]),
+                self.shifted_early[i].eq(mask_s2[i]), self.zero_early[i].eq(mask_z2[i]),
                 If(m16_l[i // LANE_GROUP], self.x[i].eq(win[i // 2])).Else(self.x[i].eq(win[i])),
                 self.shifted[i].eq(self.shifted_early[i]),
                 self.zero[i].eq(self.zero_early[i]),

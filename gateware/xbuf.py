@@ -244,14 +244,16 @@ class XBuffer(Module):
             vals = [Signal((ACT_BITS, True), name=f"word{k}_{b}", reset_less=True) for b in range(N)]
             self.sync += [vals[b].eq(part[b]) for b in range(N)]
         # lane i takes element i (element i // 2 for paired 16-bit lanes). Its column depends on p
-        # only, not on the memory data: pipelined beside the data path (p + e; then the segment
-        # and padding compares, on p + e directly: col = p + e, less k when p + e >= k, so
-        # col < split <=> p + e < split + k there, and so on), one cycle ahead of the data: the
-        # masks are ready at latency 2, registered at 3 and 4 (`shifted_early`, `zero_early`: the
-        # MAC array applies them to the weights before its multipliers) and again at 5. The stream's
+        # only, not on the memory data: pipelined beside the data path, one cycle ahead of it. The
+        # lanes a mask covers are a run of elements: with col = p + e (less k past the wrap),
+        # col >= k <=> e >= k - p, col < split <=> e < split - p (e < split + k - p past the
+        # wrap), and so on. So per lane group the bounds (k - p, split - p, ...; clamped to
+        # 0..N) are computed once and registered (stage 1), and each lane compares its constant
+        # element index with them (stage 2: a few LUTs, no carry chain per lane). The masks are
+        # ready at latency 2, registered at 3 and 4 (`shifted_early`, `zero_early`: the MAC array
+        # applies them to the weights before its multipliers) and again at 5. The stream's
         # configuration comes registered per lane group; it changes two cycles after restart,
-        # when the previous stream's last window has passed these stages and before the new one's
-        # first.
+        # when the previous stream's last window has passed stage 1 and before the new one's.
         # The bounds past the wrap (split + k, k_useful + k) are registers per buffer, a cycle
         # behind its configuration (which is set while the buffer loads, cycles before a stream
         # on it begins): no adder behind the buffer select.
@@ -263,13 +265,30 @@ class XBuffer(Module):
                 d[n] = Signal(kw + 1, name=f"{n}_k{s_}")
                 self.sync += d[n].eq(self.cfg[s_][n] + self.cfg[s_]["k"])
             past_wrap.append(d)
-        lane_cfg = []
+
+        def clamp_n(x, name):
+            """x clamped to 0..N, registered (x signed)."""
+            r = Signal(lg + 1, name=name)
+            big = Signal(name=name + "_big")
+            self.comb += big.eq(x[lg:len(x) - 1] != 0)
+            self.sync += If(x[-1], r.eq(0)).Elif(big, r.eq(N)).Else(r.eq(x[:lg]))
+            return r
+        bounds = []
         for g in range(n_grp):
             c = {n: copy_reg(self, cfg(n, self.rsel), f"xc{g}_{n}", self.advance) for n in names}
             for n in ("split", "k_useful"):
                 bound = Array(d[n] for d in past_wrap)[self.rsel] if S > 1 else past_wrap[0][n]
                 c[n + "_k"] = copy_reg(self, bound, f"xc{g}_{n}_k", self.advance)
-            lane_cfg.append(c)
+            bd = {}
+            for n in ("k", "split", "split_k", "k_useful", "k_useful_k"):
+                diff = Signal((kw + 3, True), name=f"xd{g}_{n}")
+                self.comb += diff.eq(c[n] - p)
+                bd[n] = clamp_n(diff, f"xb{g}_{n}")
+            bd["shift_b"], bd["mode16"] = Signal(name=f"xb{g}_shb"), Signal(name=f"xb{g}_m16")
+            self.sync += bd["shift_b"].eq(c["shift_b"]), bd["mode16"].eq(c["mode16"])
+            bounds.append(bd)
+        rem_b = Signal(lg + 1)       # elements left in the stream, clamped to N
+        self.sync += If(self.remaining >= N, rem_b.eq(N)).Else(rem_b.eq(self.remaining[:lg + 1]))
         self.shifted_early, self.zero_early = Signal(N), Signal(N)
         mask_s, mask_z = Signal(N), Signal(N)          # the masks at latency 2
         mask_s2, mask_z2 = Signal(N), Signal(N)        # and 3
@@ -280,15 +299,14 @@ class XBuffer(Module):
         self.sync += m16_r.eq(cfg("mode16", self.rsel)), m16_r2.eq(m16_r)
         m16_l = [copy_reg(self, m16_r2, f"xm16_{j}", self.advance) for j in range(-(-N // LANE_GROUP))]
         for i in range(N):
-            c = lane_cfg[grp[i]]
-            e0 = Mux(c["mode16"], i // 2, i)
-            pe = Signal(kw + 1, name=f"pe{i}")
-            e1 = Signal(lg + 1, name=f"el{i}_1")
-            self.sync += pe.eq(p + e0), e1.eq(e0)
-            wrapped = pe >= c["k"]
+            bd = bounds[grp[i]]
+
+            def ge(b):       # this lane's element >= b
+                return Mux(bd["mode16"], i // 2 >= b, i >= b)
+            wrapped = ge(bd["k"])
             self.sync += [
-                mask_s[i].eq(Mux(wrapped, pe < c["split_k"], pe < c["split"]) ^ c["shift_b"]),
-                mask_z[i].eq(Mux(wrapped, pe >= c["k_useful_k"], pe >= c["k_useful"]) | (e1 >= rem1)),
+                mask_s[i].eq(Mux(wrapped, ~ge(bd["split_k"]), ~ge(bd["split"])) ^ bd["shift_b"]),
+                mask_z[i].eq(Mux(wrapped, ge(bd["k_useful_k"]), ge(bd["k_useful"])) | ge(rem_b)),
                 mask_s2[i].eq(mask_s[i]), mask_z2[i].eq(mask_z[i]),
                 self.shifted_early[i].eq(mask_s2[i]), self.zero_early[i].eq(mask_z2[i]),
                 If(m16_l[i // LANE_GROUP], self.x[i].eq(win[i // 2])).Else(self.x[i].eq(win[i])),

@@ -196,13 +196,19 @@ class _Gearbox(Module):
         arr1 = Signal()                       # a word read a cycle ago (the ports' latency is 2)
         # total = off + units, a register from their next values: `have`, and so the issue
         # decision, start from registers, not from an adder
+        cnt_nx, total_nx = Signal(max=D + 1), Signal(3)
+        self.comb += If(start, cnt_nx.eq(0)).Else(cnt_nx.eq(cnt + arr - pop)), \
+            total_nx.eq(off_nx + self.units_next)
+        self.have_next = Signal()             # `have` in the next cycle
+        self.comb += self.have_next.eq((cnt_nx >= 2) | ((cnt_nx != 0) & (total_nx <= UNITS_PER_WORD)))
         self.sync += [
-            arr1.eq(rd), arr.eq(arr1), off.eq(off_nx), rp.eq(rp_nx), total.eq(off_nx + self.units_next),
+            arr1.eq(rd), arr.eq(arr1), off.eq(off_nx), rp.eq(rp_nx), total.eq(total_nx),
             If(start,
-                occ.eq(1), cnt.eq(0),
+                occ.eq(1),
             ).Else(
-                occ.eq(occ_nx), cnt.eq(cnt + arr - pop),
+                occ.eq(occ_nx),
             ),
+            cnt.eq(cnt_nx),
             wp.eq(wp_nx),
         ]
         # the ring's write enables (arr & wp == k) as registers from their next values (arr's is
@@ -319,8 +325,10 @@ class _RowTracker(Module):
         ends_nx = Signal()
         self.comb += s_end1.eq(d + k_step2m1), ends_nx.eq(Mux(ends, s_end1[-1], d <= ne2))
         # at start the first cycle has no boundary: k_stored >= N_eff
-        self.sync += If(start_run, self.new_group.eq(0)).Elif(self.advance,
-            self.new_group.eq(bnd_nx & Mux(ends & ~fresh_nx, g2, g1)))
+        self.new_group_next = Signal()        # `new_group` in the next cycle
+        self.comb += If(start_run, self.new_group_next.eq(0)).Elif(self.advance,
+            self.new_group_next.eq(bnd_nx & Mux(ends & ~fresh_nx, g2, g1))).Else(self.new_group_next.eq(self.new_group))
+        self.sync += self.new_group.eq(self.new_group_next)
         self.sync += If(~start_run & self.advance,
             self.first.eq(0),
             If(self.last, self.running.eq(0)),
@@ -392,12 +400,10 @@ class _Codebooks(Module):
         wr, wr_j, wr_par, wr_last = Signal(), Signal.like(j), Signal(), Signal()
         self.sync += [
             wr.eq(go & ~start), wr_j.eq(j), wr_par.eq(par), wr_last.eq(go & word_last),
-            If(start,
-                self.ahead.eq(0),
-            ).Else(
-                self.ahead.eq(self.ahead + (wr & wr_last) - self.take),
-            ),
         ]
+        self.ahead_next = Signal(2)           # `ahead` in the next cycle
+        self.comb += If(start, self.ahead_next.eq(0)).Else(self.ahead_next.eq(self.ahead + (wr & wr_last) - self.take))
+        self.sync += self.ahead.eq(self.ahead_next)
         # the words go to every lane's copy (WeightStream stage 2): word wr_j of file wr_par, two
         # cycles after `wr`, through a register beside the block RAM (its clock-to-out stays off
         # the long nets to the lanes) and one register per lane group (`write_replicas`), still
@@ -508,8 +514,14 @@ class WeightStream(Module):
         ce_tr = copy_reg(self, self.ready_d, "ce_tr", self.ready_d)     # == ready
         run_nx = Signal()                       # tr.running in the next cycle
         cross = Signal()
-        # (ahead <= cross spelt out on the two bits: a comparator would become a carry chain)
-        may = tr.running & gb.have & ~(cbm & ~cb.ahead[1] & (~cb.ahead[0] | cross))
+        # a stream cycle may issue: running, its words in the FIFO, its codebook loaded (ahead <=
+        # cross spelt out on the two bits: a comparator would become a carry chain). A register,
+        # from the next values of what it tests: the issue (and every clock enable behind it)
+        # is then `ready & may`, one LUT from registers
+        may, cbm_nx = Signal(), Signal()
+        self.comb += If(start, cbm_nx.eq(is_cbm)).Else(cbm_nx.eq(cbm))
+        self.sync += may.eq(run_nx & gb.have_next & ~(cbm_nx & ~cb.ahead_next[1] &
+                                                      (~cb.ahead_next[0] | (cbm_nx & tr.new_group_next))))
         self.comb += [
             ce.eq(self.ready),
             cross.eq(cbm & tr.new_group),

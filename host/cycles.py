@@ -9,9 +9,10 @@ The core (gateware/core.py) overlaps three parts, modelled as such in `_Core`:
     front end   FETCH 17 cycles (16 words + the read latency), DECODE 1; a MATVEC then CHECK 3 (the
                 operand and weight checks, pipelined),
                 [WAITSEG until the instructions it depends on have retired], LOAD
-                ceil(KA/4) + ceil(KB/4) + LOADED 1 (skipped when the X buffer already holds the
-                segments), START when the previous stream has finished; the next FETCH follows
-                at once, while the stream runs.
+                ceil(KA/W) + ceil(KB/W) (W = load_width: 8, at most N) + LOADED 1 (skipped when
+                the X buffer already holds the segments), START a cycle after the previous
+                stream has finished and a context slot is free (START_SEEN); the next FETCH
+                follows at once, while the stream runs.
     stream      first_output_latency + stream_cycles (codebook stalls included).
     back end    rows reach the row FIFO XBUF_LATENCY + mac_latency + FIFO_IN_LATENCY after their
                 stream cycle; the feeder takes one per `feeder_interval` cycles in order (WAIT_EPI: an

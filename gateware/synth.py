@@ -509,16 +509,15 @@ def _group(cell):
     return re.sub(r"(\[\d+\]|_\d+)+$", "", g) or cell
 
 
-def worst_paths(sdf_path, n=3):
-    """The `n` worst register-to-register paths with distinct (source, sink) signal groups:
-    delay (clock-to-out + logic + routing + setup), start and end cells, and the levels."""
+def _endpoints(sdf_path):
+    """Every register endpoint's arrival (clock-to-out + logic + routing + setup, ps) and the
+    launch point of its longest path: a longest-path pass over the SDF's arcs (Kahn's order)."""
     edges, launch, setup = parse_sdf(sdf_path)
     arrival, pred = {}, {}
     indeg = {}
     for a, outs in edges.items():
         for b, _ in outs:
             indeg[b] = indeg.get(b, 0) + 1
-    # longest path over the DAG of arcs reachable from the launch points (Kahn's order)
     ready = [node for node in edges if indeg.get(node, 0) == 0]
     for node, d in launch.items():
         arrival[node] = max(d, arrival.get(node, -1.0))
@@ -531,16 +530,21 @@ def worst_paths(sdf_path, n=3):
             indeg[b] -= 1
             if indeg[b] == 0:
                 ready.append(b)
-    best = {}
     for node, su in setup.items():
         if node not in arrival:
             continue
-        start, hops, cur = node, [], node
+        hops, cur = [], node
         while cur in pred:
             hops.append(cur)
             cur = pred[cur]
-        start = cur
-        total = arrival[node] + su
+        yield node, cur, arrival[node] + su, hops
+
+
+def worst_paths(sdf_path, n=3):
+    """The `n` worst register-to-register paths with distinct (source, sink) signal groups:
+    delay (clock-to-out + logic + routing + setup), start and end cells, and the levels."""
+    best = {}
+    for node, start, total, hops in _endpoints(sdf_path):
         key = (_group(start[0]), _group(node[0]))
         if key not in best or total > best[key]["delay_ps"]:
             levels = len({c for c, _ in hops if c not in (start[0], node[0])})
@@ -553,6 +557,29 @@ def worst_paths(sdf_path, n=3):
     return top
 
 
+def endpoint_summary(sdf_path, period_ns, classes=10):
+    """How many register endpoints miss `period_ns`, and by how much: a histogram of the
+    endpoints' path delays (1 ns bins) and the worst classes of failing endpoints, grouped by
+    (source, sink) signal with the digits of the names folded (so the copies of one register and
+    the bits of one bus count as one class). The worst path alone says little when many classes
+    fail; the count of failing endpoints says how far a design is from its clock."""
+    def fold(cell):
+        return re.sub(r"\d+", "#", _group(cell))
+    hist, fail, total = {}, {}, 0
+    for node, start, ps, _ in _endpoints(sdf_path):
+        total += 1
+        ns = ps / 1000
+        hist[int(ns)] = hist.get(int(ns), 0) + 1
+        if ns > period_ns:
+            key = (fold(start[0]), fold(node[0]))
+            n, worst = fail.get(key, (0, 0.0))
+            fail[key] = (n + 1, max(worst, ns))
+    worst = sorted(fail.items(), key=lambda kv: -kv[1][1])[:classes]
+    return {"period_ns": period_ns, "endpoints": total, "failing": sum(n for n, _ in fail.values()),
+            "histogram_ns": dict(sorted(hist.items())),
+            "classes": [{"from": k[0], "to": k[1], "endpoints": n, "worst_ns": round(w, 3)} for k, (n, w) in worst]}
+
+
 def synthesize(n_lanes, out_dir, freq_mhz=100, seed=1, progress=True, pnr=True, threads=2, top_paths=3,
                router="router2", nextpnr_args=(), unit=None, **core_kwargs):
     """Verilog -> yosys synth_ecp5 -> nextpnr-ecp5 for `SynthTop(n_lanes, **core_kwargs)`, or with
@@ -560,8 +587,8 @@ def synthesize(n_lanes, out_dir, freq_mhz=100, seed=1, progress=True, pnr=True, 
 
     Writes top.v, top.json, top.lpf (the clock pin), yosys.log, nextpnr.log, report.json (and
     timing.sdf) in `out_dir` and returns a dict: macs, fmax_mhz, timing_met (at `freq_mhz`), lut4 (LUT4 sites used),
-    ff, dp16kd, mult18x18d, the utilisation in percent, the critical paths, tool versions and
-    the time of each phase. With `pnr=False` only yosys runs: the numbers are yosys' cell counts
+    ff, dp16kd, mult18x18d, the utilisation in percent, the critical paths, the endpoints that
+    miss the clock (`endpoint_summary`), tool versions and the time of each phase. With `pnr=False` only yosys runs: the numbers are yosys' cell counts
     and there is no Fmax. `router`: nextpnr's router2 (default; router1 stalled on congested
     designs here), `nextpnr_args`: extra options.
     """
@@ -642,6 +669,8 @@ def synthesize(n_lanes, out_dir, freq_mhz=100, seed=1, progress=True, pnr=True, 
     if top_paths:
         try:
             res["top_paths"] = worst_paths(out / "timing.sdf", top_paths)
+            res["endpoints"] = ep = endpoint_summary(out / "timing.sdf", 1000 / freq_mhz)
+            say(f"[synth] endpoints over {ep['period_ns']:.2f} ns: {ep['failing']} of {ep['endpoints']}")
         except Exception as e:        # the summary is a convenience: never lose the run over it
             res["top_paths_error"] = f"{type(e).__name__}: {e}"
     times["total"] = round(time.monotonic() - t_all, 1)

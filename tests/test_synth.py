@@ -148,6 +148,10 @@ def test_report_parsers(tmp_path):
     assert [p["delay_ns"] for p in paths] == [1.79, 0.72, 0.45]
     assert paths[0]["from"] == "a_reg[0].Q" and paths[0]["to"] == "b_reg.DI" and paths[0]["cells"] == 1
     assert paths[0]["from_group"] == "a_reg" and paths[1]["to"] == "d_reg.DI"
+    summary = synth.endpoint_summary(sdf, 0.5)        # a 0.5 ns clock: a -> b and c -> d fail
+    assert summary["endpoints"] == 3 and summary["failing"] == 2
+    assert summary["histogram_ns"] == {0: 2, 1: 1}
+    assert summary["classes"][0] == {"from": "a_reg", "to": "b_reg", "endpoints": 1, "worst_ns": 1.79}
 
     report = {"critical_paths": [{"from": "posedge clk", "to": "posedge clk", "path": [
         {"type": "clk-to-q", "delay": 0.5, "from": {"cell": "a", "port": "Q"}, "to": {"cell": "a", "port": "Q"}},

@@ -13,8 +13,10 @@ data two cycles after the address.
 """
 import re
 
-from migen import Memory, Module, Signal
+from migen import READ_FIRST, Cat, Memory, Module, Signal
 from migen.fhdl.specials import SPECIAL_INPUT, SPECIAL_OUTPUT, Special
+
+from .regs import copy_reg
 
 class RegisteredRead(Special):
     """`dat_r` = `port.dat_r` one cycle later (`port`: a synchronous read port of `memory`)."""
@@ -132,15 +134,13 @@ class SlicedMemory(Module):
     register copy of we/wadr/wdat per slice (no register of the write reaches every block RAM)."""
 
     def __init__(self, name, width, depth, registered=False, write_copies=False):
-        from migen import Cat, READ_FIRST
-        from .regs import copy_reg
         aw = max(1, (depth - 1).bit_length())
         self.adr, self.dat_r = Signal(aw), Signal(width)
         self.we, self.wadr, self.wdat = Signal(), Signal(aw), Signal(width)
         sw = bram_width(depth) or width
         self.memories = [Memory(min(sw, width - lo), depth, name=f"{name}{lo // sw}") for lo in range(0, width, sw)]
         self.specials += self.memories
-        reads = []
+        reads, lo = [], 0
         for m in self.memories:
             if registered:
                 reads.append(registered_read(self, m, mode=READ_FIRST))
@@ -150,8 +150,8 @@ class SlicedMemory(Module):
                 reads.append(port)
             w = m.get_port(write_capable=True)
             self.specials += w
-            lo = sum(x.width for x in self.memories[:self.memories.index(m)])
             ctl = Cat(self.we, self.wadr, self.wdat[lo:lo + m.width])
+            lo += m.width
             if write_copies:
                 ctl = copy_reg(self, ctl, f"{m.name_override}_w", self.we)
             self.comb += w.we.eq(ctl[0]), w.adr.eq(ctl[1:1 + len(self.wadr)]), w.dat_w.eq(ctl[1 + len(self.wadr):])

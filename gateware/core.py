@@ -289,8 +289,7 @@ class RNNAccelCore(Module):
             .Else(ld_src.eq(phys["a"]), ld_pos0.eq(0))
         # the pool address runs in its own register (ld_src + ld_i), no adder before the banks
         ld_adr = Signal(vaw)
-        # (the host's word address while the core is idle: `vmem_rdat_wide`, below)
-        self._wide_adr = ld_adr
+        # (vpool.wide_adr: ld_adr while the core runs, the host's word address while it is idle: below)
         # the pool's wide read has latency two (the block RAMs' output registers keep their
         # clock-to-out out of the bank/wrap write logic); with the X buffer's three write stages
         # the last write lands four cycles after LOADED, in time for the stream's first window
@@ -571,7 +570,7 @@ class RNNAccelCore(Module):
         self.comb += self.vmem_rdat.eq(vpool.rd_dat)
         # the host's reads also through the wide port, two cycles after the address (its block
         # RAMs' output registers: no 5.8 ns clock-to-out on the way to a bus far away)
-        self.comb += If(own, vpool.wide_adr.eq(self._wide_adr)).Else(vpool.wide_adr.eq(self.vmem_adr)), \
+        self.comb += If(own, vpool.wide_adr.eq(ld_adr)).Else(vpool.wide_adr.eq(self.vmem_adr)), \
             self.vmem_rdat_wide.eq(vpool.wide_dat[0])
 
         # ---- front end -------------------------------------------------------------------------------
@@ -714,4 +713,4 @@ class RNNAccelCore(Module):
         self.comb += to_start.eq(reduce(or_, [(fsm.state == fsm.encoding[st]) & cond
                                               for st, cond in self._to_start.items()]))
         self.comb += go_nx.eq(reduce(and_, [to_start] + self._start_nx))
-        drive_copies(self, self._start_copies, go_nx, "st_go", live=self._own)
+        drive_copies(self, self._start_copies, go_nx, "st_go")

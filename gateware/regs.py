@@ -59,10 +59,8 @@ class InputCopies:
         return s
 
 
-def drive_copies(m, copies, value_next, name, live=None):
+def drive_copies(m, copies, value_next, name):
     """Drive `copies` (InputCopies.copies of external units) from registers of `value_next`, the
-    value the input has in the next cycle. Cleared by the reset, as a control input. `live`: the
-    copies' keep-apart flag input (copy_reg), by default `value_next`; a register keeps the flags
-    off `value_next`'s paths."""
+    value the input has in the next cycle. Cleared by the reset, as a control input."""
     for k, s in enumerate(copies):
-        m.comb += s.eq(copy_reg(m, value_next, f"{name}{k}", value_next if live is None else live, reset=True))
+        m.comb += s.eq(copy_reg(m, value_next, f"{name}{k}", value_next, reset=True))

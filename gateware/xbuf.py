@@ -14,9 +14,6 @@ Per lane the unit also reports the column, from which the MAC array's masks foll
 `shifted` (the lane's column is in the shifted segment) and `zero` (padding column or past the
 stream's end).
 """
-from functools import reduce
-from operator import or_
-
 from migen import READ_FIRST, Array, C, Cat, If, Memory, Module, Mux, Signal
 
 from rnnaccel.host.spec import ACT_BITS
@@ -110,56 +107,65 @@ class XBuffer(Module):
         lg = N.bit_length() - 1
         assert 1 << lg == N, "N must be a power of two"
         # Writes land three cycles after they are presented, through three register stages:
-        # P the inputs where they arrive, with what the decode needs computed from them (the
-        # position within a row of banks and the wrapped position (pos + k) mod N, per group of
-        # COPY_GROUP banks; each element's `early` flag: position < N, it has a wrap copy; each
-        # element's word address); A the decoded hits (bank b takes element j: pos mod N ==
-        # (b - j) mod N, a compare with a constant) and, per group, a copy of each element's word
-        # address and data; B per bank and per wrap register the one write that hits it, an
-        # AND-OR. The wrap copy: x[pos] for pos < N also lives at bank (pos + k) mod N. So no net
-        # of the write decode reaches every bank, and none starts before a register of its own.
-        live = self.we[0]
-        we_p, early_p, wsel_p = Signal(wr_width), Signal(wr_width), Signal(sb)
-        wword_p = [Signal(kw - lg, name=f"xwword{j}") for j in range(wr_width)]
-        wdat_p = [Signal((ACT_BITS, True), name=f"xwdat{j}", reset_less=True) for j in range(wr_width)]
-        self.sync += we_p.eq(self.we), wsel_p.eq(self.wsel), \
-            [early_p[j].eq(self.we[j] & (self.wpos < N - j)) for j in range(wr_width)], \
-            [wword_p[j].eq((self.wpos + j) >> lg) for j in range(wr_width)], \
-            [wdat_p[j].eq(self.wdata[j]) for j in range(wr_width)]
+        # P the inputs where they arrive (the run's first bank R = wpos mod N, its word q and
+        # q + 1, the wrapped start R' = (wpos + k) mod N, each element's `early` flag: position
+        # < N, it has a wrap copy); A the W words rotated once, for all banks, so that word m
+        # is the element bound for a bank b with b mod W == m (element (b - R) mod N), with the
+        # write enables rotated alike, and per bank whether the run covers it and which word it
+        # takes; B per bank and per wrap register its write, a wire from the rotated words.
+        # The wrap copy: x[pos] for pos < N also lives at bank (pos + k) mod N, the same
+        # rotation by R'. So the decode is two W-word rotators, not a W:1 select per bank.
+        W = wr_width
+        lw = W.bit_length() - 1
+        assert 1 << lw == W, "wr_width must be a power of two"
+        we_p, early_p, wsel_p = Signal(W), Signal(W), Signal(sb)
+        r_p, rw_p = Signal(lg), Signal(lg)             # R and R' (bank of element 0, direct and wrapped)
+        q_p, q1_p = Signal(kw - lg), Signal(kw - lg)
+        wdat_p = [Signal((ACT_BITS, True), name=f"xwdat{j}", reset_less=True) for j in range(W)]
         wrapped_pos = Signal(lg + 1)
         self.comb += wrapped_pos.eq(self.wpos[:lg] + cfg("k", self.wsel)[:lg])
-        wlow = [copy_reg(self, self.wpos[:lg], f"xwlow{g}", live) for g in range(n_grp)]
-        wwrap = [copy_reg(self, wrapped_pos[:lg], f"xwwrap{g}", live) for g in range(n_grp)]
-        hit = [[Signal(name=f"xhit{b}_{j}") for j in range(wr_width)] for b in range(N)]
-        whit = [[Signal(name=f"xwhit{b}_{j}") for j in range(wr_width)] for b in range(N)]
-        for j in range(wr_width):
-            for b in range(N):
-                self.sync += hit[b][j].eq(we_p[j] & (wlow[grp[b]] == (b - j) % N)), \
-                    whit[b][j].eq(early_p[j] & (wwrap[grp[b]] == (b - j) % N))
-        live_p = we_p[0]
-        a_word = [[copy_reg(self, badr(wword_p[j], wsel_p), f"xa_word{g}_{j}", live_p)
-                   for j in range(wr_width)] for g in range(n_grp)]
-        a_dat = [[copy_reg(self, wdat_p[j], f"xa_dat{g}_{j}", live_p) for j in range(wr_width)]
-                 for g in range(n_grp)]
-        a_sel = [copy_reg(self, wsel_p, f"xa_sel{g}", live_p) for g in range(n_grp)]
+        self.sync += we_p.eq(self.we), wsel_p.eq(self.wsel), r_p.eq(self.wpos[:lg]), \
+            rw_p.eq(wrapped_pos[:lg]), q_p.eq(self.wpos >> lg), q1_p.eq((self.wpos >> lg) + 1), \
+            [early_p[j].eq(self.we[j] & (self.wpos < N - j)) for j in range(W)], \
+            [wdat_p[j].eq(self.wdata[j]) for j in range(W)]
         self.write_latency = 3
 
-        def select(hits, vals):      # at most one hit (consecutive positions, wr_width <= N)
-            return reduce(or_, [Mux(h, v, 0) for h, v in zip(hits, vals)])
+        def rot_w(vals, amount, width):   # out[m] = vals[(m - amount) mod W]
+            for lv in range(lw):
+                vals = [Mux(amount[lv], vals[(m - (1 << lv)) % W], vals[m]) for m in range(W)]
+            out = [Signal(width, name=f"xrotw{m}", reset_less=True) for m in range(W)]
+            self.sync += [o.eq(v) for o, v in zip(out, vals)]
+            return out
+        rot = rot_w(wdat_p, r_p, ACT_BITS)                 # stage A
+        wrot = rot_w(wdat_p, rw_p, ACT_BITS)
+        rwe = rot_w([we_p[j] for j in range(W)], r_p, 1)
+        rwearly = rot_w([early_p[j] for j in range(W)], rw_p, 1)
+
+        def covers(start, b):
+            """The W-position run from bank `start` covers bank b (b in [start, start + W) mod N)."""
+            if W == N:
+                return C(1)
+            chunk = start[lw:]                   # the run's first chunk of W banks, then the next
+            return Mux(b % W >= start[:lw], chunk == b >> lw, chunk == ((b >> lw) - 1) % (N >> lw))
+        a_sel = [copy_reg(self, wsel_p, f"xa_sel{g}", we_p[0]) for g in range(n_grp)]
+        a_q = [copy_reg(self, q_p, f"xa_q{g}", we_p[0]) for g in range(n_grp)]
+        a_q1 = [copy_reg(self, q1_p, f"xa_q1_{g}", we_p[0]) for g in range(n_grp)]
         for b in range(N):
-            g = grp[b]
-            wen = [Signal(name=f"wen{s}_{b}") for s in range(S)]
-            wval = Signal((ACT_BITS, True), name=f"wval{b}")
-            self.sync += [wen[s].eq((Cat(*whit[b]) != 0) & (a_sel[g] == s)) for s in range(S)]
-            self.sync += wval.eq(select(whit[b], a_dat[g]))
-            for s in range(S):
-                self.sync += If(wen[s], wrap[s][b].eq(wval))
+            g, m = grp[b], b % W
+            cov, wcov, low = Signal(name=f"xcov{b}"), Signal(name=f"xwcov{b}"), Signal(name=f"xlow{b}")
+            self.sync += cov.eq(covers(r_p, b)), wcov.eq(covers(rw_p, b)), low.eq(b < r_p)
+            # stage B: the bank's write (word q, or q + 1 for a bank below R: past the row of banks)
             b_we = Signal(name=f"bwe{b}")
             b_adr = Signal(len(wports[b].adr), name=f"badr{b}")
             b_dat = Signal((ACT_BITS, True), name=f"bdat{b}")
-            self.sync += b_we.eq(Cat(*hit[b]) != 0), b_adr.eq(select(hit[b], a_word[g])), \
-                b_dat.eq(select(hit[b], a_dat[g]))
+            self.sync += b_we.eq(rwe[m] & cov), b_dat.eq(rot[m]), \
+                b_adr.eq(badr(Mux(low, a_q1[g], a_q[g]), a_sel[g]))
             self.comb += wports[b].adr.eq(b_adr), wports[b].dat_w.eq(b_dat), wports[b].we.eq(b_we)
+            wen = [Signal(name=f"wen{s}_{b}") for s in range(S)]
+            wval = Signal((ACT_BITS, True), name=f"wval{b}")
+            self.sync += [wen[s].eq(rwearly[m] & wcov & (a_sel[g] == s)) for s in range(S)], wval.eq(wrot[m])
+            for s in range(S):
+                self.sync += If(wen[s], wrap[s][b].eq(wval))
 
         # ---- window position ----------------------------------------------------------------------
         # The stream's geometry comes registered from buffer rsel (constant for the stream): k,

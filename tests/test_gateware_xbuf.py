@@ -8,7 +8,16 @@ from migen.sim import run_simulation  # noqa: E402
 from rnnaccel.gateware.xbuf import XBuffer  # noqa: E402
 
 
-def run_window(n, kmax, x, k_useful, split, shift_b, total, mode16=False, wr_width=4):
+def write_runs(K, wr_width, segments):
+    """(position, mask) of each write: every segment [s, e) in runs of wr_width from its start, as
+    the core's loader writes segments A and B (B unaligned, from a_len)."""
+    bounds = [0, *segments, K]
+    for s, e in zip(bounds, bounds[1:]):
+        for base in range(s, e, wr_width):
+            yield base, sum(1 << j for j in range(wr_width) if base + j < e)
+
+
+def run_window(n, kmax, x, k_useful, split, shift_b, total, mode16=False, wr_width=4, segments=()):
     K = len(x)
     dut = XBuffer(n, kmax, wr_width)
     n_eff = n // 2 if mode16 else n
@@ -21,12 +30,9 @@ def run_window(n, kmax, x, k_useful, split, shift_b, total, mode16=False, wr_wid
         yield dut.shift_b.eq(int(shift_b))
         yield dut.mode16.eq(int(mode16))
         yield   # the configuration is in place a cycle before the first write (XBuffer docstring)
-        for base in range(0, K, wr_width):
-            m = 0
+        for base, m in write_runs(K, wr_width, segments):
             for j in range(wr_width):
-                if base + j < K:
-                    yield dut.wdata[j].eq(int(x[base + j]))
-                    m |= 1 << j
+                yield dut.wdata[j].eq(int(x[base + j]) if (m >> j) & 1 else 0x5A5A - 0x10000)
             yield dut.wpos.eq(base)
             yield dut.we.eq(m)
             yield
@@ -76,13 +82,17 @@ def expect(n, x, k_useful, split, shift_b, total, mode16=False):
     return out
 
 
-@pytest.mark.parametrize("n,K,rows,mode16", [(8, 8, 3, False), (8, 13, 4, False), (4, 23, 5, False),
-                                             (8, 21, 3, True), (16, 40, 3, False)])
-def test_window_wraps_at_k(n, K, rows, mode16):
+@pytest.mark.parametrize("n,K,rows,mode16,wr_width,segments", [
+    (8, 8, 3, False, 4, ()), (8, 13, 4, False, 4, ()), (4, 23, 5, False, 4, ()), (8, 21, 3, True, 4, ()),
+    (16, 40, 3, False, 4, ()),
+    # the loader's width 8 and unaligned runs (segment B from a_len; the wrap copies straddling chunks)
+    (8, 29, 3, False, 8, (5,)), (16, 37, 3, False, 8, (11,)), (32, 75, 3, False, 8, (10,)),
+    (32, 53, 3, True, 8, (3, 30)), (16, 16, 4, False, 8, (7,))])
+def test_window_wraps_at_k(n, K, rows, mode16, wr_width, segments):
     rng = np.random.default_rng(K)
     x = rng.integers(-32768, 32768, K)
     split, k_useful = 3, K - 2
-    got = run_window(n, 64, x, k_useful, split, False, rows * K, mode16)
+    got = run_window(n, 128, x, k_useful, split, False, rows * K, mode16, wr_width, segments)
     want = expect(n, x, k_useful, split, False, rows * K, mode16)
     for c, (g, w) in enumerate(zip(got, want)):
         g_lanes = [g[0][i] if not (w[2] >> i) & 1 else None for i in range(n)]

@@ -397,7 +397,8 @@ class RNNAccelCore(Module):
 
         # ---- instruction contexts: pushed at stream start, retired at the last write ----------------
         ctx_fields = {
-            "rows_m1": (F["rows"] - 1)[:len(F["rows"])], "n_ops": None, "interval": None, "wait_epi": F["flags"][1],
+            "rows_m1": (F["rows"] - 1)[:len(F["rows"])], "one_row": F["rows"] == 1, "two_rows": F["rows"] == 2,
+            "n_ops": None, "interval": None, "wait_epi": F["flags"][1],
             "da": phys["da"], "db": phys["db"], "p": phys["p"], "q": phys["q"],
             "dst": phys["dst"], "dst2": phys["dst2"], "dst2_used": used["dst2"],
             "need0": used["da"], "need1": used["db"], "need2": used["p"], "need3": used["q"],
@@ -463,8 +464,12 @@ class RNNAccelCore(Module):
         self.sync += If(pop, last_slot.eq(C("interval", feed_ptr) == 0)).Elif(last_slot, last_slot.eq(0)) \
             .Elif(feeding, last_slot.eq(slot + 1 == C("interval", r_ctx)))
         # feed_ptr from its next value, with two copies for the operand and bias address muxes
+        # whether the popped row is its context's last: for the first row a flag of the context,
+        # then a count of the rows left (fd_rem) whose zero test is a register (rem_zero), so the
+        # loop feed_ptr -> pop -> feed_ptr holds one-bit context picks only
         fd_last, feed_nx = Signal(), Signal(2)
-        self.comb += fd_last.eq(fd_j == C("rows_m1", feed_ptr)), \
+        fd_rem, rem_zero = Signal(16), Signal()
+        self.comb += fd_last.eq(Mux(fd_first, C("one_row", feed_ptr), rem_zero)), \
             If(pop & fd_last, feed_nx.eq(feed_ptr + 1)).Else(feed_nx.eq(feed_ptr))
         feed_adr, feed_adr2 = (copy_reg(self, feed_nx, f"feed_adr{c}", pop, reset=True) for c in range(2))   # == feed_ptr
         self.sync += [
@@ -472,7 +477,9 @@ class RNNAccelCore(Module):
             If(last_slot, acc_p.eq(acc_r), p_j.eq(r_j)),
             If(pop,
                 feeding.eq(1), slot.eq(0), acc_r.eq(rowfifo.dout), r_ctx.eq(feed_ptr), r_j.eq(fd_j),
-                If(fd_last, fd_j.eq(0), fd_first.eq(1)).Else(fd_j.eq(fd_j + 1), fd_first.eq(0)))
+                If(fd_last, fd_j.eq(0), fd_first.eq(1)).Else(fd_j.eq(fd_j + 1), fd_first.eq(0)),
+                If(fd_first, fd_rem.eq(C("rows_m1", feed_adr2) - 1), rem_zero.eq(C("two_rows", feed_adr2)))
+                .Else(fd_rem.eq(fd_rem - 1), rem_zero.eq(fd_rem == 1)))
             .Elif(last_slot, feeding.eq(0))
             .Elif(feeding, slot.eq(slot + 1)),
         ]

@@ -18,6 +18,7 @@ from migen import READ_FIRST, Array, C, Cat, If, Memory, Module, Mux, Signal
 
 from rnnaccel.host.spec import ACT_BITS
 
+from .bram import registered_read
 from .regs import InputCopies, copy_reg, drop_resets
 
 COPY_GROUP = 8  # banks or lanes served by one register copy of a shared control
@@ -74,7 +75,7 @@ class XBuffer(Module):
         self.x = [Signal((ACT_BITS, True), name=f"xw{i}") for i in range(N)]
         self.shifted = Signal(N)
         self.zero = Signal(N)
-        self.latency = 2 + ROT_STAGES
+        self.latency = 3 + ROT_STAGES
 
         def cfg(name, sel):
             return Array(c[name] for c in self.cfg)[sel] if S > 1 else self.cfg[0][name]
@@ -83,11 +84,13 @@ class XBuffer(Module):
         banks = [Memory(ACT_BITS, depth * S, name=f"xbank{b}") for b in range(N)]
         wrap = [Array(Signal((ACT_BITS, True), name=f"xwrap{s}_{b}") for b in range(N)) for s in range(S)]
         self.specials += banks
-        # synchronous read, READ_FIRST: no transparency bypass behind the block RAM (a stream
-        # reads one set while the loader writes the other)
-        rports = [m.get_port(mode=READ_FIRST) for m in banks]
+        # each bank a block RAM read through its output register (latency two: bram.py), not LUT
+        # RAM (at N = 32 the LUT RAM took some 3,000 LUT sites and its read mux 500 more);
+        # READ_FIRST: no transparency bypass behind it (a stream reads one set while the loader
+        # writes the other)
+        rports = [registered_read(self, m, mode=READ_FIRST) for m in banks]
         wports = [m.get_port(write_capable=True) for m in banks]
-        self.specials += rports + wports
+        self.specials += wports
 
         aw = (depth - 1).bit_length()
 
@@ -214,12 +217,15 @@ class XBuffer(Module):
                 If(gen[b], radr[b].eq(qn_g[grp[b]])).Else(radr[b].eq(qn1_g[grp[b]])))
             self.comb += rports[b].adr.eq(badr(radr[b], sel1_g[b] if S > 1 else 0))
             self.sync += use_wrap[b].eq(Cat(C(b, lg), radr[b]) >= k_g[grp[b]])
-        # stage 1 (the memory's read register): pick memory word or wrap register, registered;
-        # stages 2..4: the rotator, a third of its levels each (one 4:1 mux per bit at N = 32),
-        # and the 16-bit pair pick in stage 4 -> x. A rotator level moves words across lanes, and
-        # the lanes' multipliers spread over the die, so each stage holds about one slice of
-        # logic, and the read path alone stands in stage 1 (the bank read through its LUT RAM and
-        # the wrap pick)
+        # the wrap test and the buffer select once more, beside the block RAMs' output registers
+        use_wrap2 = Signal(N)
+        self.sync += use_wrap2.eq(use_wrap)
+        sel2 = [copy_reg(self, c, f"xsel2_{k}", self.advance) for k, c in enumerate(sel_copies)]
+        # stage 1: the bank's block RAM read (its address register), stage 2: its output register;
+        # then the pick of memory word or wrap register, registered (stage 3); stages 4..6: the
+        # rotator, a third of its levels each (one 4:1 mux per bit at N = 32), and the 16-bit
+        # pair pick in stage 6 -> x. A rotator level moves words across lanes, and the lanes'
+        # multipliers spread over the die, so each stage holds about one slice of logic
         rem1 = Signal(32)
         self.sync += rem1.eq(self.remaining)
         # rotate by r (win[i] = word[(r + i) mod N]) as log2(N) levels of 2:1 muxes, not N N:1
@@ -234,15 +240,16 @@ class XBuffer(Module):
             return vals
         vals = [Signal((ACT_BITS, True), name=f"pick{b}", reset_less=True) for b in range(N)]
         for b in range(N):
-            wr_b = Array(wrap[s][b] for s in range(S))[sel1_g[b]] if S > 1 else wrap[0][b]
-            self.sync += If(use_wrap[b], vals[b].eq(wr_b)).Else(vals[b].eq(rports[b].dat_r))
+            wr_b = Array(wrap[s][b] for s in range(S))[sel2[b // SEL_GROUP]] if S > 1 else wrap[0][b]
+            self.sync += If(use_wrap2[b], vals[b].eq(wr_b)).Else(vals[b].eq(rports[b].dat_r))
         per = -(-lg // ROT_STAGES)
-        r = p[:lg]
+        r = Signal(lg, name="xr0")
+        self.sync += r.eq(p[:lg])
         for k in range(ROT_STAGES):
             r_next = Signal(lg, name=f"xr{k + 1}")
             self.sync += r_next.eq(r)
-            r = r_next                                   # p, k + 1 cycles late
-            r_g = [copy_reg(self, r, f"xrot{k}_{g}", self.advance) for g in range(n_grp)]   # k + 2 late
+            r = r_next                                   # p, k + 2 cycles late
+            r_g = [copy_reg(self, r, f"xrot{k}_{g}", self.advance) for g in range(n_grp)]   # k + 3 late
             part = rotate(vals, [r_g[grp[i]] for i in range(N)], range(k * per, min(lg, (k + 1) * per)))
             if k == ROT_STAGES - 1:
                 win = part
@@ -256,8 +263,8 @@ class XBuffer(Module):
         # wrap), and so on. So per lane group the bounds (k - p, split - p, ...; clamped to
         # 0..N) are computed once and registered (stage 1), and each lane compares its constant
         # element index with them (stage 2: a few LUTs, no carry chain per lane). The masks are
-        # ready at latency 2, registered at 3 and 4 (`shifted_early`, `zero_early`: the MAC array
-        # applies them to the weights before its multipliers) and again at 5. The stream's
+        # ready at latency 2, registered at 3, 4 and 5 (`shifted_early`, `zero_early`: the MAC array
+        # applies them to the weights before its multipliers) and again at 6. The stream's
         # configuration comes registered per lane group; it changes two cycles after restart,
         # when the previous stream's last window has passed stage 1 and before the new one's.
         # The bounds past the wrap (split + k, k_useful + k) are registers per buffer, a cycle
@@ -298,12 +305,13 @@ class XBuffer(Module):
         self.shifted_early, self.zero_early = Signal(N), Signal(N)
         mask_s, mask_z = Signal(N), Signal(N)          # the masks at latency 2
         mask_s2, mask_z2 = Signal(N), Signal(N)        # and 3
-        assert self.latency == 5
-        # the pair pick (stage 4) sees mode16 four cycles after rsel changes: a stream's last
-        # window (at most a cycle before restart) passes stage 4 three cycles after the restart
-        m16_r, m16_r2 = Signal(), Signal()
-        self.sync += m16_r.eq(cfg("mode16", self.rsel)), m16_r2.eq(m16_r)
-        m16_l = [copy_reg(self, m16_r2, f"xm16_{j}", self.advance) for j in range(-(-N // LANE_GROUP))]
+        mask_s3, mask_z3 = Signal(N), Signal(N)        # and 4
+        assert self.latency == 6
+        # the pair pick (stage 6) sees mode16 five cycles after rsel changes: a stream's last
+        # window (at most a cycle before restart) passes stage 6 four cycles after the restart
+        m16_r, m16_r2, m16_r3 = Signal(), Signal(), Signal()
+        self.sync += m16_r.eq(cfg("mode16", self.rsel)), m16_r2.eq(m16_r), m16_r3.eq(m16_r2)
+        m16_l = [copy_reg(self, m16_r3, f"xm16_{j}", self.advance) for j in range(-(-N // LANE_GROUP))]
         for i in range(N):
             bd = bounds[grp[i]]
 
@@ -314,7 +322,8 @@ class XBuffer(Module):
                 mask_s[i].eq(Mux(wrapped, ~ge(bd["split_k"]), ~ge(bd["split"])) ^ bd["shift_b"]),
                 mask_z[i].eq(Mux(wrapped, ge(bd["k_useful_k"]), ge(bd["k_useful"])) | ge(rem_b)),
                 mask_s2[i].eq(mask_s[i]), mask_z2[i].eq(mask_z[i]),
-                self.shifted_early[i].eq(mask_s2[i]), self.zero_early[i].eq(mask_z2[i]),
+                mask_s3[i].eq(mask_s2[i]), mask_z3[i].eq(mask_z2[i]),
+                self.shifted_early[i].eq(mask_s3[i]), self.zero_early[i].eq(mask_z3[i]),
                 If(m16_l[i // LANE_GROUP], self.x[i].eq(win[i // 2])).Else(self.x[i].eq(win[i])),
                 self.shifted[i].eq(self.shifted_early[i]),
                 self.zero[i].eq(self.zero_early[i]),

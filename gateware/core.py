@@ -126,7 +126,7 @@ class RNNAccelCore(Module):
             self.comb += port.we.eq(ctl[0]), port.adr.eq(ctl[1:])
         self.vmem_we, self.vmem_adr = Signal(), Signal(vaw)
         self.vmem_wdat, self.vmem_rdat = Signal((ACT_BITS, True)), Signal((ACT_BITS, True))
-        self.vmem_rdat_wide = Signal((ACT_BITS, True))   # the word at vmem_adr two cycles later (idle core)
+        self.vmem_rdat_wide = Signal((ACT_BITS, True))   # the word at vmem_adr three cycles later (idle core)
 
         # ---- control and status ---------------------------------------------------------------------
         self.start = Signal()
@@ -290,12 +290,16 @@ class RNNAccelCore(Module):
         # the pool address runs in its own register (ld_src + ld_i), no adder before the banks
         ld_adr = Signal(vaw)
         # (vpool.wide_adr: ld_adr while the core runs, the host's word address while it is idle: below)
-        # the pool's wide read has latency two (the block RAMs' output registers keep their
-        # clock-to-out out of the bank/wrap write logic); with the X buffer's three write stages
-        # the last write lands four cycles after LOADED, in time for the stream's first window
-        # read (START + xb.settle at the earliest, START >= LOADED + 1)
+        # the pool's wide read has latency three (a bank address register, the block RAMs'
+        # output registers: their clock-to-out stays out of the bank/wrap write logic); with the
+        # X buffer's three write stages the last write lands five cycles after LOADED, in time
+        # for the stream's first window read (START + xb.settle at the earliest, START >=
+        # LOADED + 1; asserted below)
         wr_pend, wr_pos, wr_mask = Signal(), Signal(17), Signal(RD_WIDTH)
-        self.sync += wr_pend.eq(ld_pend), wr_pos.eq(ld_pend_pos), wr_mask.eq(ld_pend_mask)
+        ld_q = [Signal(), Signal(17), Signal(RD_WIDTH)]
+        assert vpool.wide_latency == 3
+        self.sync += [x.eq(v) for x, v in zip(ld_q, (ld_pend, ld_pend_pos, ld_pend_mask))], \
+            [x.eq(v) for x, v in zip((wr_pend, wr_pos, wr_mask), ld_q)]
         self.comb += [xb.wpos.eq(wr_pos), xb.wsel.eq(ld_sel), If(wr_pend, xb.we.eq(wr_mask))]
         self.comb += [xb.wdata[j].eq(vpool.wide_dat[j]) for j in range(RD_WIDTH)]
         self.comb += xb.remaining.eq(0xFFFFFFFF)
@@ -339,9 +343,10 @@ class RNNAccelCore(Module):
         self.comb += xb.advance.eq(take), xb.rsel.eq(st_sel)
 
         lag = timing.XBUF_LATENCY
-        # the loader's last write is presented in the cycle after LOADED and readable write_latency + 1
-        # cycles later; the first window read is settle cycles after START (LOADED + 1 at the earliest)
-        assert xb.write_latency + 1 <= xb.settle
+        # the loader's last write is presented wide_latency - 1 cycles after LOADED and readable
+        # write_latency + 1 cycles later; the first window read is settle cycles after START
+        # (LOADED + 1 at the earliest)
+        assert vpool.wide_latency - 1 + xb.write_latency <= xb.settle
         assert xb.latency == lag
         # the X buffer's position registers settle after restart (START) while the weight stream
         # primes: its first output comes no earlier than first_output_latency cycles after start

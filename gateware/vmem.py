@@ -22,7 +22,8 @@ class VectorPool(Module):
     """`words` 16-bit words in `width` banks.
 
     Ports:
-        wide read:  wide_adr (any word address) -> wide_dat[j] = mem[wide_adr + j], 2 cycles later
+        wide read:  wide_adr (any word address) -> wide_dat[j] = mem[wide_adr + j], `wide_latency`
+                    (3) cycles later
         word read:  rd_adr -> rd_dat, 1 cycle later
         word write: we, wr_adr, wr_dat
     """
@@ -57,18 +58,22 @@ class VectorPool(Module):
         lg = B.bit_length() - 1
 
         # ---- wide read: bank b serves element (b - a) mod B of the run starting at a ------------
+        # each bank's address (q or q + 1) in a register of its own beside the bank: the address
+        # arrives from afar (the loader, the bus), the block RAM's address setup stays local
+        self.wide_latency = 3
         q, r = Signal(aw), Signal(lg)
         self.comb += q.eq(self.wide_adr >> lg), r.eq(self.wide_adr[:lg])
         for b in range(B):
             adr = Signal(aw - lg, name=f"wadr{b}")
-            self.comb += If(b >= r, adr.eq(q)).Else(adr.eq(q + 1)), [p.adr.eq(adr) for p in wide_s[b]]
-        r1, r2 = Signal(lg), Signal(lg)
-        self.sync += r1.eq(r), r2.eq(r1)
+            self.sync += If(b >= r, adr.eq(q)).Else(adr.eq(q + 1))
+            self.comb += [p.adr.eq(adr) for p in wide_s[b]]
+        r1, r2, r3 = Signal(lg), Signal(lg), Signal(lg)
+        self.sync += r1.eq(r), r2.eq(r1), r3.eq(r2)
         outs = Array(Signal((ACT_BITS, True), name=f"wb{b}") for b in range(B))
         for b in range(B):
             self.comb += outs[b].eq(Cat(*[p.dat_r for p in wide_s[b]]))
         for j in range(B):
-            self.comb += self.wide_dat[j].eq(outs[(r2 + j) & (B - 1)])
+            self.comb += self.wide_dat[j].eq(outs[(r3 + j) & (B - 1)])
 
         # ---- single-word read and write ------------------------------------------------------------
         rsel = Signal(lg)

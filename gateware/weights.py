@@ -509,26 +509,25 @@ class WeightStream(Module):
         self.sync += self.ready.eq(self.ready_d)
         ce_lane = [copy_reg(self, self.ready_d, f"ce{g}", self.ready_d)
                    for g in range(-(-n // LANES_PER_COPY))]
-        gen = Signal()                          # a stream cycle is issued (into stage P)
-        gen_tr = Signal()                       # the same, for the row tracker's hundred registers
-        ce_tr = copy_reg(self, self.ready_d, "ce_tr", self.ready_d)     # == ready
         run_nx = Signal()                       # tr.running in the next cycle
         cross = Signal()
         # a stream cycle may issue: running, its words in the FIFO, its codebook loaded (ahead <=
-        # cross spelt out on the two bits: a comparator would become a carry chain). A register,
-        # from the next values of what it tests: the issue (and every clock enable behind it)
-        # is then `ready & may`, one LUT from registers
-        may, cbm_nx = Signal(), Signal()
+        # cross spelt out on the two bits: a comparator would become a carry chain). The issue
+        # `gen` (ready & may) is itself a register, from the next values of both, in three
+        # copies (this unit's stage P and codebooks, the gearbox, the row tracker's hundred
+        # registers): every clock enable behind it starts at a flip-flop of few sinks
+        may_nx, cbm_nx = Signal(), Signal()
         self.comb += If(start, cbm_nx.eq(is_cbm)).Else(cbm_nx.eq(cbm))
-        self.sync += may.eq(run_nx & gb.have_next & ~(cbm_nx & ~cb.ahead_next[1] &
-                                                      (~cb.ahead_next[0] | (cbm_nx & tr.new_group_next))))
+        self.comb += may_nx.eq(run_nx & gb.have_next & ~(cbm_nx & ~cb.ahead_next[1] &
+                                                         (~cb.ahead_next[0] | (cbm_nx & tr.new_group_next))))
+        gen, gen_gb, gen_tr = (copy_reg(self, self.ready_d & may_nx, f"gen_{name}", self.ready_d, reset=True)
+                               for name in ("p", "gb", "tr"))
         self.comb += [
             ce.eq(self.ready),
             cross.eq(cbm & tr.new_group),
-            gen.eq(ce & may), gen_tr.eq(ce_tr & may),
 
             gb.start.eq(self.start) if not external_start else [], gb.active.eq(tr.running), gb.active_next.eq(run_nx), gb.base.eq(self.word_base), gb.units_next.eq(units_nx),
-            gb.advance.eq(gen),
+            gb.advance.eq(gen_gb),
 
             tr.start.eq(self.start) if not external_start else [], tr.rows.eq(self.rows), tr.k_stored.eq(self.k_stored),
             tr.half.eq(is_[16]), tr.mask.eq(mask), tr.advance.eq(gen_tr),

@@ -177,8 +177,9 @@ class XBuffer(Module):
         # q, q + 1 and per bank b >= pn mod N. An advance then only moves registers (each bank's
         # read address is a register of its own, loaded through a 2:1 mux), and the one adder pair
         # that wraps a position works on registers. After restart (p = 0) the registers settle
-        # while the stream starts up: the first advance may come `settle` cycles later.
-        self.settle = 4
+        # while the stream starts up (4 cycles): the first advance may come `settle` (5) cycles
+        # later, the fifth for the core's loader (its last write lands 5 cycles after LOADED).
+        self.settle = 5
         rd_k, rd_step, rd_kms = Signal(kw), Signal(kw), Signal(kw)
         self.sync += rd_k.eq(cfg("k", self.rsel)), \
             If(cfg("mode16", self.rsel), rd_step.eq(N // 2)).Else(rd_step.eq(N)), \

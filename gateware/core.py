@@ -301,7 +301,7 @@ class RNNAccelCore(Module):
         self.sync += [x.eq(v) for x, v in zip(ld_q, (ld_pend, ld_pend_pos, ld_pend_mask))], \
             [x.eq(v) for x, v in zip((wr_pend, wr_pos, wr_mask), ld_q)]
         self.comb += [xb.wpos.eq(wr_pos), xb.wsel.eq(ld_sel), If(wr_pend, xb.we.eq(wr_mask))]
-        self.comb += [xb.wdata[j].eq(vpool.wide_dat[j]) for j in range(RD_WIDTH)]
+        self.comb += [xb.wdata[j].eq(vpool.wide_bank[j]) for j in range(RD_WIDTH)], xb.wrot.eq(vpool.wide_rot)
         self.comb += xb.remaining.eq(0xFFFFFFFF)
         for b in range(2):
             # per-buffer window geometry, set while the buffer loads (from the first LOAD cycle, so
@@ -583,7 +583,7 @@ class RNNAccelCore(Module):
         # the host's reads also through the wide port, two cycles after the address (its block
         # RAMs' output registers: no 5.8 ns clock-to-out on the way to a bus far away)
         self.comb += If(own, vpool.wide_adr.eq(ld_adr)).Else(vpool.wide_adr.eq(self.vmem_adr)), \
-            self.vmem_rdat_wide.eq(vpool.wide_dat[0])
+            self.vmem_rdat_wide.eq(vpool.wide_dat0)
 
         # ---- front end -------------------------------------------------------------------------------
         self.comb += p_fetch.adr.eq(self.prog_base + (pc << 4) + fetch_k)

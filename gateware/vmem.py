@@ -22,8 +22,10 @@ class VectorPool(Module):
     """`words` 16-bit words in `width` banks.
 
     Ports:
-        wide read:  wide_adr (any word address) -> wide_dat[j] = mem[wide_adr + j], `wide_latency`
-                    (3) cycles later
+        wide read:  wide_adr (any word address) -> `wide_latency` (3) cycles later the banks' words
+                    in bank order: mem[wide_adr + j] = wide_bank[(wide_rot + j) mod width]
+                    (the consumer rotates them: the X buffer within its own write rotation),
+                    and wide_dat0 = mem[wide_adr]
         word read:  rd_adr -> rd_dat, 1 cycle later
         word write: we, wr_adr, wr_dat
     """
@@ -34,7 +36,9 @@ class VectorPool(Module):
         aw = (words - 1).bit_length()
         self.words = words
         self.wide_adr = Signal(aw)
-        self.wide_dat = [Signal((ACT_BITS, True), name=f"wide{j}") for j in range(B)]
+        self.wide_bank = [Signal((ACT_BITS, True), name=f"wide{j}") for j in range(B)]
+        self.wide_rot = Signal(max(1, (B - 1).bit_length()))
+        self.wide_dat0 = Signal((ACT_BITS, True))
         self.rd_adr = Signal(aw)
         self.rd_dat = Signal((ACT_BITS, True))
         self.we = Signal()
@@ -69,11 +73,9 @@ class VectorPool(Module):
             self.comb += [p.adr.eq(adr) for p in wide_s[b]]
         r1, r2, r3 = Signal(lg), Signal(lg), Signal(lg)
         self.sync += r1.eq(r), r2.eq(r1), r3.eq(r2)
-        outs = Array(Signal((ACT_BITS, True), name=f"wb{b}") for b in range(B))
         for b in range(B):
-            self.comb += outs[b].eq(Cat(*[p.dat_r for p in wide_s[b]]))
-        for j in range(B):
-            self.comb += self.wide_dat[j].eq(outs[(r3 + j) & (B - 1)])
+            self.comb += self.wide_bank[b].eq(Cat(*[p.dat_r for p in wide_s[b]]))
+        self.comb += self.wide_rot.eq(r3), self.wide_dat0.eq(Array(self.wide_bank)[r3])
 
         # ---- single-word read and write ------------------------------------------------------------
         rsel = Signal(lg)

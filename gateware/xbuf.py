@@ -34,7 +34,8 @@ class XBuffer(Module):
     row, N <= k <= kmax), k_useful (a_len + b_len; columns >= k_useful are padding), split (a_len),
     shift_b (the shifted segment is B, else A), mode16 (lane pairs share an element: N_eff = N/2).
     With one set, `k`, `k_useful`, `split`, `shift_b`, `mode16` are its attributes as well.
-    Write port: we[j], wpos (position of element 0), wdata[j] for j < wr_width, into buffer `wsel`;
+    Write port: we[j], wpos (position of element j = 0), data: element j is wdata[(j + wrot) mod
+    wr_width] (the vector pool's banks in bank order: the rotation joins the unit's own), into buffer `wsel`;
     `wsel` and cfg[wsel]["k"] must be set a cycle before the first write (the wrap bank uses k registered);
     a write lands `write_latency` (3) cycles after it is presented (readable from the cycle after that).
     Read: `restart` sets p = 0 and starts a stream on buffer `rsel` (rsel held from the cycle after
@@ -67,6 +68,7 @@ class XBuffer(Module):
         self.we = Signal(wr_width)
         self.wpos = Signal(kw)
         self.wdata = [Signal((ACT_BITS, True), name=f"wdata{j}") for j in range(wr_width)]
+        self.wrot = Signal(max(1, (wr_width - 1).bit_length()))
 
         self.restart = Signal()
         self.advance = Signal()
@@ -123,10 +125,12 @@ class XBuffer(Module):
         assert 1 << lw == W, "wr_width must be a power of two"
         we_p, early_p, wsel_p = Signal(W), Signal(W), Signal(sb)
         r_p, rw_p = Signal(lg), Signal(lg)             # R and R' (bank of element 0, direct and wrapped)
+        d_p, dw_p = Signal(lw), Signal(lw)             # the data's rotations: R - wrot, R' - wrot (mod W)
         q_p, q1_p = Signal(kw - lg), Signal(kw - lg)
         wdat_p = [Signal((ACT_BITS, True), name=f"xwdat{j}", reset_less=True) for j in range(W)]
         wrapped_pos = Signal(lg + 1)
         self.comb += wrapped_pos.eq(self.wpos[:lg] + cfg("k", self.wsel)[:lg])
+        self.sync += d_p.eq(self.wpos[:lw] - self.wrot), dw_p.eq(wrapped_pos[:lw] - self.wrot)
         self.sync += we_p.eq(self.we), wsel_p.eq(self.wsel), r_p.eq(self.wpos[:lg]), \
             rw_p.eq(wrapped_pos[:lg]), q_p.eq(self.wpos >> lg), q1_p.eq((self.wpos >> lg) + 1), \
             [early_p[j].eq(self.we[j] & (self.wpos < N - j)) for j in range(W)], \
@@ -139,8 +143,8 @@ class XBuffer(Module):
             out = [Signal(width, name=f"xrotw{m}", reset_less=True) for m in range(W)]
             self.sync += [o.eq(v) for o, v in zip(out, vals)]
             return out
-        rot = rot_w(wdat_p, r_p, ACT_BITS)                 # stage A
-        wrot = rot_w(wdat_p, rw_p, ACT_BITS)
+        rot = rot_w(wdat_p, d_p, ACT_BITS)                 # stage A
+        wrot = rot_w(wdat_p, dw_p, ACT_BITS)
         rwe = rot_w([we_p[j] for j in range(W)], r_p, 1)
         rwearly = rot_w([early_p[j] for j in range(W)], rw_p, 1)
 
@@ -227,8 +231,6 @@ class XBuffer(Module):
         # rotator, a third of its levels each (one 4:1 mux per bit at N = 32), and the 16-bit
         # pair pick in stage 6 -> x. A rotator level moves words across lanes, and the lanes'
         # multipliers spread over the die, so each stage holds about one slice of logic
-        rem1 = Signal(32)
-        self.sync += rem1.eq(self.remaining)
         # rotate by r (win[i] = word[(r + i) mod N]) as log2(N) levels of 2:1 muxes, not N N:1
         # muxes; rotations commute, so the levels can go in any order over the stages, each stage
         # by p as many cycles late as it runs after the window's cycle (per lane group)
@@ -262,10 +264,11 @@ class XBuffer(Module):
         # lanes a mask covers are a run of elements: with col = p + e (less k past the wrap),
         # col >= k <=> e >= k - p, col < split <=> e < split - p (e < split + k - p past the
         # wrap), and so on. So per lane group the bounds (k - p, split - p, ...; clamped to
-        # 0..N) are computed once and registered (stage 1), and each lane compares its constant
-        # element index with them (stage 2: a few LUTs, no carry chain per lane). The masks are
-        # ready at latency 2, registered at 3, 4 and 5 (`shifted_early`, `zero_early`: the MAC array
-        # applies them to the weights before its multipliers) and again at 6. The stream's
+        # 0..N) are computed once (the differences registered in stage 1, clamped in stage 2),
+        # and each lane compares its constant element index with them (stage 3: a few LUTs, no
+        # carry chain per lane). The masks are ready at latency 3, registered at 4 and 5
+        # (`shifted_early`, `zero_early`: the MAC array applies them to the weights before its
+        # multipliers) and again at 6. The stream's
         # configuration comes registered per lane group; it changes two cycles after restart,
         # when the previous stream's last window has passed stage 1 and before the new one's.
         # The bounds past the wrap (split + k, k_useful + k) are registers per buffer, a cycle
@@ -296,17 +299,18 @@ class XBuffer(Module):
             bd = {}
             for n in ("k", "split", "split_k", "k_useful", "k_useful_k"):
                 diff = Signal((kw + 3, True), name=f"xd{g}_{n}")
-                self.comb += diff.eq(c[n] - p)
-                bd[n] = clamp_n(diff, f"xb{g}_{n}")
+                self.sync += diff.eq(c[n] - p)           # stage 1: the difference, registered
+                bd[n] = clamp_n(diff, f"xb{g}_{n}")      # stage 2: clamped
+            flags = [Signal(name=f"xb{g}_shb1"), Signal(name=f"xb{g}_m16_1")]
             bd["shift_b"], bd["mode16"] = Signal(name=f"xb{g}_shb"), Signal(name=f"xb{g}_m16")
-            self.sync += bd["shift_b"].eq(c["shift_b"]), bd["mode16"].eq(c["mode16"])
+            self.sync += flags[0].eq(c["shift_b"]), flags[1].eq(c["mode16"]), \
+                bd["shift_b"].eq(flags[0]), bd["mode16"].eq(flags[1])
             bounds.append(bd)
-        rem_b = Signal(lg + 1)       # elements left in the stream, clamped to N
-        self.sync += If(self.remaining >= N, rem_b.eq(N)).Else(rem_b.eq(self.remaining[:lg + 1]))
+        rem_1, rem_b = Signal(lg + 1), Signal(lg + 1)       # elements left in the stream, clamped to N
+        self.sync += If(self.remaining >= N, rem_1.eq(N)).Else(rem_1.eq(self.remaining[:lg + 1])), rem_b.eq(rem_1)
         self.shifted_early, self.zero_early = Signal(N), Signal(N)
-        mask_s, mask_z = Signal(N), Signal(N)          # the masks at latency 2
-        mask_s2, mask_z2 = Signal(N), Signal(N)        # and 3
-        mask_s3, mask_z3 = Signal(N), Signal(N)        # and 4
+        mask_s, mask_z = Signal(N), Signal(N)          # the masks at latency 3
+        mask_s2, mask_z2 = Signal(N), Signal(N)        # and 4
         assert self.latency == 6
         # the pair pick (stage 6) sees mode16 five cycles after rsel changes: a stream's last
         # window (at most a cycle before restart) passes stage 6 four cycles after the restart
@@ -323,8 +327,7 @@ class XBuffer(Module):
                 mask_s[i].eq(Mux(wrapped, ~ge(bd["split_k"]), ~ge(bd["split"])) ^ bd["shift_b"]),
                 mask_z[i].eq(Mux(wrapped, ge(bd["k_useful_k"]), ge(bd["k_useful"])) | ge(rem_b)),
                 mask_s2[i].eq(mask_s[i]), mask_z2[i].eq(mask_z[i]),
-                mask_s3[i].eq(mask_s2[i]), mask_z3[i].eq(mask_z2[i]),
-                self.shifted_early[i].eq(mask_s3[i]), self.zero_early[i].eq(mask_z3[i]),
+                self.shifted_early[i].eq(mask_s2[i]), self.zero_early[i].eq(mask_z2[i]),
                 If(m16_l[i // LANE_GROUP], self.x[i].eq(win[i // 2])).Else(self.x[i].eq(win[i])),
                 self.shifted[i].eq(self.shifted_early[i]),
                 self.zero[i].eq(self.zero_early[i]),

@@ -30,9 +30,13 @@ def run_window(n, kmax, x, k_useful, split, shift_b, total, mode16=False, wr_wid
         yield dut.shift_b.eq(int(shift_b))
         yield dut.mode16.eq(int(mode16))
         yield   # the configuration is in place a cycle before the first write (XBuffer docstring)
-        for base, m in write_runs(K, wr_width, segments):
+        for n_write, (base, m) in enumerate(write_runs(K, wr_width, segments)):
+            # with segments, the words come rotated as the vector pool's banks hand them over
+            # (element j in wdata[(j + wrot) mod wr_width]), by a different amount each write
+            rot = (3 * n_write + 1) % wr_width if segments else 0
             for j in range(wr_width):
-                yield dut.wdata[j].eq(int(x[base + j]) if (m >> j) & 1 else 0x5A5A - 0x10000)
+                yield dut.wdata[(j + rot) % wr_width].eq(int(x[base + j]) if (m >> j) & 1 else 0x5A5A - 0x10000)
+            yield dut.wrot.eq(rot)
             yield dut.wpos.eq(base)
             yield dut.we.eq(m)
             yield

@@ -35,6 +35,7 @@ from rnnaccel.host import isa
 from rnnaccel.host.spec import ACC_BITS, ACT_BITS, MAX_ROWS, MAX_SEG_SHIFT, WEIGHT_MODE_CODE
 
 from .bram import SlicedMemory, registered_read
+from .dsp import RegisteredMul
 from .epilogue import Epilogue, delay
 from .fifo import RowFifo
 from .mac import MacArray
@@ -161,6 +162,8 @@ class RNNAccelCore(Module):
 
         # ---- instruction register and its fields (isa.FIELDS is the single source) -----------------
         ir = [Signal(32, name=f"ir{k}") for k in range(isa.INSTR_WORDS)]
+        # ir[k] shifts in from ir[k + 1] (the last from the program memory) with copy k // 2 (below)
+        self._shift_copies = [Signal(name=f"ir_shift{k}") for k in range(0, isa.INSTR_WORDS, 2)]
 
         def fld(name):
             w, lsb, width, signed = isa.FIELDS[name]
@@ -194,7 +197,9 @@ class RNNAccelCore(Module):
         # The registers below run freely; the instruction register and the loop state are stable
         # from DECODE until the next FETCH, so stage A is valid in CHECK0, B in CHECK1, C in CHECK2
         # (timing.CHECK_CYCLES), where the FSM acts on the results.
-        #   A: stride * t, addr + pp offset, size and base of the operand's space
+        #   A: stride * t, addr + pp offset, size and base of the operand's space (the product in
+        #      a multiplier block with input and output registers, fed from the stride's next
+        #      value: its inputs load as the last FETCH shift puts the stride in place)
         #   B: eff = addr + stride * t + pp offset, size - length
         #   C: bad = eff + length > size (or an illegal space), phys = base + eff
         t_now = Signal(16)
@@ -206,7 +211,13 @@ class RNNAccelCore(Module):
         phys, phys_nx = {}, {}
         for op in OPERANDS:
             space, pp = F[f"{op}_space"], F[f"{op}_pp"]
-            stride = F[STRIDED[op]] if op in STRIDED else 0
+            stride_nx = None
+            if op in STRIDED:
+                w, lsb, width, _ = isa.FIELDS[STRIDED[op]]
+                assert w + 1 < isa.INSTR_WORDS
+                stride_nx = Signal((width + 1, True), name=f"stride_nx_{op}")
+                self.comb += If(self._shift_copies[w // 2], stride_nx.eq(ir[w + 1][lsb:lsb + width])) \
+                    .Else(stride_nx.eq(ir[w][lsb:lsb + width]))
             pp_off = Signal(vaw + 1, name=f"ppoff_{op}")
             self.comb += If((pp != 0) & ((pp == isa.PP_NEXT) ^ parity), pp_off.eq(self.pp_dist)).Else(pp_off.eq(0))
             prod_a = Signal(32, name=f"prod_{op}")
@@ -215,8 +226,12 @@ class RNNAccelCore(Module):
             szlen_b = Signal((vaw + 19, True), name=f"szlen_{op}")
             base_a = Signal(vaw, name=f"pbase_{op}")
             sbad_a = Signal(name=f"sbad_{op}")
+            if stride_nx is not None:
+                t_s, prod_p = Signal((len(t) + 1, True), name=f"t_{op}"), Signal((34, True), name=f"prodp_{op}")
+                self.comb += t_s.eq(t), prod_a.eq(prod_p)
+                self.specials += RegisteredMul(stride_nx, t_s, prod_p)
             self.sync += [
-                prod_a.eq(stride * t), addr_a.eq(F[f"{op}_addr"] + pp_off),
+                addr_a.eq(F[f"{op}_addr"] + pp_off),
                 size_a.eq(sizes[space]), base_a.eq(bases[space]),
                 sbad_a.eq((space >= N_SPACES) | ((op in ("dst", "dst2")) & (space == isa.SPACE_CONST))),
             ]
@@ -608,7 +623,6 @@ class RNNAccelCore(Module):
         # ir[k] by the last one (the memory's output then reaches one register per bit). The shift
         # (in FETCH, fetch_k != 0) reaches 512 clock enables: a register copy of it per two words,
         # from its next value (do_finalize)
-        self._shift_copies = [Signal(name=f"ir_shift{k}") for k in range(0, isa.INSTR_WORDS, 2)]
         for k in range(isa.INSTR_WORDS):
             self.sync += If(self._shift_copies[k // 2], ir[k].eq(ir[k + 1] if k + 1 < isa.INSTR_WORDS else p_fetch.dat_r))
         self._fetch_stays = (pc < self.prog_len) & (fetch_k != isa.INSTR_WORDS)   # FETCH's own transitions

@@ -463,11 +463,12 @@ class RNNAccelCore(Module):
 
         # ---- feeder --------------------------------------------------------------------------------
         # A row is popped, then occupies `interval` slots; slot s issues the read of its s-th epilogue
-        # operand (da, db, p, q in that order among those used). In the cycle after its last slot
-        # (while the next row may already be in its first slot) it enters the epilogue, with its last
-        # operand straight from the pool's read port; its bias follows a cycle later from the bias
-        # copy's output registers (addressed from the cycle after the pop, held until the next pop:
-        # valid from pop + 3 to at least push + 1 = pop + interval + 2).
+        # operand (da, db, p, q in that order among those used), whose data comes two cycles later
+        # (timing.FEED_LATENCY). Two cycles after its last slot (while the next row may already be
+        # in its slots) it enters the epilogue, with its last operand straight from the pool's read
+        # port; its bias follows a cycle later from the bias copy's output registers, registered
+        # once more (addressed from the cycle after the pop, held until the next pop: valid from
+        # pop + 4 to at least push + 1 = pop + interval + 3).
         feeding, slot = Signal(), Signal(3)
         fd_j = Signal(16)                                # next row of context feed_ptr
         r_ctx, r_j, acc_r = Signal(2), Signal(16), Signal((ACC_BITS, True))
@@ -475,6 +476,9 @@ class RNNAccelCore(Module):
         # last_slot (feeding & slot == interval - 1) is a register, computed with the next state
         # (below): pop, and the FIFO read behind it, start from registers, not from a mux and a compare
         last_slot = Signal()
+        # the row's values at its last slot, a cycle later (when its last operand arrives)
+        last_slot_d, acc_r_d, r_j_d, r_ctx_d = Signal(), Signal((ACC_BITS, True)), Signal(16), Signal(2)
+        self.sync += last_slot_d.eq(last_slot), acc_r_d.eq(acc_r), r_j_d.eq(r_j), r_ctx_d.eq(r_ctx)
         epi_ok = Signal()   # WAIT_EPI: the first row waits until every older context has retired
         fd_first = Signal(reset=1)   # fd_j == 0, a register beside it (no 16-bit zero test before pop)
         self.comb += epi_ok.eq(~fd_first | ~C("wait_epi", feed_ptr) | (retire_ptr == feed_ptr))
@@ -493,8 +497,8 @@ class RNNAccelCore(Module):
             If(pop & fd_last, feed_nx.eq(feed_ptr + 1)).Else(feed_nx.eq(feed_ptr))
         feed_adr, feed_adr2 = (copy_reg(self, feed_nx, f"feed_adr{c}", pop, reset=True) for c in range(2))   # == feed_ptr
         self.sync += [
-            push.eq(last_slot), feed_ptr.eq(feed_nx),
-            If(last_slot, acc_p.eq(acc_r), p_j.eq(r_j)),
+            push.eq(last_slot_d), feed_ptr.eq(feed_nx),
+            If(last_slot_d, acc_p.eq(acc_r_d), p_j.eq(r_j_d)),
             If(pop,
                 feeding.eq(1), slot.eq(0), acc_r.eq(rowfifo.dout), r_ctx.eq(feed_ptr), r_j.eq(fd_j),
                 If(fd_last, fd_j.eq(0), fd_first.eq(1)).Else(fd_j.eq(fd_j + 1), fd_first.eq(0)),
@@ -505,7 +509,7 @@ class RNNAccelCore(Module):
         ]
         # the context of the row entering the epilogue (r_ctx at its last slot) selects some
         # sixty bits of settings: three copies of it, by use
-        p_ctx_tag, p_ctx_s0, p_ctx_s1 = (copy_reg(self, r_ctx, f"p_ctx_{n}", last_slot, ce=last_slot, reset=True)
+        p_ctx_tag, p_ctx_s0, p_ctx_s1 = (copy_reg(self, r_ctx_d, f"p_ctx_{n}", last_slot_d, ce=last_slot_d, reset=True)
                                          for n in ("tag", "s0", "s1"))
         core_rd_adr = Signal(vaw)
         # the popped row's slot order (slot -> operand index, among da, db, p, q those used),
@@ -529,20 +533,21 @@ class RNNAccelCore(Module):
         self.sync += If(pop, *[op_adr[k].eq(C(name, (feed_adr, feed_adr2)[k // 2]) + fd_j)
                                for k, name in enumerate(("da", "db", "p", "q"))])
         self.comb += core_rd_adr.eq(op_adr[ordq[0]])
-        rd_k, rd_live = Signal(2), Signal()
-        self.sync += rd_k.eq(ordq[0]), \
-            rd_live.eq(feeding & (slot < n_ops_r))
+        # the read's data two cycles later (the pool's block RAMs through their output registers)
+        assert vpool.rd_latency == 2
+        rd_k, rd_live, rd_k2, rd_live2 = Signal(2), Signal(), Signal(2), Signal()
+        self.sync += rd_k.eq(ordq[0]), rd_live.eq(feeding & (slot < n_ops_r)), rd_k2.eq(rd_k), rd_live2.eq(rd_live)
         cap = [Signal((ACT_BITS, True), name=f"cap{k}", reset_less=True) for k in range(4)]
         now = [Signal((ACT_BITS, True), name=f"opnow{k}") for k in range(4)]
         for k in range(4):
-            self.sync += If(rd_live & (rd_k == k), cap[k].eq(vpool.rd_dat))
-            self.comb += If(rd_live & (rd_k == k), now[k].eq(vpool.rd_dat)).Else(now[k].eq(cap[k]))
+            self.sync += If(rd_live2 & (rd_k2 == k), cap[k].eq(vpool.rd_dat))
+            self.comb += If(rd_live2 & (rd_k2 == k), now[k].eq(vpool.rd_dat)).Else(now[k].eq(cap[k]))
         # the bias address (context base + row) added when the row is popped, like the operands'
         bias_adr = Signal(len(q_bias.adr))
         self.sync += If(pop, bias_adr.eq(C("bias", feed_adr) + fd_j))
         self.comb += q_bias.adr.eq(bias_adr)
         bias = Signal((32, True))
-        self.comb += bias.eq(q_bias.dat_r)
+        self.sync += bias.eq(q_bias.dat_r)      # (the row enters the epilogue a cycle after its operands' slots)
         last_row = Signal()
         self.comb += last_row.eq(p_j == C("rows_m1", p_ctx_tag))
         tag_dst, tag_dst2 = Signal(vaw), Signal(vaw)
@@ -595,6 +600,7 @@ class RNNAccelCore(Module):
             .Else(vpool.we.eq(self.vmem_we), vpool.wr_adr.eq(self.vmem_adr), vpool.wr_dat.eq(self.vmem_wdat),
                   vpool.rd_adr.eq(self.vmem_adr))
         self.comb += self.vmem_rdat.eq(vpool.rd_dat)
+        self.vmem_read_latency = vpool.rd_latency      # vmem_adr -> vmem_rdat (idle core)
         # the host's reads also through the wide port, two cycles after the address (its block
         # RAMs' output registers: no 5.8 ns clock-to-out on the way to a bus far away)
         self.comb += If(own, vpool.wide_adr.eq(ld_adr)).Else(vpool.wide_adr.eq(self.vmem_adr)), \

@@ -110,7 +110,8 @@ class RtlSession:
         for space, words in ((isa.SPACE_OUT, lay.size[isa.SPACE_OUT]), (isa.SPACE_STATE, lay.size[isa.SPACE_STATE])):
             for k in range(words):
                 reads.append((space, k, self._cycle(vmem_adr=lay.base[space] + k)))
-        self._cycle()
+        for _ in range(self.core.vmem_read_latency):     # the last read's data
+            self._cycle()
         self.marks.append((start, budget, reads))
         return len(self.marks) - 1
 
@@ -148,8 +149,9 @@ class RtlSession:
         busy = r["busy"][start + 1:end]
         if busy.size and busy[-1]:
             raise RuntimeError(f"the core was still busy after {budget} cycles")
-        out = [int(r["vmem_rdat"][cyc + 1]) for space, k, cyc in reads if space == isa.SPACE_OUT]
-        state = [int(r["vmem_rdat"][cyc + 1]) for space, k, cyc in reads if space == isa.SPACE_STATE]
+        lat = self.core.vmem_read_latency
+        out = [int(r["vmem_rdat"][cyc + lat]) for space, k, cyc in reads if space == isa.SPACE_OUT]
+        state = [int(r["vmem_rdat"][cyc + lat]) for space, k, cyc in reads if space == isa.SPACE_STATE]
         return RunResult(out=np.array(out), state=np.array(state), cycles=int(r["cycles"][end]),
                          mac_ops=int(r["mac_ops"][end]), error=int(r["error"][end]),
                          error_pc=int(r["error_pc"][end]), parity=int(r["parity_out"][end]),

@@ -26,7 +26,8 @@ class VectorPool(Module):
                     in bank order: mem[wide_adr + j] = wide_bank[(wide_rot + j) mod width]
                     (the consumer rotates them: the X buffer within its own write rotation),
                     and wide_dat0 = mem[wide_adr]
-        word read:  rd_adr -> rd_dat, 1 cycle later
+        word read:  rd_adr -> rd_dat, `rd_latency` (2) cycles later (through the block RAMs'
+                    output registers)
         word write: we, wr_adr, wr_dat
     """
 
@@ -56,9 +57,10 @@ class VectorPool(Module):
         # READ_FIRST (no transparency bypass logic behind the block RAMs): the core never reads a
         # word in the cycle it writes it (WAIT / WAIT_EPI order them by at least a cycle)
         wide_s = [[registered_read(self, m, mode=READ_FIRST) for m in ms] for ms in slices]
-        word = [m.get_port(mode=READ_FIRST) for m in banks]
+        self.rd_latency = 2
+        word = [registered_read(self, m, mode=READ_FIRST) for m in banks]
         wr = [[m.get_port(write_capable=True) for m in [banks[b], *slices[b]]] for b in range(B)]
-        self.specials += word + [p for ps in wr for p in ps]
+        self.specials += [p for ps in wr for p in ps]
         lg = B.bit_length() - 1
 
         # ---- wide read: bank b serves element (b - a) mod B of the run starting at a ------------
@@ -78,8 +80,8 @@ class VectorPool(Module):
         self.comb += self.wide_rot.eq(r3), self.wide_dat0.eq(Array(self.wide_bank)[r3])
 
         # ---- single-word read and write ------------------------------------------------------------
-        rsel = Signal(lg)
-        self.sync += rsel.eq(self.rd_adr[:lg])
+        rsel0, rsel = Signal(lg), Signal(lg)
+        self.sync += rsel0.eq(self.rd_adr[:lg]), rsel.eq(rsel0)
         words_r = Array(Signal((ACT_BITS, True), name=f"rb{b}") for b in range(B))
         for b in range(B):
             self.comb += word[b].adr.eq(self.rd_adr >> lg), words_r[b].eq(word[b].dat_r)

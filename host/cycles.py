@@ -16,8 +16,9 @@ The core (gateware/core.py) overlaps three parts, modelled as such in `_Core`:
     stream      first_output_latency + stream_cycles (codebook stalls included).
     back end    rows reach the row FIFO XBUF_LATENCY + mac_latency + FIFO_IN_LATENCY after their
                 stream cycle; the feeder takes one per `feeder_interval` cycles in order (WAIT_EPI: an
-                instruction's first row only once every older one has retired); the epilogue
-                takes EPILOGUE_LATENCY; the write queue writes one word per cycle.
+                instruction's first row only once every older one has retired) and hands it to
+                the epilogue FEED_LATENCY after its last operand slot (the pool's read latency);
+                the epilogue takes EPILOGUE_LATENCY; the write queue writes one word per cycle.
 """
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ CTX_DEPTH = 4                         # instructions between stream start and th
 # ---- datapath latencies (the gateware asserts its structure matches) ----------------------------
 XBUF_LATENCY = 6                      # window position -> bank read (block RAM, output register) -> wrap pick -> rotator (three stages) -> x lanes
 FIFO_IN_LATENCY = 1                   # a finished row registered on its way into the row FIFO
+FEED_LATENCY = 2                      # the feeder's last operand slot -> the row into the epilogue (pool read latency)
 EPILOGUE_LATENCY = 18                 # 6 stages + the activation unit (7) + 5 combine stages
 ACT_LATENCY = 7
 
@@ -215,7 +217,7 @@ class _Core:
             if j == 0:
                 pop = max(pop, epi_floor)
             self.pop, self.pop_interval = pop, interval
-            out = pop + interval + 1 + EPILOGUE_LATENCY
+            out = pop + interval + FEED_LATENCY + EPILOGUE_LATENCY
             for _ in range(2 if ins.dst2.used else 1):
                 self.last_write = max(out + 1, self.last_write + 1)
         self.retired.append(self.last_write)

@@ -37,7 +37,7 @@ from rnnaccel.host.spec import WEIGHT_MODES
 
 from . import regmap
 
-VMEM_READ_WAIT = 2        # cycles from a vector-pool address to sampling its data (core latency: 1)
+VMEM_READ_SLACK = 1       # cycles beyond the core's vector-pool read latency before the data is sampled
 
 
 def pow2(x: int) -> int:
@@ -234,7 +234,8 @@ class RNNAccel(LiteXModule):
         assert set(words) == {w for w, _ in regmap.WINDOWS}
         win = {}
         for name in words:
-            w = _Window(words[name], busy, read_wait=VMEM_READ_WAIT if name == "vmem" else None)
+            w = _Window(words[name], busy,
+                        read_wait=core.vmem_read_latency + VMEM_READ_SLACK if name == "vmem" else None)
             setattr(self.submodules, f"win_{name}", w)
             win[name] = w
         self.windows = {name: (w.bus, w.size) for name, w in win.items()}

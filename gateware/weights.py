@@ -595,13 +595,19 @@ class WeightStream(Module):
         m6_l, m4_l, m2_l, m16_l, cbm_l = ([copy_reg(self, x_nx, f"{name}_{g}", start) for g in range(len(ce_lane))]
                                           for x_nx, name in ((m6_nx, "m6"), (m4_nx, "m4"), (m2_nx, "m2"),
                                                              (m16_nx, "m16"), (cbm_nx, "cbm")))
+        # and beside each field the lane's weight in the plain modes (the byte sign-extended; in
+        # mode 16 the low byte of a weight unsigned), so stage 2 only picks it or the codebook's
+        s1_raw = [Signal((W_BITS, True), name=f"s1_raw{i}", reset_less=True) for i in range(n)]
         for i, lane in enumerate(s1_lanes):
             g = i // LANES_PER_COPY
+            byte = a_window[8 * i:8 * i + 8]
+            raw = Mux(m16_l[g], Cat(byte, C(0, 1)), Cat(byte, byte[7])) if i % 2 == 0 else Cat(byte, byte[7])
             self.sync += If(ce_lane[g],
                 If(m6_l[g], lane.eq(a_window[6 * i:6 * i + 6]))
                 .Elif(m4_l[g], lane.eq(a_window[4 * i:4 * i + 4]))
                 .Elif(m2_l[g], lane.eq(a_window[2 * i:2 * i + 2]))
-                .Else(lane.eq(a_window[8 * i:8 * i + 8])))      # modes 8 and 16: byte i
+                .Else(lane.eq(byte)),      # modes 8 and 16: byte i
+                s1_raw[i].eq(raw))
 
         # ---- stage 2: codebook lookup / sign extension -> outputs --------------------------------
         # Each lane has its own copy of both files: a 32-bit-wide LUT RAM (asynchronous read, so
@@ -625,14 +631,10 @@ class WeightStream(Module):
             we, wadr, wdat = copies[i // LANES_PER_COPY]
             self.comb += wp.we.eq(we), wp.adr.eq(wadr), wp.dat_w.eq(wdat)
             entry = Signal((CODEBOOK_BITS, True), name=f"entry{i}")
-            signed = Signal((8, True), name=f"byte{i}")
             self.comb += [rp.adr.eq(Cat(s1_lanes[i][sub:idx_bits], f)),
-                          entry.eq(Array(rp.dat_r[8 * b:8 * b + 8] for b in range(CB_PER_WORD))[s1_lanes[i][:sub]]),
-                          signed.eq(s1_lanes[i])]
-            pick = If(cbm_l[i // LANES_PER_COPY], self.w[i].eq(entry))
-            if i % 2 == 0:   # mode 16: the low byte of a weight is unsigned
-                pick = pick.Elif(m16_l[i // LANES_PER_COPY], self.w[i].eq(s1_lanes[i]))
-            self.sync += If(ce_lane[i // LANES_PER_COPY], pick.Else(self.w[i].eq(signed)))
+                          entry.eq(Array(rp.dat_r[8 * b:8 * b + 8] for b in range(CB_PER_WORD))[s1_lanes[i][:sub]])]
+            self.sync += If(ce_lane[i // LANES_PER_COPY],
+                            If(cbm_l[i // LANES_PER_COPY], self.w[i].eq(entry)).Else(self.w[i].eq(s1_raw[i])))
         self.sync += [
             If(start_pipe,
                 self.valid.eq(0),

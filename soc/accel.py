@@ -92,6 +92,7 @@ class CoreVerilog:
         core = RNNAccelCore(n_lanes=n_lanes, **kw)
         self.prog_words, self.param_words = core.prog_words, core.param_words
         self.wmem_words, self.vmem_words = core.wmem_words, core.vmem_words
+        self.vmem_read_latency = core.vmem_read_latency
         sigs = {}
         for name in CORE_INPUTS:
             sigs[name] = ("i", getattr(core, name))
@@ -154,6 +155,7 @@ class RNNAccel(LiteXModule):
         core = _Ports()
         core.prog_words, core.param_words = cv.prog_words, cv.param_words
         core.wmem_words, core.vmem_words = cv.wmem_words, cv.vmem_words
+        core.vmem_read_latency = cv.vmem_read_latency
         inst = {}
         for name, (d, width, signed) in cv.ports.items():
             sig = Signal((width, signed), name=f"core_{name}")

@@ -57,7 +57,7 @@ REG_WORDS = 0x20
 STATUS_BUSY, STATUS_DONE, STATUS_PARITY, STATUS_PARITY_IN = 0, 1, 2, 3
 STATUS_ERROR = 4      # 3 bits
 STATUS_ERROR_PC = 16  # prog address bits
-READ_LATENCY = 9      # clock edges from a read at the pins to its data on dat_r
+READ_LATENCY = 10     # clock edges from a read at the pins to its data on dat_r
 REGS_PER_COPY = 4     # harness registers served by one copy of the write data
 
 
@@ -67,7 +67,7 @@ class SynthTop(Module):
     Pins (all registered on `sys_clk`, besides the `sys_rst` input that Migen adds):
         adr   word address (`adr_bits` wide)      dat_w  write data (32)
         we    write strobe                        re     read strobe
-        dat_r read data (32): the data of a read sampled at edge t appears after edge t + 9
+        dat_r read data (32): the data of a read sampled at edge t appears after edge t + 10
               (`READ_LATENCY`) and holds until the next read.
 
     Address map: region = adr >> `region_bits` (`region_bits` fits the largest region), offset =
@@ -178,9 +178,9 @@ class SynthTop(Module):
         rd_region, rd_off, rd_en = Signal(3), Signal(R), Signal()
         self.sync += rd_region.eq(region), rd_off.eq(off), rd_en.eq(re_)
         # the register value in two registered mux levels (8:1 within each group of 8 offsets,
-        # then 4:1) and once more, the pool's word beside it from the pool's wide port (its bank
-        # address and block RAMs' output registers, three cycles) registered twice: the block
-        # RAMs' clock-to-out, the status logic and the wide register mux stay out of the output mux
+        # then 4:1) and twice more, the pool's word beside it from the pool's wide port (its bank
+        # address and block RAMs' output registers, three cycles) registered three times: the
+        # pool's bank pick, the status logic and the wide register mux stay out of the output mux
         in_block = Signal()
         self.comb += in_block.eq(rd_off[5:] == 0 if R > 5 else 1)
         part = [Signal(32, name=f"reg_part{g}") for g in range(4)]
@@ -192,9 +192,11 @@ class SynthTop(Module):
         reg_q0, reg_q = Signal(32), Signal(32)
         p_region, p_en, q0_region, q0_en, q_en = Signal(3), Signal(), Signal(3), Signal(), Signal()
         reg_p, p2_region, p2_en = Signal(32), Signal(3), Signal()
+        reg_p2, p3_region, p3_en, vm00 = Signal(32), Signal(3), Signal(), Signal((32, True))
         self.sync += p_sel.eq(rd_off[3:5]), p_in.eq(in_block), p_region.eq(rd_region), p_en.eq(rd_en)
         self.sync += reg_p.eq(Mux(p_in, Array(part)[p_sel], 0)), p2_region.eq(p_region), p2_en.eq(p_en)
-        self.sync += vm0.eq(core.vmem_rdat_wide), reg_q0.eq(reg_p), q0_region.eq(p2_region), q0_en.eq(p2_en)
+        self.sync += reg_p2.eq(reg_p), p3_region.eq(p2_region), p3_en.eq(p2_en), vm00.eq(core.vmem_rdat_wide)
+        self.sync += vm0.eq(vm00), reg_q0.eq(reg_p2), q0_region.eq(p3_region), q0_en.eq(p3_en)
         # each candidate zero unless its region is read, so the pick is an OR
         self.sync += vm.eq(Mux(q0_region == VMEM, vm0, 0)), reg_q.eq(Mux(q0_region == REG, reg_q0, 0)), \
             q_en.eq(q0_en)

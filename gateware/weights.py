@@ -509,6 +509,8 @@ class WeightStream(Module):
         self.sync += self.ready.eq(self.ready_d)
         ce_lane = [copy_reg(self, self.ready_d, f"ce{g}", self.ready_d)
                    for g in range(-(-n // LANES_PER_COPY))]
+        # and once per pipeline stage's control registers (valid, row information): P, A, 1, out
+        ce_st = [copy_reg(self, self.ready_d, f"ce_{name}", self.ready_d, reset=True) for name in ("p", "a", "s1", "out")]
         run_nx = Signal()                       # tr.running in the next cycle
         cross = Signal()
         # a stream cycle may issue: running, its words in the FIFO, its codebook loaded (ahead <=
@@ -543,7 +545,7 @@ class WeightStream(Module):
         self.sync += [
             If(start_pipe,
                 par.eq(0), p_valid.eq(0),
-            ).Elif(ce,
+            ).Elif(ce_st[0],
                 p_valid.eq(gen),
                 If(gen,
                     p_cross.eq(cross), p_par.eq(par), p_bnd.eq(tr.bnd),
@@ -564,7 +566,7 @@ class WeightStream(Module):
         # ---- stage A: the window (4 units from unit `off` of the pair), registered ---------------
         a_meta = [Signal.like(x) for x in meta]
         a_valid, a_cross, a_par, a_bnd, a_first, a_last, a_nvalid = a_meta
-        self.sync += If(start_pipe, a_valid.eq(0)).Elif(ce, *[a.eq(x) for a, x in zip(a_meta, meta)])
+        self.sync += If(start_pipe, a_valid.eq(0)).Elif(ce_st[1], *[a.eq(x) for a, x in zip(a_meta, meta)])
         a_window = Signal(8 * n, reset_less=True)
         u = 2 * n
         chunk = 8 * n // n_chunks
@@ -581,7 +583,7 @@ class WeightStream(Module):
         self.sync += [
             If(start_pipe,
                 s1_valid.eq(0),
-            ).Elif(ce,
+            ).Elif(ce_st[2],
                 s1_valid.eq(a_valid),
                 s1_cross.eq(a_cross), s1_bnd.eq(a_bnd),
                 s1_first.eq(a_first), s1_last.eq(a_last), s1_nvalid.eq(a_nvalid),
@@ -638,7 +640,7 @@ class WeightStream(Module):
         self.sync += [
             If(start_pipe,
                 self.valid.eq(0),
-            ).Elif(ce,
+            ).Elif(ce_st[3],
                 self.valid.eq(s1_valid),
                 self.first.eq(s1_first), self.last.eq(s1_last),
                 self.bnd.eq(s1_bnd), self.n_valid.eq(s1_nvalid),

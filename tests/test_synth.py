@@ -8,6 +8,7 @@ pytest.importorskip("migen")
 from migen import run_simulation  # noqa: E402
 
 from rnnaccel.gateware import dsp, synth  # noqa: E402
+from rnnaccel.gateware.core import STRIDED  # noqa: E402
 from rnnaccel.gateware.synth import (R_CTRL, R_CYCLES, R_INFO, R_STEPS, READ_LATENCY, STATUS_BUSY,  # noqa: E402
                                      STATUS_ERROR, SynthTop)
 
@@ -177,17 +178,18 @@ def test_yosys_synthesises_a_tiny_core(tmp_path):
     assert res["mult18x18d"] >= 4                 # one per MAC lane at least
     assert (tmp_path / "n4" / "top.json").stat().st_size > 0
     assert "Printing statistics" in (tmp_path / "n4" / "yosys.log").read_text()
-    # the MAC lanes' multipliers are MULT18X18D instances with their input and output registers on
+    # the MAC lanes' multipliers, and the operand checks' stride products, are MULT18X18D instances
+    # with their input and output registers on
     cells = json.loads((tmp_path / "n4" / "top.json").read_text())["modules"]["top"]["cells"].values()
     lanes = [c for c in cells if c["type"] == "MULT18X18D" and dsp.ECP5_MARK in c["attributes"]]
-    assert len(lanes) == 4
+    assert len(lanes) == 4 + len(STRIDED)
     for c in lanes:
         assert {k: c["parameters"].get(k) for k in dsp.ECP5_PARAMS} == dsp.ECP5_PARAMS
-    # the weight memory's slices, the vector pool's wide-read slices (one per bank at this
-    # size), the parameter memory's bias copy, the row FIFO and the X buffer's banks (one per
-    # lane) read through their block RAMs' output registers (bram.py)
+    # the weight memory's slices, the vector pool's banks (wide-read slices, one per bank at this
+    # size, and the single-word banks), the parameter memory's bias copy, the row FIFO and the X
+    # buffer's banks (one per lane) read through their block RAMs' output registers (bram.py)
     top = SynthTop(4, **TINY)
-    slices = len(_wmem(top)) + top.core.vpool.width + len(top.core.param_bias.memories) + \
+    slices = len(_wmem(top)) + 2 * top.core.vpool.width + len(top.core.param_bias.memories) + \
         len(top.core.rows.mem.memories) + top.core.n_lanes
     assert res["outreg_brams"] == slices
     regs = [c for c in cells if c["type"] == "DP16KD" and c["parameters"].get("REGMODE_B") == "OUTREG"]

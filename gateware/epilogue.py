@@ -93,8 +93,9 @@ def _shift_stage(m, value, amount_ahead, out_width, name):
 class Epilogue(Module):
     """Pipeline (a register after each stage; `latency` = 18 = EPILOGUE_LATENCY):
 
-        1  inputs registered (the operands come straight from the vector pool's read port; the
-           bias comes a cycle later, from a block RAM's output register, straight into stage 2)
+        1  inputs registered (the operands come straight from the vector pool's read port, its
+           block RAMs' output registers; the bias comes a cycle later, from a register of the
+           core's, straight into stage 2)
         2  acc + bias, DA * DB (one MULT18X18D)
         3  diag product shifted (first half of its round_shift)
         4  acc + rounded diag product (wrap 48)

@@ -40,13 +40,16 @@ class RowFifo(Module):
         self.submodules.mem = mem = SlicedMemory("rowfifo", width, depth, registered=True)
         produce, consume = Signal(max=depth), Signal(max=depth)
         waiting = Signal(max=depth + 1)   # words in the block RAM not yet fetched
+        none_waiting = Signal(reset=1)    # waiting == 0, a register from waiting's next value
         room = Signal()                   # a free slot (registers only: this cycle's pop not counted)
         self.comb += room.eq(filled + flight < SKID)
         direct, fetch = Signal(), Signal()
         we_d, pop_d = Signal(), Signal()
+        waiting_nx = Signal(max=depth + 1)
         self.comb += [
-            direct.eq(self.we & (waiting == 0) & room),
-            fetch.eq((waiting != 0) & room),            # never together with `direct`
+            direct.eq(self.we & none_waiting & room),
+            fetch.eq(~none_waiting & room),             # never together with `direct`
+            waiting_nx.eq(waiting + (self.we & ~direct) - fetch),
             mem.wadr.eq(produce), mem.wdat.eq(self.din), mem.we.eq(self.we & ~direct),
             mem.adr.eq(consume),
         ]
@@ -59,7 +62,7 @@ class RowFifo(Module):
                If(produce == depth - 1, produce.eq(0)).Else(produce.eq(produce + 1))),
             If(fetch, consume.eq(consume + 1) if depth & (depth - 1) == 0 else
                If(consume == depth - 1, consume.eq(0)).Else(consume.eq(consume + 1))),
-            waiting.eq(waiting + (self.we & ~direct) - fetch),
+            waiting.eq(waiting_nx), none_waiting.eq(waiting_nx == 0),
             If(direct | fetch, resv.eq(resv + 1)),
             If(direct, slots[resv].eq(self.din)),
             If(arrive, slots[slot2].eq(mem.dat_r)),

@@ -57,7 +57,7 @@ REG_WORDS = 0x20
 STATUS_BUSY, STATUS_DONE, STATUS_PARITY, STATUS_PARITY_IN = 0, 1, 2, 3
 STATUS_ERROR = 4      # 3 bits
 STATUS_ERROR_PC = 16  # prog address bits
-READ_LATENCY = 10     # clock edges from a read at the pins to its data on dat_r
+READ_LATENCY = 11     # clock edges from a read at the pins to its data on dat_r
 REGS_PER_COPY = 4     # harness registers served by one copy of the write data
 
 
@@ -67,7 +67,7 @@ class SynthTop(Module):
     Pins (all registered on `sys_clk`, besides the `sys_rst` input that Migen adds):
         adr   word address (`adr_bits` wide)      dat_w  write data (32)
         we    write strobe                        re     read strobe
-        dat_r read data (32): the data of a read sampled at edge t appears after edge t + 10
+        dat_r read data (32): the data of a read sampled at edge t appears after edge t + 11
               (`READ_LATENCY`) and holds until the next read.
 
     Address map: region = adr >> `region_bits` (`region_bits` fits the largest region), offset =
@@ -200,10 +200,14 @@ class SynthTop(Module):
         # each candidate zero unless its region is read, so the pick is an OR
         self.sync += vm.eq(Mux(q0_region == VMEM, vm0, 0)), reg_q.eq(Mux(q0_region == REG, reg_q0, 0)), \
             q_en.eq(q0_en)
-        # the word picked (held until the next read), then registered once more on its way to
-        # the pins (dat_r sits by the pads, the selection by the core; no enable reaches them)
+        # both candidates registered once more (the pool's and the registers' sides lie apart:
+        # one LUT between them and a register took 17 ns of routing in a placement), the word
+        # picked (held until the next read), then registered once more on its way to the pins
+        # (dat_r sits by the pads, the selection by the core; no enable reaches them)
+        vm_b, reg_q_b, q_en_b = Signal(32), Signal(32), Signal()
+        self.sync += vm_b.eq(vm), reg_q_b.eq(reg_q), q_en_b.eq(q_en)
         out = Signal(32)
-        self.sync += If(q_en, out.eq(reg_q | vm))
+        self.sync += If(q_en_b, out.eq(reg_q_b | vm_b))
         self.sync += self.dat_r.eq(out)
         self.ios = {self.adr, self.dat_w, self.we, self.re, self.dat_r}
 

@@ -15,6 +15,7 @@ from migen import READ_FIRST, Array, Cat, If, Memory, Module, Signal
 from rnnaccel.host.spec import ACT_BITS
 
 from .bram import bram_width, registered_read
+from .epilogue import delay
 
 
 
@@ -73,15 +74,13 @@ class VectorPool(Module):
             adr = Signal(aw - lg, name=f"wadr{b}")
             self.sync += If(b >= r, adr.eq(q)).Else(adr.eq(q + 1))
             self.comb += [p.adr.eq(adr) for p in wide_s[b]]
-        r1, r2, r3 = Signal(lg), Signal(lg), Signal(lg)
-        self.sync += r1.eq(r), r2.eq(r1), r3.eq(r2)
+        r3 = delay(self, r, self.wide_latency, "wrot")
         for b in range(B):
             self.comb += self.wide_bank[b].eq(Cat(*[p.dat_r for p in wide_s[b]]))
         self.comb += self.wide_rot.eq(r3), self.wide_dat0.eq(Array(self.wide_bank)[r3])
 
         # ---- single-word read and write ------------------------------------------------------------
-        rsel0, rsel = Signal(lg), Signal(lg)
-        self.sync += rsel0.eq(self.rd_adr[:lg]), rsel.eq(rsel0)
+        rsel = delay(self, self.rd_adr[:lg], self.rd_latency, "rsel")
         words_r = Array(Signal((ACT_BITS, True), name=f"rb{b}") for b in range(B))
         for b in range(B):
             self.comb += word[b].adr.eq(self.rd_adr >> lg), words_r[b].eq(word[b].dat_r)

@@ -19,7 +19,7 @@ from rnnaccel.host import isa
 from rnnaccel.host.spec import ACC_BITS, ACT_BITS, F_ACT_OUT
 
 from .activation import ActivationUnit
-from .regs import drop_resets
+from .regs import copy_reg, drop_resets
 
 SHIFT_BITS = 8  # signed shift fields of the instruction (aux bytes, out_shift)
 
@@ -75,18 +75,28 @@ def delay(m, sig, n, name, reset_less=False):
     return cur
 
 
+SHIFT_GROUP = 16   # output bits of a shifter served by one register copy of its amount
+
+
 def _shift_stage(m, value, amount_ahead, out_width, name):
     """First half of round_shift(value, amount) (a register stage of its own): for r > 0 the
     value shifted right by r - 1, for r <= 0 the value shifted left by -r. Returns (t, right).
     The amount comes a cycle ahead (`amount_ahead`: the setting one register earlier in its delay
-    line) and is decoded into registers, so only the shifter stands between them and t."""
+    line) and is decoded into registers, so only the shifter stands between them and t; one copy
+    of the decoded amount per SHIFT_GROUP output bits (each amount bit selects in every output
+    bit's mux tree: one register for all of them was a net of some 300 sinks)."""
     t = Signal((out_width + 1, True), name=name + "_t")
     right = Signal(name=name + "_right")
     dec_right = Signal(name=name + "_dright")
-    r1 = Signal(6, name=name + "_r1")
-    left = Signal(6, name=name + "_l")
-    m.sync += dec_right.eq(amount_ahead > 0), r1.eq(amount_ahead - 1), left.eq(-amount_ahead)
-    m.sync += right.eq(dec_right), If(dec_right, t.eq(value >> r1)).Else(t.eq(value << left))
+    m.sync += dec_right.eq(amount_ahead > 0), right.eq(dec_right)
+    r1, left = Signal(6, name=name + "_r1"), Signal(6, name=name + "_l")
+    m.comb += r1.eq(amount_ahead - 1), left.eq(-amount_ahead)
+    v = Signal.like(t, name=name + "_v")         # the value sign-extended to t's width
+    m.comb += v.eq(value)
+    for lo in range(0, len(t), SHIFT_GROUP):
+        hi = min(lo + SHIFT_GROUP, len(t))
+        cp = copy_reg(m, Cat(amount_ahead > 0, r1, left), f"{name}_amt{lo // SHIFT_GROUP}", dec_right)
+        m.sync += If(cp[0], t[lo:hi].eq((v >> cp[1:7])[lo:hi])).Else(t[lo:hi].eq((v << cp[7:13])[lo:hi]))
     return t, right
 
 

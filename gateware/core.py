@@ -248,18 +248,20 @@ class RNNAccelCore(Module):
         any_op_bad = Signal()
         self.sync += any_op_bad.eq(reduce(or_, op_bad))
 
-        field_bad = Signal()
-        self.comb += field_bad.eq(
-            (F["mode"] >= len(WEIGHT_MODE_CODE)) | (F["act"] >= len(isa.ACT_CODE)) |
-            (F["act2"] >= len(isa.ACT_CODE)) | (F["combine"] >= len(isa.COMBINES)) |
-            (F["rows"] == 0) | (F["rows"] > MAX_ROWS) | (F["a_len"] == 0) |
-            (F["a_space"] == isa.SPACE_NONE) | (F["dst_space"] == isa.SPACE_NONE) |
-            (F["a_aux"] < 0) | (F["a_aux"] > MAX_SEG_SHIFT) | (F["b_aux"] < 0) | (F["b_aux"] > MAX_SEG_SHIFT) |
-            ((F["b_len"] != 0) & (F["a_aux"] != 0) & (F["b_aux"] != 0)) | (F["dst_aux"] < 0) |
-            (F["a_pp"] > 2) | (F["b_pp"] > 2) | (F["dst_pp"] > 2) | (F["dst2_pp"] > 2))
-
-        field_bad_r = Signal()     # valid from CHECK0 (ir is stable from DECODE)
-        self.sync += field_bad_r.eq(field_bad)
+        # the field checks in two register stages: each comparison on ir's fields registered
+        # (DECODE), their OR (CHECK0); CHECK1 acts on it (ir is stable from DECODE)
+        field_terms = [
+            F["mode"] >= len(WEIGHT_MODE_CODE), F["act"] >= len(isa.ACT_CODE),
+            F["act2"] >= len(isa.ACT_CODE), F["combine"] >= len(isa.COMBINES),
+            F["rows"] == 0, F["rows"] > MAX_ROWS, F["a_len"] == 0,
+            F["a_space"] == isa.SPACE_NONE, F["dst_space"] == isa.SPACE_NONE,
+            F["a_aux"] < 0, F["a_aux"] > MAX_SEG_SHIFT, F["b_aux"] < 0, F["b_aux"] > MAX_SEG_SHIFT,
+            (F["b_len"] != 0) & (F["a_aux"] != 0) & (F["b_aux"] != 0), F["dst_aux"] < 0,
+            F["a_pp"] > 2, F["b_pp"] > 2, F["dst_pp"] > 2, F["dst2_pp"] > 2]
+        field_bad = Signal(len(field_terms))
+        self.sync += [field_bad[i].eq(term) for i, term in enumerate(field_terms)]
+        field_bad_r = Signal()     # valid from CHECK1
+        self.sync += field_bad_r.eq(field_bad != 0)
 
         # stage A: k_stored, k_useful, mode (also what LOAD and START use)
         k_useful, k_stored = Signal(17), Signal(18)
@@ -277,7 +279,7 @@ class RNNAccelCore(Module):
         # the product rows * k_stored * bits in three register stages: rows * bits (shifts and,
         # for 6 bits, one add, on the instruction's fields in DECODE), two partial products with
         # k_stored (valid from CHECK0) of 7 bits of it each, their sum. Rows beyond MAX_ROWS
-        # (10 bits) fail the field check (CHECK0) before this one counts
+        # (10 bits) fail the field check (CHECK1) before this one counts
         limit_b, pbad_b = Signal((35, True)), Signal()
         row_bits = MAX_ROWS.bit_length()
         rows_r = F["rows"][:row_bits]
@@ -355,7 +357,10 @@ class RNNAccelCore(Module):
         take = Signal()
         self.comb += take.eq(ws.valid & ws_ready)
         self.sync += If(ws.valid & ~ws_ready, self.stalls.eq(self.stalls + 1))
+        # (the X buffer's copies of `advance` are registers, loaded from the take's next value:
+        # no AND and no net from the weight stream's registers reaches its banks' addresses)
         self.comb += xb.advance.eq(take), xb.rsel.eq(st_sel)
+        drive_copies(self, xb.advances.copies, ws.take_next, "xadv")
 
         lag = timing.XBUF_LATENCY
         # the loader's last write is presented wide_latency - 1 cycles after LOADED and readable
@@ -664,9 +669,9 @@ class RNNAccelCore(Module):
                 1 << ops.index(isa.OP_MATVEC): NextState("CHECK0"),
                 "default": fail(isa.ERR_OPCODE),
             }))
-        fsm.act("CHECK0", self.busy.eq(1),   # the check pipeline (above); the field check registered
-                If(field_bad_r, *fail(isa.ERR_FIELD)).Else(NextState("CHECK1")))
-        fsm.act("CHECK1", self.busy.eq(1), NextState("CHECK2"))
+        fsm.act("CHECK0", self.busy.eq(1), NextState("CHECK1"))   # the check pipeline (above)
+        fsm.act("CHECK1", self.busy.eq(1),   # the field checks, registered twice
+                If(field_bad_r, *fail(isa.ERR_FIELD)).Else(NextState("CHECK2")))
         fsm.act("CHECK2",
             self.busy.eq(1),
             If(any_op_bad, *fail(isa.ERR_ADDR)).Elif(weight_bad, *fail(isa.ERR_WEIGHT)).Else(

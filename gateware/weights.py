@@ -441,7 +441,8 @@ class WeightStream(Module):
     sampled two cycles before `start` (the read-address register follows it while idle).
     Output stream: valid, ready_d (input: ready of the next cycle; `ready` is it registered, the
     handshake's ready), w[0..N-1] (9-bit signed), first, last, n_valid, bnd.
-    busy: from start until the last output has been accepted; busy_next: its value in the next cycle.
+    busy: from start until the last output has been accepted; busy_next: its value in the next cycle;
+    take_next: `valid & ready` in the next cycle.
     """
 
     def __init__(self, n_lanes, wport, pport, external_start=False):
@@ -471,6 +472,7 @@ class WeightStream(Module):
         self.bnd = Signal(max=n + 1)
         self.busy = Signal()
         self.busy_next = Signal()               # `busy` in the next cycle
+        self.take_next = Signal()               # `valid & ready` in the next cycle
 
         self.submodules.gearbox = gb = _Gearbox(n, wports, external_start)
         self.submodules.tracker = tr = _RowTracker(n, external_start)
@@ -659,4 +661,5 @@ class WeightStream(Module):
                 If(ce, pv_nx.eq(gen), av_nx.eq(p_valid), s1v_nx.eq(a_valid), v_nx.eq(s1_valid))
                 .Else(pv_nx.eq(p_valid), av_nx.eq(a_valid), s1v_nx.eq(s1_valid), v_nx.eq(self.valid))),
             self.busy_next.eq(run_nx | pv_nx | av_nx | s1v_nx | v_nx),
+            self.take_next.eq(v_nx & self.ready_d),
         ]

@@ -47,6 +47,9 @@ class XBuffer(Module):
     The buffers share the window position, the rotator and the lane masks (one stream reads at a
     time, the other buffer loads meanwhile): buffer s is the address MSB of every bank memory and
     its own set of wrap registers.
+
+    With `external_restart` the parent drives the copies of `restart` and `advance`
+    (`restarts.copies`, `advances.copies`: regs.drive_copies, from their next values).
     """
 
     def __init__(self, n_lanes, kmax, wr_width=4, sets=1, external_restart=False):
@@ -107,6 +110,12 @@ class XBuffer(Module):
         self.restarts = InputCopies(self, self.restart, external_restart)
         restart_g = [self.restarts.get(f"xrestart{g}") for g in range(n_grp)]
         restart = self.restarts.get("xrestart")
+        # `advance` moves the position registers and every bank's read address: a copy for the
+        # positions and one per group of banks (the parent drives them from the advance's next
+        # value, like the restarts)
+        self.advances = InputCopies(self, self.advance, external_restart)
+        advance_g = [self.advances.get(f"xadvance{g}") for g in range(n_grp)]
+        advance = self.advances.get("xadvance")
 
         # ---- writes: position wpos+j -> bank (wpos+j) mod N, word (wpos+j) div N ------------
         lg = N.bit_length() - 1
@@ -195,11 +204,11 @@ class XBuffer(Module):
             return Mux(t[-1], s, t)
         p, pn, pnn = Signal(kw), Signal(kw), Signal(kw)
         self.sync += [
-            If(restart, p.eq(0)).Elif(self.advance, p.eq(pn), pn.eq(pnn)).Else(pn.eq(wrap_next(p))),
-            pnn.eq(wrap_next(Mux(self.advance, pnn, pn))),
+            If(restart, p.eq(0)).Elif(advance, p.eq(pn), pn.eq(pnn)).Else(pn.eq(wrap_next(p))),
+            pnn.eq(wrap_next(Mux(advance, pnn, pn))),
         ]
         nx = Signal(kw)          # pn after this cycle (when advancing), else pn itself: the derived
-        self.comb += nx.eq(Mux(self.advance, pnn, pn))   # registers follow pn a cycle late when idle
+        self.comb += nx.eq(Mux(advance, pnn, pn))   # registers follow pn a cycle late when idle
         qn_g = [Signal(kw - lg, name=f"xqn{g}") for g in range(n_grp)]
         qn1_g = [Signal(kw - lg, name=f"xqn1_{g}") for g in range(n_grp)]
         gen = Signal(N)
@@ -218,7 +227,7 @@ class XBuffer(Module):
         use_wrap = Signal(N)
         radr = [Signal(kw - lg, name=f"radr{b}") for b in range(N)]
         for b in range(N):
-            self.sync += If(restart_g[grp[b]], radr[b].eq(0)).Elif(self.advance,
+            self.sync += If(restart_g[grp[b]], radr[b].eq(0)).Elif(advance_g[grp[b]],
                 If(gen[b], radr[b].eq(qn_g[grp[b]])).Else(radr[b].eq(qn1_g[grp[b]])))
             self.comb += rports[b].adr.eq(badr(radr[b], sel1_g[b] if S > 1 else 0))
             self.sync += use_wrap[b].eq(Cat(C(b, lg), radr[b]) >= k_g[grp[b]])

@@ -2,9 +2,9 @@
 
 Every cycle the array takes N (x, w) pairs of the flat stream (docs/gateware-design.md). At most
 one row boundary falls inside a cycle (the image pads rows to >= 64 columns, N <= 64): lanes
-before `bnd` finish the row being accumulated, lanes from `bnd` start the next one. Two masked
-adder trees give both partial sums; the row accumulator adds the first and restarts with the
-second. Arithmetic is exactly docs/arithmetic.md step 1 (48-bit two's complement).
+before `bnd` finish the row being accumulated, lanes from `bnd` start the next one. Two adder
+trees, over every lane (T) and over the lanes before `bnd` (L), give both partial sums (L and
+T - L); the row accumulator adds the first and restarts with the second. Arithmetic is exactly docs/arithmetic.md step 1 (48-bit two's complement).
 
 Segment alignment: one of the two input segments is shifted left by `shift` (the compiler gives
 the other segment shift 0). The array shifts the lane's *weight* (9 bits -> <= 18 bits) instead
@@ -28,10 +28,12 @@ WS_BITS = W_BITS + MAX_SEG_SHIFT  # weight after the segment shift (fits an 18-b
 P_BITS = ACT_BITS + WS_BITS      # lane product
 
 
-def _tree(m, values, width, stages):
-    """Pipelined adder tree: a register after every level. Returns (sum, latency)."""
+def _tree(m, values, width, max_width):
+    """Pipelined adder tree: a register after every level, each level a bit wider than the one
+    before (up to `max_width`). Returns (sum, latency)."""
     level, lat = list(values), 0
     while len(level) > 1:
+        width = min(width + 1, max_width)
         nxt = []
         for i in range(0, len(level), 2):
             s = Signal((width, True), reset_less=True)
@@ -41,7 +43,7 @@ def _tree(m, values, width, stages):
                 m.sync += s.eq(level[i])
             nxt.append(s)
         level, lat = nxt, lat + 1
-    if lat == 0:  # a single lane: still register once for a uniform pipeline
+    if lat == 0:  # a single value: still register once for a uniform pipeline
         s = Signal((width, True), reset_less=True)
         m.sync += s.eq(level[0])
         level, lat = [s], 1
@@ -71,6 +73,7 @@ class MacArray(Module):
 
     def __init__(self, n_lanes):
         N = self.n_lanes = n_lanes
+        assert N >= 2 and N % 2 == 0, "lanes come in pairs (the trees' first level, 16-bit mode)"
         self.x = [Signal((ACT_BITS, True), name=f"x{i}") for i in range(N)]
         self.w_ahead = [Signal((W_BITS, True), name=f"w{i}") for i in range(N)]
         self.shifted_ahead = Signal(N)
@@ -108,12 +111,14 @@ class MacArray(Module):
         prod = [Signal((P_BITS, True), name=f"p{i}", reset_less=True) for i in range(N)]
         for i in range(N):
             self.specials += RegisteredMul(self.x[i], ws[i], prod[i])
-        # ---- stage 3: pair weighting (16-bit mode) and the row-boundary masks -----------------
-        lo = [Signal((ACC_BITS, True), name=f"lo{i}", reset_less=True) for i in range(N)]
-        hi = [Signal((ACC_BITS, True), name=f"hi{i}", reset_less=True) for i in range(N)]
-        # the products of an input cycle are ready two cycles later: its bnd and mode follow, the
-        # lane masks i < bnd compared a stage ahead and registered per group (no comparator in
-        # front of a lane's mask muxes)
+        # ---- stage 3: the trees' first level, on the multipliers' output registers -------------
+        # Two trees: T sums every lane, L the lanes before the row boundary (every lane when the
+        # cycle has none); the accumulator forms the rest as T - L. The first level adds lane
+        # pairs straight from the DSPs: the pair weighting (16-bit mode: the odd lane's product
+        # << 8) and L's lane mask are LUTs in front of its adders, no per-lane register stage.
+        # The products of an input cycle are ready two cycles later: its bnd and mode follow,
+        # the lane masks i < bnd compared a stage ahead and registered per group (no comparator
+        # in front of a lane's mask).
         bnd1 = Signal.like(self.bnd, reset_less=True)
         mode16_1 = Signal(reset_less=True)
         self.sync += bnd1.eq(self.bnd), mode16_1.eq(self.mode16)
@@ -123,18 +128,24 @@ class MacArray(Module):
             m = Signal(LANES_PER_COPY, name=f"low_g{g}", reset_less=True)
             self.sync += m.eq(Cat(*[g * LANES_PER_COPY + j < bnd1 for j in range(LANES_PER_COPY)]))
             low2 += [m[j] for j in range(LANES_PER_COPY)]
+        LW = P_BITS + 8                                  # a weighted lane product
+        scaled, masked = [], []
         for i in range(N):
-            scaled = Signal((ACC_BITS, True), name=f"ps{i}")
+            sc, mk = Signal((LW, True), name=f"ps{i}"), Signal((LW, True), name=f"pm{i}")
             if i % 2:
-                self.comb += If(mode16_2[i], scaled.eq(prod[i] << 8)).Else(scaled.eq(prod[i]))
+                self.comb += If(mode16_2[i], sc.eq(prod[i] << 8)).Else(sc.eq(prod[i]))
             else:
-                self.comb += scaled.eq(prod[i])
-            self.sync += [
-                If(low2[i], lo[i].eq(scaled), hi[i].eq(0)).Else(lo[i].eq(0), hi[i].eq(scaled)),
-            ]
-        # ---- stages 4..: two adder trees -------------------------------------------------------
-        sum_lo, tlat = _tree(self, lo, ACC_BITS, 1)
-        sum_hi, _ = _tree(self, hi, ACC_BITS, 1)
+                self.comb += sc.eq(prod[i])
+            self.comb += If(low2[i], mk.eq(sc)).Else(mk.eq(0))
+            scaled.append(sc)
+            masked.append(mk)
+        t1 = [Signal((LW + 1, True), name=f"t1_{j}", reset_less=True) for j in range(N // 2)]
+        l1 = [Signal((LW + 1, True), name=f"l1_{j}", reset_less=True) for j in range(N // 2)]
+        for j in range(N // 2):
+            self.sync += t1[j].eq(scaled[2 * j] + scaled[2 * j + 1]), l1[j].eq(masked[2 * j] + masked[2 * j + 1])
+        # ---- stages 4..: the rest of both trees ------------------------------------------------
+        sum_t, tlat = _tree(self, t1, LW + 1, ACC_BITS)
+        sum_l, _ = _tree(self, l1, LW + 1, ACC_BITS)
         # control travels beside the data
         depth = 3 + tlat
         ctl = Cat(self.valid, self.first, self.last, self.bnd != N)
@@ -149,11 +160,13 @@ class MacArray(Module):
                                       for n in ("base", "acc", "out"))
         first = ctl_base[1]
         # ---- row accumulator ---------------------------------------------------------------------
-        # the adder works on the registers (acc + sum_lo); `first` then picks sum_lo alone in the
+        # the adder works on the registers (acc + sum_l); `first` then picks sum_l alone in the
         # last LUT before the register, so no control net stands before the carry chain
         acc = Signal((ACC_BITS, True), reset_less=True)      # `first` restarts it
         acc_sum, total = Signal((ACC_BITS, True)), Signal((ACC_BITS, True))
-        self.comb += acc_sum.eq(acc + sum_lo), If(first, total.eq(sum_lo)).Else(total.eq(acc_sum))
+        self.comb += acc_sum.eq(acc + sum_l), If(first, total.eq(sum_l)).Else(total.eq(acc_sum))
+        sum_hi = Signal((ACC_BITS, True))        # the lanes from the boundary on: T - L
+        self.comb += sum_hi.eq(sum_t - sum_l)
         self.sync += [
             If(ctl_acc[0], If(ctl_acc[3], acc.eq(sum_hi)).Else(acc.eq(total))),
             self.row0_valid.eq(0), self.row1_valid.eq(0),

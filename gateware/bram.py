@@ -153,6 +153,6 @@ class SlicedMemory(Module):
             ctl = Cat(self.we, self.wadr, self.wdat[lo:lo + m.width])
             lo += m.width
             if write_copies:
-                ctl = copy_reg(self, ctl, f"{m.name_override}_w", self.we)
+                ctl = copy_reg(self, ctl, f"{m.name_override}_w")
             self.comb += w.we.eq(ctl[0]), w.adr.eq(ctl[1:1 + len(self.wadr)]), w.dat_w.eq(ctl[1 + len(self.wadr):])
         self.comb += [r.adr.eq(self.adr) for r in reads] + [self.dat_r.eq(Cat(*[r.dat_r for r in reads]))]

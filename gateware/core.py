@@ -122,7 +122,7 @@ class RNNAccelCore(Module):
         per_copy = max(1, 32 // sb)
         for j, port in enumerate(w_host):
             if j % per_copy == 0:
-                ctl = copy_reg(self, Cat(self.wmem_we, self.wmem_adr), f"wmem_host{j // per_copy}", self.wmem_we)
+                ctl = copy_reg(self, Cat(self.wmem_we, self.wmem_adr), f"wmem_host{j // per_copy}")
             self.sync += port.dat_w.eq(self.wmem_dat[sb * j:sb * j + sb])
             self.comb += port.we.eq(ctl[0]), port.adr.eq(ctl[1:])
         self.vmem_we, self.vmem_adr = Signal(), Signal(vaw)
@@ -500,7 +500,7 @@ class RNNAccelCore(Module):
         fd_rem, rem_zero = Signal(16), Signal()
         self.comb += fd_last.eq(Mux(fd_first, C("one_row", feed_ptr), rem_zero)), \
             If(pop & fd_last, feed_nx.eq(feed_ptr + 1)).Else(feed_nx.eq(feed_ptr))
-        feed_adr, feed_adr2 = (copy_reg(self, feed_nx, f"feed_adr{c}", pop, reset=True) for c in range(2))   # == feed_ptr
+        feed_adr, feed_adr2 = (copy_reg(self, feed_nx, f"feed_adr{c}", reset=True) for c in range(2))   # == feed_ptr
         self.sync += [
             push.eq(last_slot_d), feed_ptr.eq(feed_nx),
             If(last_slot_d, acc_p.eq(acc_r_d), p_j.eq(r_j_d)),
@@ -514,7 +514,7 @@ class RNNAccelCore(Module):
         ]
         # the context of the row entering the epilogue (r_ctx at its last slot) selects some
         # sixty bits of settings: three copies of it, by use
-        p_ctx_tag, p_ctx_s0, p_ctx_s1 = (copy_reg(self, r_ctx_d, f"p_ctx_{n}", last_slot_d, ce=last_slot_d, reset=True)
+        p_ctx_tag, p_ctx_s0, p_ctx_s1 = (copy_reg(self, r_ctx_d, f"p_ctx_{n}", ce=last_slot_d, reset=True)
                                          for n in ("tag", "s0", "s1"))
         core_rd_adr = Signal(vaw)
         # the popped row's slot order (slot -> operand index, among da, db, p, q those used),

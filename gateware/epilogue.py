@@ -95,7 +95,7 @@ def _shift_stage(m, value, amount_ahead, out_width, name):
     m.comb += v.eq(value)
     for lo in range(0, len(t), SHIFT_GROUP):
         hi = min(lo + SHIFT_GROUP, len(t))
-        cp = copy_reg(m, Cat(amount_ahead > 0, r1, left), f"{name}_amt{lo // SHIFT_GROUP}", dec_right)
+        cp = copy_reg(m, Cat(amount_ahead > 0, r1, left), f"{name}_amt{lo // SHIFT_GROUP}")
         m.sync += If(cp[0], t[lo:hi].eq((v >> cp[1:7])[lo:hi])).Else(t[lo:hi].eq((v << cp[7:13])[lo:hi]))
     return t, right
 

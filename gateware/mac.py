@@ -20,6 +20,7 @@ from migen import Cat, If, Module, Signal
 from rnnaccel.host.spec import ACC_BITS, ACT_BITS, MAX_SEG_SHIFT
 
 from .dsp import RegisteredMul
+from .epilogue import delay
 from .regs import copy_reg, drop_resets
 
 LANES_PER_COPY = 4               # lanes served by one register copy of a lane control
@@ -96,7 +97,7 @@ class MacArray(Module):
         groups = range(-(-N // LANES_PER_COPY))
 
         def per_group(value, name):
-            copies = [copy_reg(self, value, f"{name}_g{g}", self.valid) for g in groups]
+            copies = [copy_reg(self, value, f"{name}_g{g}") for g in groups]
             return [copies[i // LANES_PER_COPY] for i in range(N)]
 
         # ---- stage 0: segment shift of the weights, idle lanes to zero, registered ------------
@@ -111,43 +112,46 @@ class MacArray(Module):
         prod = [Signal((P_BITS, True), name=f"p{i}", reset_less=True) for i in range(N)]
         for i in range(N):
             self.specials += RegisteredMul(self.x[i], ws[i], prod[i])
-        # ---- stage 3: the trees' first level, on the multipliers' output registers -------------
+        # ---- stage 3: the products registered once more, in the fabric ---------------------------
+        # (a LUT and a carry chain straight behind a DSP's output register took 14 ns of routing)
+        pr = [Signal((P_BITS, True), name=f"pr{i}", reset_less=True) for i in range(N)]
+        self.sync += [pr[i].eq(prod[i]) for i in range(N)]
+        # ---- stage 4: the trees' first level ------------------------------------------------------
         # Two trees: T sums every lane, L the lanes before the row boundary (every lane when the
         # cycle has none); the accumulator forms the rest as T - L. The first level adds lane
-        # pairs straight from the DSPs: the pair weighting (16-bit mode: the odd lane's product
-        # << 8) and L's lane mask are LUTs in front of its adders, no per-lane register stage.
-        # The products of an input cycle are ready two cycles later: its bnd and mode follow,
-        # the lane masks i < bnd compared a stage ahead and registered per group (no comparator
-        # in front of a lane's mask).
-        bnd1 = Signal.like(self.bnd, reset_less=True)
-        mode16_1 = Signal(reset_less=True)
-        self.sync += bnd1.eq(self.bnd), mode16_1.eq(self.mode16)
-        mode16_2 = per_group(mode16_1, "m16")
-        low2 = []
+        # pairs: the pair weighting (16-bit mode: the odd lane's product << 8) and L's lane mask
+        # are LUTs in front of its adders (one register per product bit before them, not a
+        # masked 48-bit register per lane and tree). The products of an input cycle are in `pr`
+        # three cycles later: its bnd and mode follow, the lane masks i < bnd compared a stage
+        # ahead and registered per group (no comparator in front of a lane's mask).
+        bnd2 = delay(self, self.bnd, 2, "bnd", reset_less=True)
+        mode16_2 = delay(self, self.mode16, 2, "m16", reset_less=True)
+        mode16_3 = per_group(mode16_2, "m16")
+        low3 = []
         for g in groups:
             m = Signal(LANES_PER_COPY, name=f"low_g{g}", reset_less=True)
-            self.sync += m.eq(Cat(*[g * LANES_PER_COPY + j < bnd1 for j in range(LANES_PER_COPY)]))
-            low2 += [m[j] for j in range(LANES_PER_COPY)]
+            self.sync += m.eq(Cat(*[g * LANES_PER_COPY + j < bnd2 for j in range(LANES_PER_COPY)]))
+            low3 += [m[j] for j in range(LANES_PER_COPY)]
         LW = P_BITS + 8                                  # a weighted lane product
         scaled, masked = [], []
         for i in range(N):
             sc, mk = Signal((LW, True), name=f"ps{i}"), Signal((LW, True), name=f"pm{i}")
             if i % 2:
-                self.comb += If(mode16_2[i], sc.eq(prod[i] << 8)).Else(sc.eq(prod[i]))
+                self.comb += If(mode16_3[i], sc.eq(pr[i] << 8)).Else(sc.eq(pr[i]))
             else:
-                self.comb += sc.eq(prod[i])
-            self.comb += If(low2[i], mk.eq(sc)).Else(mk.eq(0))
+                self.comb += sc.eq(pr[i])
+            self.comb += If(low3[i], mk.eq(sc)).Else(mk.eq(0))
             scaled.append(sc)
             masked.append(mk)
         t1 = [Signal((LW + 1, True), name=f"t1_{j}", reset_less=True) for j in range(N // 2)]
         l1 = [Signal((LW + 1, True), name=f"l1_{j}", reset_less=True) for j in range(N // 2)]
         for j in range(N // 2):
             self.sync += t1[j].eq(scaled[2 * j] + scaled[2 * j + 1]), l1[j].eq(masked[2 * j] + masked[2 * j + 1])
-        # ---- stages 4..: the rest of both trees ------------------------------------------------
+        # ---- stages 5..: the rest of both trees ------------------------------------------------
         sum_t, tlat = _tree(self, t1, LW + 1, ACC_BITS)
         sum_l, _ = _tree(self, l1, LW + 1, ACC_BITS)
         # control travels beside the data
-        depth = 3 + tlat
+        depth = 4 + tlat
         ctl = Cat(self.valid, self.first, self.last, self.bnd != N)
         pipe = [ctl]
         for _ in range(depth - 1):
@@ -156,7 +160,7 @@ class MacArray(Module):
             pipe.append(r)
         # the last stage in three copies (the accumulator's base, its update, the row outputs):
         # each reaches some fifty registers or LUTs, not all 150
-        ctl_base, ctl_acc, ctl_out = (copy_reg(self, pipe[-1], f"mctl_{n}", pipe[-1][0], reset=True)
+        ctl_base, ctl_acc, ctl_out = (copy_reg(self, pipe[-1], f"mctl_{n}", reset=True)
                                       for n in ("base", "acc", "out"))
         first = ctl_base[1]
         # ---- row accumulator ---------------------------------------------------------------------

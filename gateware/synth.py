@@ -136,7 +136,7 @@ class SynthTop(Module):
         # the data beside it, one copy per REGS_PER_COPY registers (which sit by their users, all
         # over the core)
         order = sorted(dec)
-        copies = [copy_reg(self, dat_w, f"reg_w{g}", we) for g in range(-(-len(order) // REGS_PER_COPY))]
+        copies = [copy_reg(self, dat_w, f"reg_w{g}") for g in range(-(-len(order) // REGS_PER_COPY))]
         reg_w_of = {o: copies[i // REGS_PER_COPY] for i, o in enumerate(order)}
         reg_w = reg_w_of[R_CTRL]
         start, parity_in = Signal(), Signal()

@@ -181,9 +181,9 @@ class _Gearbox(Module):
         for g in range(0, len(ports), PORTS_PER_ADDR):
             ra = Signal(aw, name=f"wra{g}")   # each copy feeds back on itself: yosys keeps them apart
             start_g = self.starts.get(f"wstart{g}")
-            act = copy_reg(self, self.active_next, f"wact{g}", start_g)            # == active
-            inc = copy_reg(self, inc_nx, f"winc{g}", start_g)
-            base = copy_reg(self, self.base, f"wbase{g}", start_g)                 # base, a cycle late
+            act = copy_reg(self, self.active_next, f"wact{g}")            # == active
+            inc = copy_reg(self, inc_nx, f"winc{g}")
+            base = copy_reg(self, self.base, f"wbase{g}")                 # base, a cycle late
             self.comb += [port.adr.eq(ra) for port in ports[g:g + PORTS_PER_ADDR]]
             self.sync += If(act | start_g, ra.eq(ra + inc)).Else(ra.eq(base))
         # the window's position in units of the FIFO ring: {rp, off}, with copies (below)
@@ -217,7 +217,7 @@ class _Gearbox(Module):
         cw = 8 * n // FIFO_CHUNKS
         for c in range(FIFO_CHUNKS):
             for k in range(D):
-                en = copy_reg(self, arr1 & (wp_nx == k), f"wfe{c}_{k}", arr1, reset=True)
+                en = copy_reg(self, arr1 & (wp_nx == k), f"wfe{c}_{k}", reset=True)
                 self.sync += If(en, e[k][c * cw:(c + 1) * cw].eq(dat_r[c * cw:(c + 1) * cw]))
 
         # ---- the window's two words: ring words rp and rp + 1 (a 4:1 word mux) -------------------
@@ -232,7 +232,7 @@ class _Gearbox(Module):
         chunks = 16 if n >= 16 else 8
         width = 8 * n // chunks
         for c in range(chunks):
-            sel = copy_reg(self, rp_nx, f"wrp{c}", self.advance)      # == rp
+            sel = copy_reg(self, rp_nx, f"wrp{c}")      # == rp
             for w in range(2):
                 lo = w * 8 * n + c * width
                 src = [words[(v + w) % D][c * width:(c + 1) * width] for v in range(D)]
@@ -420,7 +420,7 @@ def write_replicas(m, cb, n_groups):
     merge into one register, which yosys then absorbs into the block RAM: measured)."""
     out = []
     for g in range(n_groups):
-        rep = copy_reg(m, Cat(cb.wr, cb.wr_adr, cb.wr_dat), f"cbw{g}", cb.wr)
+        rep = copy_reg(m, Cat(cb.wr, cb.wr_adr, cb.wr_dat), f"cbw{g}")
         out.append((rep[0], rep[1:1 + CB_ADR_BITS], rep[1 + CB_ADR_BITS:]))
     return out
 
@@ -509,10 +509,10 @@ class WeightStream(Module):
         # every lane register's clock enable comes from a register near it
         ce = Signal()
         self.sync += self.ready.eq(self.ready_d)
-        ce_lane = [copy_reg(self, self.ready_d, f"ce{g}", self.ready_d)
+        ce_lane = [copy_reg(self, self.ready_d, f"ce{g}")
                    for g in range(-(-n // LANES_PER_COPY))]
         # and once per pipeline stage's control registers (valid, row information): P, A, 1, out
-        ce_st = [copy_reg(self, self.ready_d, f"ce_{name}", self.ready_d, reset=True) for name in ("p", "a", "s1", "out")]
+        ce_st = [copy_reg(self, self.ready_d, f"ce_{name}", reset=True) for name in ("p", "a", "s1", "out")]
         run_nx = Signal()                       # tr.running in the next cycle
         cross = Signal()
         # a stream cycle may issue: running, its words in the FIFO, its codebook loaded (ahead <=
@@ -524,7 +524,7 @@ class WeightStream(Module):
         self.comb += If(start, cbm_nx.eq(is_cbm)).Else(cbm_nx.eq(cbm))
         self.comb += may_nx.eq(run_nx & gb.have_next & ~(cbm_nx & ~cb.ahead_next[1] &
                                                          (~cb.ahead_next[0] | (cbm_nx & tr.new_group_next))))
-        gen, gen_gb, gen_tr = (copy_reg(self, self.ready_d & may_nx, f"gen_{name}", self.ready_d, reset=True)
+        gen, gen_gb, gen_tr = (copy_reg(self, self.ready_d & may_nx, f"gen_{name}", reset=True)
                                for name in ("p", "gb", "tr"))
         self.comb += [
             ce.eq(self.ready),
@@ -563,7 +563,7 @@ class WeightStream(Module):
         chunk = 16 * n // n_chunks
         self.sync += [If(ce_lane[g], p_pair[g * chunk:(g + 1) * chunk].eq(gb.pair[g * chunk:(g + 1) * chunk]))
                       for g in range(n_chunks)]
-        p_off = [copy_reg(self, gb.off, f"woff{g}", gen, ce=ce_lane[g]) for g in range(n_chunks)]
+        p_off = [copy_reg(self, gb.off, f"woff{g}", ce=ce_lane[g]) for g in range(n_chunks)]
 
         # ---- stage A: the window (4 units from unit `off` of the pair), registered ---------------
         a_meta = [Signal.like(x) for x in meta]
@@ -596,7 +596,7 @@ class WeightStream(Module):
         self.comb += [If(start, x_nx.eq(is_now)).Else(x_nx.eq(x))
                       for x_nx, x, is_now in ((m6_nx, m6, is_[6]), (m4_nx, m4, is_[4]), (m2_nx, m2, is_[2]),
                                               (m16_nx, m16, is_[16]), (cbm_nx, cbm, is_cbm))]
-        m6_l, m4_l, m2_l, m16_l, cbm_l = ([copy_reg(self, x_nx, f"{name}_{g}", start) for g in range(len(ce_lane))]
+        m6_l, m4_l, m2_l, m16_l, cbm_l = ([copy_reg(self, x_nx, f"{name}_{g}") for g in range(len(ce_lane))]
                                           for x_nx, name in ((m6_nx, "m6"), (m4_nx, "m4"), (m2_nx, "m2"),
                                                              (m16_nx, "m16"), (cbm_nx, "cbm")))
         # and beside each field the lane's weight in the plain modes (the byte sign-extended; in

@@ -163,9 +163,9 @@ class XBuffer(Module):
                 return C(1)
             chunk = start[lw:]                   # the run's first chunk of W banks, then the next
             return Mux(b % W >= start[:lw], chunk == b >> lw, chunk == ((b >> lw) - 1) % (N >> lw))
-        a_sel = [copy_reg(self, wsel_p, f"xa_sel{g}", we_p[0]) for g in range(n_grp)]
-        a_q = [copy_reg(self, q_p, f"xa_q{g}", we_p[0]) for g in range(n_grp)]
-        a_q1 = [copy_reg(self, q1_p, f"xa_q1_{g}", we_p[0]) for g in range(n_grp)]
+        a_sel = [copy_reg(self, wsel_p, f"xa_sel{g}") for g in range(n_grp)]
+        a_q = [copy_reg(self, q_p, f"xa_q{g}") for g in range(n_grp)]
+        a_q1 = [copy_reg(self, q1_p, f"xa_q1_{g}") for g in range(n_grp)]
         for b in range(N):
             g, m = grp[b], b % W
             cov, wcov, low = Signal(name=f"xcov{b}"), Signal(name=f"xwcov{b}"), Signal(name=f"xlow{b}")
@@ -221,9 +221,9 @@ class XBuffer(Module):
         # or lane: each group of COPY_GROUP banks/lanes has its own register copy of them (the
         # select thus reaches the bank addresses a cycle after rsel, well within `settle`)
         # (the select also picks each bank's wrap register and LUT-RAM half: a copy per SEL_GROUP banks)
-        sel_copies = [copy_reg(self, self.rsel, f"xsel{c}", self.advance) for c in range(-(-N // SEL_GROUP))] if S > 1 else []
+        sel_copies = [copy_reg(self, self.rsel, f"xsel{c}") for c in range(-(-N // SEL_GROUP))] if S > 1 else []
         sel1_g = {b: sel_copies[b // SEL_GROUP] for b in range(N)} if S > 1 else {}
-        k_g = [copy_reg(self, cfg("k", self.rsel), f"xk{g}", self.advance) for g in range(n_grp)]
+        k_g = [copy_reg(self, cfg("k", self.rsel), f"xk{g}") for g in range(n_grp)]
         use_wrap = Signal(N)
         radr = [Signal(kw - lg, name=f"radr{b}") for b in range(N)]
         for b in range(N):
@@ -234,7 +234,7 @@ class XBuffer(Module):
         # the wrap test and the buffer select once more, beside the block RAMs' output registers
         use_wrap2 = Signal(N)
         self.sync += use_wrap2.eq(use_wrap)
-        sel2 = [copy_reg(self, c, f"xsel2_{k}", self.advance) for k, c in enumerate(sel_copies)]
+        sel2 = [copy_reg(self, c, f"xsel2_{k}") for k, c in enumerate(sel_copies)]
         # stage 1: the bank's block RAM read (its address register), stage 2: its output register;
         # then the pick of memory word or wrap register, registered (stage 3); stages 4..6: the
         # rotator, a third of its levels each (one 4:1 mux per bit at N = 32), and the 16-bit
@@ -261,7 +261,7 @@ class XBuffer(Module):
             r_next = Signal(lg, name=f"xr{k + 1}")
             self.sync += r_next.eq(r)
             r = r_next                                   # p, k + 2 cycles late
-            r_g = [copy_reg(self, r, f"xrot{k}_{g}", self.advance) for g in range(n_grp)]   # k + 3 late
+            r_g = [copy_reg(self, r, f"xrot{k}_{g}") for g in range(n_grp)]   # k + 3 late
             part = rotate(vals, [r_g[grp[i]] for i in range(N)], range(k * per, min(lg, (k + 1) * per)))
             if k == ROT_STAGES - 1:
                 win = part
@@ -301,10 +301,10 @@ class XBuffer(Module):
             return r
         bounds = []
         for g in range(n_grp):
-            c = {n: copy_reg(self, cfg(n, self.rsel), f"xc{g}_{n}", self.advance) for n in names}
+            c = {n: copy_reg(self, cfg(n, self.rsel), f"xc{g}_{n}") for n in names}
             for n in ("split", "k_useful"):
                 bound = Array(d[n] for d in past_wrap)[self.rsel] if S > 1 else past_wrap[0][n]
-                c[n + "_k"] = copy_reg(self, bound, f"xc{g}_{n}_k", self.advance)
+                c[n + "_k"] = copy_reg(self, bound, f"xc{g}_{n}_k")
             bd = {}
             for n in ("k", "split", "split_k", "k_useful", "k_useful_k"):
                 diff = Signal((kw + 3, True), name=f"xd{g}_{n}")
@@ -325,7 +325,7 @@ class XBuffer(Module):
         # window (at most a cycle before restart) passes stage 6 four cycles after the restart
         m16_r, m16_r2, m16_r3 = Signal(), Signal(), Signal()
         self.sync += m16_r.eq(cfg("mode16", self.rsel)), m16_r2.eq(m16_r), m16_r3.eq(m16_r2)
-        m16_l = [copy_reg(self, m16_r3, f"xm16_{j}", self.advance) for j in range(-(-N // LANE_GROUP))]
+        m16_l = [copy_reg(self, m16_r3, f"xm16_{j}") for j in range(-(-N // LANE_GROUP))]
         for i in range(N):
             bd = bounds[grp[i]]
 

@@ -218,8 +218,12 @@ class RNNAccelCore(Module):
                 stride_nx = Signal((width + 1, True), name=f"stride_nx_{op}")
                 self.comb += If(self._shift_copies[w // 2], stride_nx.eq(ir[w + 1][lsb:lsb + width])) \
                     .Else(stride_nx.eq(ir[w][lsb:lsb + width]))
+            # parity and pp_dist in a register copy per operand (each reaches the operand's
+            # offset mux; both change at least a FETCH before the next DECODE reads them)
             pp_off = Signal(vaw + 1, name=f"ppoff_{op}")
-            self.comb += If((pp != 0) & ((pp == isa.PP_NEXT) ^ parity), pp_off.eq(self.pp_dist)).Else(pp_off.eq(0))
+            par_c = copy_reg(self, parity, f"parity_{op}")
+            dist_c = copy_reg(self, self.pp_dist, f"ppdist_{op}")
+            self.comb += If((pp != 0) & ((pp == isa.PP_NEXT) ^ par_c), pp_off.eq(dist_c)).Else(pp_off.eq(0))
             prod_a = Signal(32, name=f"prod_{op}")
             addr_a = Signal(18, name=f"addrpp_{op}")
             size_a = Signal(vaw + 1, name=f"psize_{op}")
@@ -281,6 +285,10 @@ class RNNAccelCore(Module):
         # k_stored (valid from CHECK0) of 7 bits of it each, their sum. Rows beyond MAX_ROWS
         # (10 bits) fail the field check (CHECK1) before this one counts
         limit_b, pbad_b = Signal((35, True)), Signal()
+        # bias_off / 4 + param_base + rows > param_words  <=>  bo_a > param_words - rows (a
+        # compare of two registers in CHECK0, no adder before it)
+        plim_a = Signal((max(param_words.bit_length(), 16) + 2, True))
+        self.sync += plim_a.eq(param_words - F["rows"])
         row_bits = MAX_ROWS.bit_length()
         rows_r = F["rows"][:row_bits]
         rb_bits = row_bits + max(WEIGHT_MODE_CODE).bit_length() - 1
@@ -290,7 +298,7 @@ class RNNAccelCore(Module):
         half = rb_bits // 2
         part_lo, part_hi = Signal(18 + half), Signal(18 + rb_bits - half)
         self.sync += part_lo.eq(rows_b[:half] * k_stored), part_hi.eq(rows_b[half:] * k_stored), \
-            limit_b.eq(self.wmem_words - wo_a), pbad_b.eq(bo_a + F["rows"] > param_words)
+            limit_b.eq(self.wmem_words - wo_a), pbad_b.eq(bo_a > plim_a)
         # the sum and the compare in one stage (CHECK1), so CHECK2 decides on a register
         stream_bits = Signal(40)
         self.comb += stream_bits.eq(part_lo + (part_hi << half))

@@ -112,41 +112,40 @@ class MacArray(Module):
         prod = [Signal((P_BITS, True), name=f"p{i}", reset_less=True) for i in range(N)]
         for i in range(N):
             self.specials += RegisteredMul(self.x[i], ws[i], prod[i])
-        # ---- stage 3: the products registered once more, in the fabric ---------------------------
-        # (a LUT and a carry chain straight behind a DSP's output register took 14 ns of routing)
-        pr = [Signal((P_BITS, True), name=f"pr{i}", reset_less=True) for i in range(N)]
-        self.sync += [pr[i].eq(prod[i]) for i in range(N)]
+        # ---- stage 3: the products registered once more, in the fabric, weighted -----------------
+        # (a LUT and a carry chain straight behind a DSP's output took 14 ns of routing: the nets
+        # leaving the multipliers are the die's most crowded). The odd lane's product is weighted
+        # here (16-bit mode: << 8), so T's first level adds registers with no LUT in front.
+        mode16_2 = per_group(delay(self, self.mode16, 1, "m16", reset_less=True), "m16")
+        LW = P_BITS + 8                                  # a weighted lane product
+        pr = [Signal((LW if i % 2 else P_BITS, True), name=f"pr{i}", reset_less=True) for i in range(N)]
+        for i in range(N):
+            if i % 2:
+                self.sync += If(mode16_2[i], pr[i].eq(prod[i] << 8)).Else(pr[i].eq(prod[i]))
+            else:
+                self.sync += pr[i].eq(prod[i])
         # ---- stage 4: the trees' first level ------------------------------------------------------
         # Two trees: T sums every lane, L the lanes before the row boundary (every lane when the
         # cycle has none); the accumulator forms the rest as T - L. The first level adds lane
-        # pairs: the pair weighting (16-bit mode: the odd lane's product << 8) and L's lane mask
-        # are LUTs in front of its adders (one register per product bit before them, not a
-        # masked 48-bit register per lane and tree). The products of an input cycle are in `pr`
-        # three cycles later: its bnd and mode follow, the lane masks i < bnd compared a stage
-        # ahead and registered per group (no comparator in front of a lane's mask).
+        # pairs, L's lane masks as LUTs in front of its adders (one register per product bit
+        # before them, not a masked 48-bit register per lane and tree). The products of an input
+        # cycle are in `pr` three cycles later: its bnd follows, the lane masks i < bnd compared
+        # a stage ahead and registered per group (no comparator in front of a lane's mask).
         bnd2 = delay(self, self.bnd, 2, "bnd", reset_less=True)
-        mode16_2 = delay(self, self.mode16, 2, "m16", reset_less=True)
-        mode16_3 = per_group(mode16_2, "m16")
         low3 = []
         for g in groups:
             m = Signal(LANES_PER_COPY, name=f"low_g{g}", reset_less=True)
             self.sync += m.eq(Cat(*[g * LANES_PER_COPY + j < bnd2 for j in range(LANES_PER_COPY)]))
             low3 += [m[j] for j in range(LANES_PER_COPY)]
-        LW = P_BITS + 8                                  # a weighted lane product
-        scaled, masked = [], []
+        masked = []
         for i in range(N):
-            sc, mk = Signal((LW, True), name=f"ps{i}"), Signal((LW, True), name=f"pm{i}")
-            if i % 2:
-                self.comb += If(mode16_3[i], sc.eq(pr[i] << 8)).Else(sc.eq(pr[i]))
-            else:
-                self.comb += sc.eq(pr[i])
-            self.comb += If(low3[i], mk.eq(sc)).Else(mk.eq(0))
-            scaled.append(sc)
+            mk = Signal.like(pr[i], name=f"pm{i}")
+            self.comb += If(low3[i], mk.eq(pr[i])).Else(mk.eq(0))
             masked.append(mk)
         t1 = [Signal((LW + 1, True), name=f"t1_{j}", reset_less=True) for j in range(N // 2)]
         l1 = [Signal((LW + 1, True), name=f"l1_{j}", reset_less=True) for j in range(N // 2)]
         for j in range(N // 2):
-            self.sync += t1[j].eq(scaled[2 * j] + scaled[2 * j + 1]), l1[j].eq(masked[2 * j] + masked[2 * j + 1])
+            self.sync += t1[j].eq(pr[2 * j] + pr[2 * j + 1]), l1[j].eq(masked[2 * j] + masked[2 * j + 1])
         # ---- stages 5..: the rest of both trees ------------------------------------------------
         sum_t, tlat = _tree(self, t1, LW + 1, ACC_BITS)
         sum_l, _ = _tree(self, l1, LW + 1, ACC_BITS)

@@ -159,8 +159,10 @@ class SynthTop(Module):
         self.comb += [
             core.prog_we.eq(wr[PROG]), core.prog_adr.eq(off), core.prog_dat.eq(dat_w),
             core.param_we.eq(wr[PARAM]), core.param_adr.eq(off), core.param_dat.eq(dat_w),
-            core.vmem_we.eq(wr[VMEM]), core.vmem_adr.eq(off), core.vmem_wdat.eq(dat_w[:16]),
         ]
+        # the pool's host port from registers (the region decode behind them; the core's port
+        # mux and the pool's bank address logic in front of its block RAMs)
+        self.sync += core.vmem_we.eq(wr[VMEM]), core.vmem_adr.eq(off), core.vmem_wdat.eq(dat_w[:16])
         # the sub-word decode registered (one enable per staging register), the data beside it
         stage = [Signal(32, name=f"wstage{j}") for j in range(subs - 1)]
         j = Signal(max(sub_bits, 1))
@@ -178,9 +180,10 @@ class SynthTop(Module):
         rd_region, rd_off, rd_en = Signal(3), Signal(R), Signal()
         self.sync += rd_region.eq(region), rd_off.eq(off), rd_en.eq(re_)
         # the register value in two registered mux levels (8:1 within each group of 8 offsets,
-        # then 4:1) and twice more, the pool's word beside it from the pool's wide port (its bank
-        # address and block RAMs' output registers, three cycles) registered three times: the
-        # pool's bank pick, the status logic and the wide register mux stay out of the output mux
+        # then 4:1) and twice more, the pool's word beside it from the pool's wide port (the host
+        # address registered, the bank address and the block RAMs' output registers: four cycles)
+        # registered twice: the pool's bank pick, the status logic and the wide register mux stay
+        # out of the output mux
         in_block = Signal()
         self.comb += in_block.eq(rd_off[5:] == 0 if R > 5 else 1)
         part = [Signal(32, name=f"reg_part{g}") for g in range(4)]
@@ -192,11 +195,11 @@ class SynthTop(Module):
         reg_q0, reg_q = Signal(32), Signal(32)
         p_region, p_en, q0_region, q0_en, q_en = Signal(3), Signal(), Signal(3), Signal(), Signal()
         reg_p, p2_region, p2_en = Signal(32), Signal(3), Signal()
-        reg_p2, p3_region, p3_en, vm00 = Signal(32), Signal(3), Signal(), Signal((32, True))
+        reg_p2, p3_region, p3_en = Signal(32), Signal(3), Signal()
         self.sync += p_sel.eq(rd_off[3:5]), p_in.eq(in_block), p_region.eq(rd_region), p_en.eq(rd_en)
         self.sync += reg_p.eq(Mux(p_in, Array(part)[p_sel], 0)), p2_region.eq(p_region), p2_en.eq(p_en)
-        self.sync += reg_p2.eq(reg_p), p3_region.eq(p2_region), p3_en.eq(p2_en), vm00.eq(core.vmem_rdat_wide)
-        self.sync += vm0.eq(vm00), reg_q0.eq(reg_p2), q0_region.eq(p3_region), q0_en.eq(p3_en)
+        self.sync += reg_p2.eq(reg_p), p3_region.eq(p2_region), p3_en.eq(p2_en)
+        self.sync += vm0.eq(core.vmem_rdat_wide), reg_q0.eq(reg_p2), q0_region.eq(p3_region), q0_en.eq(p3_en)
         # each candidate zero unless its region is read, so the pick is an OR
         self.sync += vm.eq(Mux(q0_region == VMEM, vm0, 0)), reg_q.eq(Mux(q0_region == REG, reg_q0, 0)), \
             q_en.eq(q0_en)

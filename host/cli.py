@@ -7,7 +7,7 @@
     rnnaccel compression MODEL [--plot PNG]
     rnnaccel disasm IMAGE
     rnnaccel validate --device URI --model MODEL [--model MODEL2 ...] [--bits B] --data DATA
-    rnnaccel synth --macs N [--freq MHZ] [--out DIR] [--seed S] [--no-pnr]
+    rnnaccel synth --macs N [--freq MHZ] [--out DIR] [--seed S] [--placer static|heap] [--no-pnr]
     rnnaccel kws eval [--model PATH] [--bits float|16|8|6|4|2] [--n N] [--seed S]
     rnnaccel kws train [--arch gru|lstm|dnn] [--out PATH] [--epochs E] [--n-train N] [--seed S]
     rnnaccel demo [--device URI] [--wav FILE | --mic] [--bits 4]   (live keyword spotting)
@@ -214,7 +214,7 @@ def cmd_synth(a):
         raise UserError(f"--unit {a.unit}: one of {', '.join(UNITS)}")
     out = a.out or (f"build/synth-{a.unit}/n{a.macs}" if a.unit else f"build/synth-core/n{a.macs}")
     try:
-        r = synthesize(a.macs, out, freq_mhz=a.freq, seed=a.seed, pnr=not a.no_pnr, unit=a.unit)
+        r = synthesize(a.macs, out, freq_mhz=a.freq, seed=a.seed, pnr=not a.no_pnr, unit=a.unit, placer=a.placer)
     except SynthError as e:
         raise UserError(str(e)) from None
     v = r.get("versions", {})
@@ -226,13 +226,13 @@ def cmd_synth(a):
         print(f"{name:<12} {r[key]:>8} {n if n else '-':>8} " + (f"{100 * r[key] / n:>5.1f}%" if n else f"{'-':>6}"))
     if r["fmax_mhz"] is not None:
         print(f"Fmax {r['fmax_mhz']:.1f} MHz: timing {'met' if r['timing_met'] else 'NOT met'} at {a.freq} MHz "
-              f"(seed {a.seed})")
+              f"(seed {a.seed}, placer {a.placer})")
         for i, p in enumerate(r.get("top_paths") or [], 1):
             print(f"  path {i}: {p['delay_ns']:6.2f} ns  {p['from_group']} -> {p['to_group']}")
     else:
         print("yosys only (--no-pnr): cell counts before packing, no timing")
     print("time: " + ", ".join(f"{k} {t:.0f} s" for k, t in r["seconds"].items()))
-    keys = ("macs", "fmax_mhz", "timing_met", "freq_mhz", "seed", "lut4", "ff", "dp16kd", "mult18x18d",
+    keys = ("macs", "fmax_mhz", "timing_met", "freq_mhz", "seed", "placer", "lut4", "ff", "dp16kd", "mult18x18d",
             "device", "versions", "seconds", "out_dir")
     summary = {k: r.get(k) for k in keys}
     if r.get("top_paths"):
@@ -398,6 +398,8 @@ def build_parser():
     s.add_argument("--freq", type=float, default=100, help="target clock in MHz (default 100)")
     s.add_argument("--out", help="build directory (default build/synth-core/nN)")
     s.add_argument("--seed", type=int, default=1, help="placer seed (default 1)")
+    s.add_argument("--placer", choices=["static", "heap"], default="static",
+                   help="nextpnr placer (default static: less wire and better timing than heap on this core)")
     s.add_argument("--no-pnr", action="store_true", help="yosys only: cell counts, no place and route")
     s.add_argument("--unit", help="one unit of the core alone: mac, xbuf, weights or epilogue (inputs from a "
                                   "scan chain, outputs folded onto one pin): its own timing in a few minutes")

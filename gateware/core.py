@@ -476,12 +476,13 @@ class RNNAccelCore(Module):
 
         # ---- feeder --------------------------------------------------------------------------------
         # A row is popped, then occupies `interval` slots; slot s issues the read of its s-th epilogue
-        # operand (da, db, p, q in that order among those used), whose data comes two cycles later
-        # (timing.FEED_LATENCY). Two cycles after its last slot (while the next row may already be
-        # in its slots) it enters the epilogue, with its last operand straight from the pool's read
-        # port; its bias follows a cycle later from the bias copy's output registers, registered
-        # once more (addressed from the cycle after the pop, held until the next pop: valid from
-        # pop + 4 to at least push + 1 = pop + interval + 3).
+        # operand (da, db, p, q in that order among those used), whose data comes three cycles
+        # later (timing.FEED_LATENCY: the pool's block RAMs' output registers, its bank pick
+        # registered). Three cycles after its last slot (while the next row may already be in its
+        # slots) it enters the epilogue, with its last operand straight from the pool's read port;
+        # its bias follows a cycle later from the bias copy's output registers, registered twice
+        # more (addressed from the cycle after the pop, held until the next pop: valid from
+        # pop + 5 to at least push + 1 = pop + interval + 4).
         feeding, slot = Signal(), Signal(3)
         fd_j = Signal(16)                                # next row of context feed_ptr
         r_ctx, r_j, acc_r = Signal(2), Signal(16), Signal((ACC_BITS, True))
@@ -489,9 +490,13 @@ class RNNAccelCore(Module):
         # last_slot (feeding & slot == interval - 1) is a register, computed with the next state
         # (below): pop, and the FIFO read behind it, start from registers, not from a mux and a compare
         last_slot = Signal()
-        # the row's values at its last slot, a cycle later (when its last operand arrives)
-        last_slot_d, acc_r_d, r_j_d, r_ctx_d = Signal(), Signal((ACC_BITS, True)), Signal(16), Signal(2)
-        self.sync += last_slot_d.eq(last_slot), acc_r_d.eq(acc_r), r_j_d.eq(r_j), r_ctx_d.eq(r_ctx)
+        # the row's values at its last slot, FEED_LATENCY - 1 cycles later (a cycle before its last
+        # operand arrives)
+        assert vpool.rd_latency == timing.FEED_LATENCY == 3
+        last_slot_d = delay(self, last_slot, timing.FEED_LATENCY - 1, "last_slot")
+        acc_r_d = delay(self, acc_r, timing.FEED_LATENCY - 1, "acc_r", reset_less=True)
+        r_j_d = delay(self, r_j, timing.FEED_LATENCY - 1, "r_j")
+        r_ctx_d = delay(self, r_ctx, timing.FEED_LATENCY - 1, "r_ctx")
         epi_ok = Signal()   # WAIT_EPI: the first row waits until every older context has retired
         fd_first = Signal(reset=1)   # fd_j == 0, a register beside it (no 16-bit zero test before pop)
         self.comb += epi_ok.eq(~fd_first | ~C("wait_epi", feed_ptr) | (retire_ptr == feed_ptr))
@@ -509,11 +514,14 @@ class RNNAccelCore(Module):
         self.comb += fd_last.eq(Mux(fd_first, C("one_row", feed_ptr), rem_zero)), \
             If(pop & fd_last, feed_nx.eq(feed_ptr + 1)).Else(feed_nx.eq(feed_ptr))
         feed_adr, feed_adr2 = (copy_reg(self, feed_nx, f"feed_adr{c}", reset=True) for c in range(2))   # == feed_ptr
+        # the row's accumulator loads whenever a pop may happen (not only on one: `pop`'s logic then
+        # stays out of its 48 clock enables); after a pop it holds until the row's last slot
+        self.sync += If(~feeding | last_slot, acc_r.eq(rowfifo.dout))
         self.sync += [
             push.eq(last_slot_d), feed_ptr.eq(feed_nx),
             If(last_slot_d, acc_p.eq(acc_r_d), p_j.eq(r_j_d)),
             If(pop,
-                feeding.eq(1), slot.eq(0), acc_r.eq(rowfifo.dout), r_ctx.eq(feed_ptr), r_j.eq(fd_j),
+                feeding.eq(1), slot.eq(0), r_ctx.eq(feed_ptr), r_j.eq(fd_j),
                 If(fd_last, fd_j.eq(0), fd_first.eq(1)).Else(fd_j.eq(fd_j + 1), fd_first.eq(0)),
                 If(fd_first, fd_rem.eq(C("rows_m1", feed_adr2) - 1), rem_zero.eq(C("two_rows", feed_adr2)))
                 .Else(fd_rem.eq(fd_rem - 1), rem_zero.eq(fd_rem == 1)))
@@ -546,10 +554,12 @@ class RNNAccelCore(Module):
         self.sync += If(pop, *[op_adr[k].eq(C(name, (feed_adr, feed_adr2)[k // 2]) + fd_j)
                                for k, name in enumerate(("da", "db", "p", "q"))])
         self.comb += core_rd_adr.eq(op_adr[ordq[0]])
-        # the read's data two cycles later (the pool's block RAMs through their output registers)
-        assert vpool.rd_latency == 2
-        rd_k, rd_live, rd_k2, rd_live2 = Signal(2), Signal(), Signal(2), Signal()
-        self.sync += rd_k.eq(ordq[0]), rd_live.eq(feeding & (slot < n_ops_r)), rd_k2.eq(rd_k), rd_live2.eq(rd_live)
+        # the read's data FEED_LATENCY cycles later (the pool's block RAMs through their output
+        # registers, its bank pick registered)
+        rd_k, rd_live = Signal(2), Signal()
+        self.sync += rd_k.eq(ordq[0]), rd_live.eq(feeding & (slot < n_ops_r))
+        rd_k2 = delay(self, rd_k, timing.FEED_LATENCY - 1, "rd_k")
+        rd_live2 = delay(self, rd_live, timing.FEED_LATENCY - 1, "rd_live")
         cap = [Signal((ACT_BITS, True), name=f"cap{k}", reset_less=True) for k in range(4)]
         now = [Signal((ACT_BITS, True), name=f"opnow{k}") for k in range(4)]
         for k in range(4):
@@ -559,8 +569,8 @@ class RNNAccelCore(Module):
         bias_adr = Signal(len(q_bias.adr))
         self.sync += If(pop, bias_adr.eq(C("bias", feed_adr) + fd_j))
         self.comb += q_bias.adr.eq(bias_adr)
-        bias = Signal((32, True))
-        self.sync += bias.eq(q_bias.dat_r)      # (the row enters the epilogue a cycle after its operands' slots)
+        # (the row enters the epilogue FEED_LATENCY cycles after its last slot)
+        bias = delay(self, q_bias.dat_r, timing.FEED_LATENCY - 1, "bias", reset_less=True)
         last_row = Signal()
         self.comb += last_row.eq(p_j == C("rows_m1", p_ctx_tag))
         tag_dst, tag_dst2 = Signal(vaw), Signal(vaw)

@@ -27,8 +27,8 @@ class VectorPool(Module):
                     in bank order: mem[wide_adr + j] = wide_bank[(wide_rot + j) mod width]
                     (the consumer rotates them: the X buffer within its own write rotation),
                     and wide_dat0 = mem[wide_adr]
-        word read:  rd_adr -> rd_dat, `rd_latency` (2) cycles later (through the block RAMs'
-                    output registers)
+        word read:  rd_adr -> rd_dat, `rd_latency` (3) cycles later (through the block RAMs'
+                    output registers and the registered bank pick)
         word write: we, wr_adr, wr_dat
     """
 
@@ -58,7 +58,7 @@ class VectorPool(Module):
         # READ_FIRST (no transparency bypass logic behind the block RAMs): the core never reads a
         # word in the cycle it writes it (WAIT / WAIT_EPI order them by at least a cycle)
         wide_s = [[registered_read(self, m, mode=READ_FIRST) for m in ms] for ms in slices]
-        self.rd_latency = 2
+        self.rd_latency = 3
         word = [registered_read(self, m, mode=READ_FIRST) for m in banks]
         wr = [[m.get_port(write_capable=True) for m in [banks[b], *slices[b]]] for b in range(B)]
         self.specials += [p for ps in wr for p in ps]
@@ -80,7 +80,8 @@ class VectorPool(Module):
         self.comb += self.wide_rot.eq(r3), self.wide_dat0.eq(Array(self.wide_bank)[r3])
 
         # ---- single-word read and write ------------------------------------------------------------
-        rsel = delay(self, self.rd_adr[:lg], self.rd_latency, "rsel")
+        # the bank pick registered: the banks' block RAMs lie apart, their outputs meet at the pick
+        rsel = delay(self, self.rd_adr[:lg], self.rd_latency - 1, "rsel")
         words_r = Array(Signal((ACT_BITS, True), name=f"rb{b}") for b in range(B))
         for b in range(B):
             self.comb += word[b].adr.eq(self.rd_adr >> lg), words_r[b].eq(word[b].dat_r)
@@ -88,4 +89,4 @@ class VectorPool(Module):
             self.comb += we.eq(self.we & (self.wr_adr[:lg] == b))
             for p, lo in zip(wr[b], [0] + list(range(0, ACT_BITS, sw))):
                 self.comb += p.adr.eq(self.wr_adr >> lg), p.dat_w.eq(self.wr_dat[lo:lo + len(p.dat_w)]), p.we.eq(we)
-        self.comb += self.rd_dat.eq(words_r[rsel])
+        self.sync += self.rd_dat.eq(words_r[rsel])

@@ -44,7 +44,7 @@ CTX_DEPTH = 4                         # instructions between stream start and th
 # ---- datapath latencies (the gateware asserts its structure matches) ----------------------------
 XBUF_LATENCY = 6                      # window position -> bank read (block RAM, output register) -> wrap pick -> rotator (three stages) -> x lanes
 FIFO_IN_LATENCY = 1                   # a finished row registered on its way into the row FIFO
-FEED_LATENCY = 2                      # the feeder's last operand slot -> the row into the epilogue (pool read latency)
+FEED_LATENCY = 3                      # the feeder's last operand slot -> the row into the epilogue (pool read latency)
 EPILOGUE_LATENCY = 18                 # 6 stages + the activation unit (7) + 5 combine stages
 ACT_LATENCY = 7
 

@@ -19,7 +19,7 @@ BLOCKS = {  # name: (x, y, w, h, colour, label)
     "load": (3.2, 4.6, 2.6, 0.9, "#ded", "loader ->\nX1 | X2 buffers"),
     "win": (6.4, 4.6, 3.4, 0.9, "#ded", "window rotator\n(x[(p+i) mod K], seg tag)"),
     "mac": (10.4, 5.6, 2.8, 1.1, "#fe9", "N MAC lanes\n16x8 (pairs: 16x16)\nsegment shift"),
-    "red": (10.4, 3.6, 2.8, 1.1, "#fe9", "2 masked adder trees\nrow accumulator\n+ bias (48 bit)"),
+    "red": (10.4, 3.6, 2.8, 1.1, "#fe9", "adder trees T, L\nrow accumulator\n(48 bit)"),
     "epi": (6.4, 2.2, 3.4, 1.1, "#9cf", "epilogue: diag, requant,\nPWL activation, combine"),
     "wr": (3.2, 2.2, 2.6, 1.1, "#9cf", "vector writes\ndst, dst2\nperf counters"),
 }

@@ -13,7 +13,7 @@ pipeline beside it, so rows of consecutive instructions can follow each other ba
 travels alongside too (the caller's destination address); the result comes out `latency` cycles
 later with `out_valid`.
 """
-from migen import C, Case, Cat, If, Module, Signal
+from migen import C, Cat, If, Module, Signal
 
 from rnnaccel.host import isa
 from rnnaccel.host.spec import ACC_BITS, ACT_BITS, F_ACT_OUT
@@ -210,17 +210,15 @@ class Epilogue(Module):
         # (each candidate saturated on its own, then picked: no adder or compare behind the pick)
         ct, cright = _shift_stage(self, val16, at(self.s_c, k + 2), W, "cmb")
         r18 = _round_sat16(self, ct, cright, "cmb_r")
-        a17, gru17, sel17 = at(a15, 2), at(gru16, 1), at(self.combine, k + 4)
+        a17, gru17, sel16 = at(a15, 2), at(gru16, 1), at(self.combine, k + 3)
         g18 = _sat16(self, gru17, "gsat")
+        # the pick decoded a cycle ahead into one flag per candidate: an AND-OR behind the
+        # saturations, not a decode of the combine code
+        pick_r, pick_g = Signal(name="pick_r"), Signal(name="pick_g")
+        self.sync += pick_r.eq((sel16 == isa.COMB_MUL) | (sel16 == isa.COMB_MAC) | (sel16 == isa.COMB_MULACT)), \
+            pick_g.eq(sel16 == isa.COMB_GRU)
         y = Signal((ACT_BITS, True))
-        self.comb += Case(sel17, {
-            isa.COMB_NONE: y.eq(a17),
-            isa.COMB_MUL: y.eq(r18),
-            isa.COMB_GRU: y.eq(g18),
-            isa.COMB_MAC: y.eq(r18),
-            isa.COMB_MULACT: y.eq(r18),
-            "default": y.eq(a17),
-        })
+        self.comb += If(pick_r, y.eq(r18)).Elif(pick_g, y.eq(g18)).Else(y.eq(a17))
         self.sync += self.out_valid.eq(at(au.out_valid, 4)), self.y.eq(y), self.out_tag.eq(at(self.tag, k + 4))
         self.latency = k + 5
         # only the valid bits keep a reset (the activation units handle their own registers)

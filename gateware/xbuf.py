@@ -251,8 +251,15 @@ class XBuffer(Module):
                 vals = nxt
             return vals
         vals = [Signal((ACT_BITS, True), name=f"pick{b}", reset_less=True) for b in range(N)]
+        # the streaming buffer's wrap register picked a stage early (the loader writes only the
+        # other buffer's while a stream runs, and a wrap register is read two cycles after the
+        # bank it stands for): the pick behind the block RAM's output register is one 2:1 mux
         for b in range(N):
-            wr_b = Array(wrap[s][b] for s in range(S))[sel2[b // SEL_GROUP]] if S > 1 else wrap[0][b]
+            if S > 1:
+                wr_b = Signal((ACT_BITS, True), name=f"xwsel{b}", reset_less=True)
+                self.sync += wr_b.eq(Array(wrap[s][b] for s in range(S))[sel2[b // SEL_GROUP]])
+            else:
+                wr_b = wrap[0][b]
             self.sync += If(use_wrap2[b], vals[b].eq(wr_b)).Else(vals[b].eq(rports[b].dat_r))
         per = -(-lg // ROT_STAGES)
         r = Signal(lg, name="xr0")

@@ -193,10 +193,10 @@ class RNNAccelCore(Module):
         for op in ("da", "db", "p", "q", "dst", "dst2"):
             length[op] = F["rows"]
 
-        # ---- operand checks: all eight in parallel, pipelined over DECODE and CHECK0..2 ------------
+        # ---- operand checks: all eight in parallel, pipelined over DECODE and CHECK0..3 ------------
         # The registers below run freely; the instruction register and the loop state are stable
-        # from DECODE until the next FETCH, so stage A is valid in CHECK0, B in CHECK1, C in CHECK2
-        # (timing.CHECK_CYCLES), where the FSM acts on the results.
+        # from DECODE until the next FETCH, so stage A is valid in CHECK0, B in CHECK1, C in CHECK2,
+        # their OR in CHECK3 (timing.CHECK_CYCLES), where the FSM acts on the results.
         #   A: stride * t, addr + pp offset, size and base of the operand's space (the product in
         #      a multiplier block with input and output registers, fed from the stride's next
         #      value: its inputs load as the last FETCH shift puts the stride in place)
@@ -246,9 +246,12 @@ class RNNAccelCore(Module):
             phys_nx[op] = Signal(vaw, name=f"physnx_{op}")
             self.comb += phys_nx[op].eq(base_a + eff_b)
             self.sync += phys[op].eq(phys_nx[op])
-            op_bad.append(used[op] & (sbad_a | (eff_b > szlen_b)))
-        # the eight checks in one register: CHECK2's decision (and the stream start's next value,
-        # do_finalize) reads a flip-flop, not an OR of eight
+            bad_c = Signal(name=f"bad_{op}")
+            self.sync += bad_c.eq(used[op] & (sbad_a | (eff_b > szlen_b)))
+            op_bad.append(bad_c)
+        # the eight checks (each registered: a carry-chain compare, then the OR of eight operands
+        # spread over the die took 12.1 ns) in one register: CHECK3's decision (and the stream
+        # start's next value, do_finalize) reads a flip-flop
         any_op_bad = Signal()
         self.sync += any_op_bad.eq(reduce(or_, op_bad))
 
@@ -299,7 +302,7 @@ class RNNAccelCore(Module):
         part_lo, part_hi = Signal(18 + half), Signal(18 + rb_bits - half)
         self.sync += part_lo.eq(rows_b[:half] * k_stored), part_hi.eq(rows_b[half:] * k_stored), \
             limit_b.eq(self.wmem_words - wo_a), pbad_b.eq(bo_a > plim_a)
-        # the sum and the compare in one stage (CHECK1), so CHECK2 decides on a register
+        # the sum and the compare in one stage (CHECK1), so CHECK3 decides on a register
         stream_bits = Signal(40)
         self.comb += stream_bits.eq(part_lo + (part_hi << half))
         weight_bad = Signal()
@@ -690,7 +693,8 @@ class RNNAccelCore(Module):
         fsm.act("CHECK0", self.busy.eq(1), NextState("CHECK1"))   # the check pipeline (above)
         fsm.act("CHECK1", self.busy.eq(1),   # the field checks, registered twice
                 If(field_bad_r, *fail(isa.ERR_FIELD)).Else(NextState("CHECK2")))
-        fsm.act("CHECK2",
+        fsm.act("CHECK2", self.busy.eq(1), NextState("CHECK3"))
+        fsm.act("CHECK3",
             self.busy.eq(1),
             If(any_op_bad, *fail(isa.ERR_ADDR)).Elif(weight_bad, *fail(isa.ERR_WEIGHT)).Else(
                 If(seg_wait, NextState("WAITSEG"))
@@ -740,9 +744,9 @@ class RNNAccelCore(Module):
         # group of them, loaded from its next value (do_finalize)
         self._start_copies = ws.start_copies + xb.restarts.copies + [ctx_push]
         self._start_nx = [ws_idle & ctx_free]
-        # "START in the next cycle", spelt out on registers (do_finalize): CHECK2 passing every
+        # "START in the next cycle", spelt out on registers (do_finalize): CHECK3 passing every
         # check onto a reused buffer, LOADED, or START still waiting
-        self._to_start = {"CHECK2": ~any_op_bad & ~weight_bad & ~seg_wait & reuse, "LOADED": 1,
+        self._to_start = {"CHECK3": ~any_op_bad & ~weight_bad & ~seg_wait & reuse, "LOADED": 1,
                           "START": ~start_ok}
         fsm.act("DRAIN",     # HALT: wait for every row to be written
             self.busy.eq(1),

@@ -6,7 +6,7 @@ the core's cycle counter against `run_cycles` on every case.
 
 The core (gateware/core.py) overlaps three parts, modelled as such in `_Core`:
 
-    front end   FETCH 17 cycles (16 words + the read latency), DECODE 1; a MATVEC then CHECK 3 (the
+    front end   FETCH 17 cycles (16 words + the read latency), DECODE 1; a MATVEC then CHECK 4 (the
                 operand and weight checks, pipelined),
                 [WAITSEG until the instructions it depends on have retired], LOAD
                 ceil(KA/W) + ceil(KB/W) (W = load_width: 8, at most N) + LOADED 1 (skipped when
@@ -30,7 +30,7 @@ from .spec import CODEBOOK_BITS, CODEBOOK_MODES, MAX_ROWS
 # ---- controller phases ------------------------------------------------------------------------
 FETCH_CYCLES = isa.INSTR_WORDS + 1
 DECODE_CYCLES = 1
-CHECK_CYCLES = 3                      # CHECK0..2: the operand/weight check pipeline
+CHECK_CYCLES = 4                      # CHECK0..3: the operand/weight check pipeline
 OPERAND_CYCLES = 8                    # a, b, da, db, p, q, dst, dst2
 LOAD_WIDTH = 8                        # vector-pool words per loader cycle, at most (load_width)
 LOADED_CYCLES = 1

@@ -302,11 +302,12 @@ class RNNAccelCore(Module):
         part_lo, part_hi = Signal(18 + half), Signal(18 + rb_bits - half)
         self.sync += part_lo.eq(rows_b[:half] * k_stored), part_hi.eq(rows_b[half:] * k_stored), \
             limit_b.eq(self.wmem_words - wo_a), pbad_b.eq(bo_a > plim_a)
-        # the sum and the compare in one stage (CHECK1), so CHECK3 decides on a register
-        stream_bits = Signal(40)
-        self.comb += stream_bits.eq(part_lo + (part_hi << half))
+        # the sum (CHECK1) and the compare (CHECK2) in stages of their own (two carry chains in
+        # one took 13.5 ns), so CHECK3 decides on a register
+        stream_bits, limit_c, pbad_c = Signal(40), Signal.like(limit_b), Signal()
+        self.sync += stream_bits.eq(part_lo + (part_hi << half)), limit_c.eq(limit_b), pbad_c.eq(pbad_b)
         weight_bad = Signal()
-        self.sync += weight_bad.eq((stream_bits > (limit_b << (lgN + 3))) | pbad_b)
+        self.sync += weight_bad.eq((stream_bits > (limit_c << (lgN + 3))) | pbad_c)
 
         # ---- loader into X buffer `ld_sel` ---------------------------------------------------------
         ld_sel, ld_seg, ld_i, loading = Signal(), Signal(), Signal(17), Signal()

@@ -248,3 +248,10 @@ def test_a_unit_alone_keeps_its_logic(tmp_path, unit):
         assert res["mult18x18d"] == 4
     if unit == "weights":
         assert res["dp16kd"] >= 1
+
+
+def test_unknown_placer_is_refused_before_any_work(tmp_path):
+    """A placer nextpnr does not have is named in the error, before Verilog or yosys run."""
+    with pytest.raises(synth.SynthError, match="placer 'annealing'"):
+        synth.synthesize(4, tmp_path / "p", placer="annealing", progress=False, **TINY)
+    assert not (tmp_path / "p" / "top.v").exists()

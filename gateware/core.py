@@ -36,10 +36,10 @@ from rnnaccel.host.spec import ACC_BITS, ACT_BITS, MAX_ROWS, MAX_SEG_SHIFT, WEIG
 
 from .bram import SlicedMemory, registered_read
 from .dsp import RegisteredMul
-from .epilogue import Epilogue, delay
+from .epilogue import Epilogue
 from .fifo import RowFifo
 from .mac import MacArray
-from .regs import copy_reg, drive_copies
+from .regs import copy_reg, delay, drive_copies
 from .vmem import VectorPool
 from .weights import WeightStream
 from .xbuf import XBuffer

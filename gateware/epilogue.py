@@ -65,16 +65,6 @@ def _round_sat16(m, t, right, name):
     return res
 
 
-def delay(m, sig, n, name, reset_less=False):
-    """sig delayed by n cycles (`reset_less`: a data line, its registers without reset)."""
-    cur = sig
-    for k in range(n):
-        nxt = Signal.like(cur, name=f"{name}_d{k}", reset_less=reset_less)
-        m.sync += nxt.eq(cur)
-        cur = nxt
-    return cur
-
-
 SHIFT_GROUP = 16   # output bits of a shifter served by one register copy of its amount
 
 

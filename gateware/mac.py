@@ -20,8 +20,7 @@ from migen import Cat, If, Module, Signal
 from rnnaccel.host.spec import ACC_BITS, ACT_BITS, MAX_SEG_SHIFT
 
 from .dsp import RegisteredMul
-from .epilogue import delay
-from .regs import copy_reg, drop_resets
+from .regs import copy_reg, delay, drop_resets
 
 LANES_PER_COPY = 4               # lanes served by one register copy of a lane control
 W_BITS = 9                       # lane weight: int8, or an unsigned/signed byte of an int16

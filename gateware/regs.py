@@ -1,4 +1,4 @@
-"""Register helpers for timing: data registers without a reset, register copies for fan-out."""
+"""Register helpers for timing: data registers without a reset, delay lines, register copies for fan-out."""
 from migen import If, Replicate, Signal
 from migen.fhdl.tools import list_targets
 
@@ -14,6 +14,16 @@ def drop_resets(m, keep=()):
     for s in list_targets(m._fragment.sync.get("sys", [])):
         if id(s) not in kept:
             s.reset_less = True
+
+
+def delay(m, sig, n, name, reset_less=False):
+    """sig delayed by n cycles (`reset_less`: a data line, its registers without reset)."""
+    cur = sig
+    for k in range(n):
+        nxt = Signal.like(cur, name=f"{name}_d{k}", reset_less=reset_less)
+        m.sync += nxt.eq(cur)
+        cur = nxt
+    return cur
 
 
 def copy_reg(m, value, name, ce=None, reset=False):

@@ -15,7 +15,7 @@ from migen import READ_FIRST, Array, Cat, If, Memory, Module, Signal
 from rnnaccel.host.spec import ACT_BITS
 
 from .bram import bram_width, registered_read
-from .epilogue import delay
+from .regs import delay
 
 
 

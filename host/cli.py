@@ -214,7 +214,8 @@ def cmd_synth(a):
         raise UserError(f"--unit {a.unit}: one of {', '.join(UNITS)}")
     out = a.out or (f"build/synth-{a.unit}/n{a.macs}" if a.unit else f"build/synth-core/n{a.macs}")
     try:
-        r = synthesize(a.macs, out, freq_mhz=a.freq, seed=a.seed, pnr=not a.no_pnr, unit=a.unit, placer=a.placer)
+        placer = {"placer": a.placer} if a.placer else {}      # synthesize's default otherwise
+        r = synthesize(a.macs, out, freq_mhz=a.freq, seed=a.seed, pnr=not a.no_pnr, unit=a.unit, **placer)
     except SynthError as e:
         raise UserError(str(e)) from None
     v = r.get("versions", {})
@@ -226,7 +227,7 @@ def cmd_synth(a):
         print(f"{name:<12} {r[key]:>8} {n if n else '-':>8} " + (f"{100 * r[key] / n:>5.1f}%" if n else f"{'-':>6}"))
     if r["fmax_mhz"] is not None:
         print(f"Fmax {r['fmax_mhz']:.1f} MHz: timing {'met' if r['timing_met'] else 'NOT met'} at {a.freq} MHz "
-              f"(seed {a.seed}, placer {a.placer})")
+              f"(seed {a.seed}, placer {r['placer']})")
         for i, p in enumerate(r.get("top_paths") or [], 1):
             print(f"  path {i}: {p['delay_ns']:6.2f} ns  {p['from_group']} -> {p['to_group']}")
     else:
@@ -398,8 +399,8 @@ def build_parser():
     s.add_argument("--freq", type=float, default=100, help="target clock in MHz (default 100)")
     s.add_argument("--out", help="build directory (default build/synth-core/nN)")
     s.add_argument("--seed", type=int, default=1, help="placer seed (default 1)")
-    s.add_argument("--placer", choices=["static", "heap"], default="static",
-                   help="nextpnr placer (default static: less wire and better timing than heap on this core)")
+    s.add_argument("--placer", help="nextpnr placer: static (default: less wire and better timing than heap on "
+                                    "this core) or heap")
     s.add_argument("--no-pnr", action="store_true", help="yosys only: cell counts, no place and route")
     s.add_argument("--unit", help="one unit of the core alone: mac, xbuf, weights or epilogue (inputs from a "
                                   "scan chain, outputs folded onto one pin): its own timing in a few minutes")

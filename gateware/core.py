@@ -634,21 +634,33 @@ class RNNAccelCore(Module):
             self.vmem_rdat_wide.eq(vpool.wide_dat0)
 
         # ---- front end -------------------------------------------------------------------------------
-        self.comb += p_fetch.adr.eq(self.prog_base + (pc << 4) + fetch_k)
+        # the fetch address is a register (prog_base + 16 pc + fetch_k, counting with fetch_k), and
+        # "pc is inside the program" a flag beside pc: both loaded with pc from registers that
+        # hold them for each jump target (pc + 1, loop_start: stable from FETCH to DECODE, or
+        # from a LOOP to its ENDLOOP; 0), so no adder or compare sits before the program memory
+        # or the ir shift's enables
+        fadr, pc_ok = Signal(iaw), Signal()
+        self.comb += p_fetch.adr.eq(fadr)
+        tgt = {"next": pc + 1, "loop": loop_start, "zero": 0}
+        tgt_adr = {n: Signal(iaw, name=f"fadr_{n}") for n in tgt}
+        tgt_ok = {n: Signal(name=f"pc_ok_{n}") for n in tgt}
+        self.sync += [tgt_adr[n].eq(self.prog_base + (v << 4)) for n, v in tgt.items()], \
+            [tgt_ok[n].eq(v < self.prog_len) for n, v in tgt.items()]
         self.submodules.fsm = fsm = FSM(reset_state="IDLE")
         self.sync += If(self.busy, self.cycles.eq(self.cycles + 1))
 
         def fail(code):
             return [NextValue(err, code), NextValue(self.error_pc, pc), NextState("ERROR")]
 
-        def next_instr(target):
-            return [NextValue(pc, target), NextValue(fetch_k, 0), NextState("FETCH")]
+        def next_instr(target):     # target: a name of tgt
+            return [NextValue(pc, tgt[target]), NextValue(fetch_k, 0), NextValue(fadr, tgt_adr[target]),
+                    NextValue(pc_ok, tgt_ok[target]), NextState("FETCH")]
 
         launch = If(self.start,
             NextValue(self.cycles, 0), NextValue(self.mac_ops, 0), NextValue(self.stalls, 0),
             NextValue(self.done, 0), NextValue(err, 0), NextValue(in_loop, 0),
             NextValue(parity, self.parity_in), NextValue(held[0][5], 0), NextValue(held[1][5], 0),
-            If(self.steps == 0, *fail(isa.ERR_FIELD)).Else(*next_instr(0)))
+            If(self.steps == 0, *fail(isa.ERR_FIELD)).Else(*next_instr("zero")))
         fsm.act("IDLE", launch)
         fsm.act("ERROR", launch)   # the error code stays readable until the next start
         # the instruction words load whatever pc is (after an error ir is not used)
@@ -658,11 +670,11 @@ class RNNAccelCore(Module):
         # from its next value (do_finalize)
         for k in range(isa.INSTR_WORDS):
             self.sync += If(self._shift_copies[k // 2], ir[k].eq(ir[k + 1] if k + 1 < isa.INSTR_WORDS else p_fetch.dat_r))
-        self._fetch_stays = (pc < self.prog_len) & (fetch_k != isa.INSTR_WORDS)   # FETCH's own transitions
+        self._fetch_stays = pc_ok & (fetch_k != isa.INSTR_WORDS)   # FETCH's own transitions
         fsm.act("FETCH",
             self.busy.eq(1),
-            If(pc >= self.prog_len, *fail(isa.ERR_NOHALT)).Else(
-                NextValue(fetch_k, fetch_k + 1),
+            If(~pc_ok, *fail(isa.ERR_NOHALT)).Else(
+                NextValue(fetch_k, fetch_k + 1), NextValue(fadr, fadr + 1),
                 If(fetch_k == isa.INSTR_WORDS, NextState("DECODE"))))
         # DECODE's decisions from registers: the opcode decoded while it shifts into ir[0] (it
         # is in ir[1] before the last shift), the loop test registered (loop_iter and loop_count
@@ -675,6 +687,12 @@ class RNNAccelCore(Module):
                         *[is_op[op].eq(ir[1][lsb_op:lsb_op + width_op] == op) for op in ops])
         loop_more = Signal()
         self.sync += loop_more.eq(loop_iter + 1 < loop_count)
+        # LOOP's "count == 0" (loop over `steps`) from the shift-in as well: a register, not a
+        # 16-bit zero test before loop_count's 16 clock enables
+        w_cnt, lsb_cnt, width_cnt, _ = isa.FIELDS["count"]
+        assert w_cnt + 1 < isa.INSTR_WORDS
+        count_zero = Signal()
+        self.sync += If(self._shift_copies[w_cnt // 2], count_zero.eq(ir[w_cnt + 1][lsb_cnt:lsb_cnt + width_cnt] == 0))
         fsm.act("DECODE",
             self.busy.eq(1),
             Case(Cat(*[is_op[op] for op in ops]), {
@@ -682,12 +700,12 @@ class RNNAccelCore(Module):
                 1 << ops.index(isa.OP_LOOP): If(in_loop, *fail(isa.ERR_LOOP)).Else(
                     NextValue(in_loop, 1), NextValue(loop_start, pc + 1), NextValue(loop_iter, 0),
                     NextValue(loop_rev, F["reverse"]),
-                    If(F["count"] == 0, NextValue(loop_count, self.steps)).Else(NextValue(loop_count, F["count"])),
-                    *next_instr(pc + 1)),
+                    If(count_zero, NextValue(loop_count, self.steps)).Else(NextValue(loop_count, F["count"])),
+                    *next_instr("next")),
                 1 << ops.index(isa.OP_ENDLOOP): If(~in_loop, *fail(isa.ERR_LOOP)).Else(
                     NextValue(parity, ~parity), NextValue(loop_iter, loop_iter + 1),
-                    If(loop_more, *next_instr(loop_start))
-                    .Else(NextValue(in_loop, 0), *next_instr(pc + 1))),
+                    If(loop_more, *next_instr("loop"))
+                    .Else(NextValue(in_loop, 0), *next_instr("next"))),
                 1 << ops.index(isa.OP_MATVEC): NextState("CHECK0"),
                 "default": fail(isa.ERR_OPCODE),
             }))
@@ -739,7 +757,7 @@ class RNNAccelCore(Module):
             If(start_ok,     # (the stream start, below: the same test)
                 NextValue(st_sel, ld_sel), NextValue(last_sel, ld_sel),
                 NextValue(st_shift, F["a_aux"] | F["b_aux"]), NextValue(st_mode16, mode16),
-                *next_instr(pc + 1)))
+                *next_instr("next")))
         # the stream start, in START & start_ok, reaches several hundred registers (the weight
         # stream's and X buffer's start inputs, the context push): register copies of it, one per
         # group of them, loaded from its next value (do_finalize)
@@ -769,8 +787,11 @@ class RNNAccelCore(Module):
         # the stream start's next value: START next (the FSM's transitions into it, each from its
         # state register and one or two flag registers, not through the next-state logic) and the
         # START conditions' next values
+        # (the states as one-hot flags of their own, from the next state: no state decode
+        # before the copies, which sit all over the die)
+        in_st = {st: Signal(name=f"in_{st.lower()}") for st in self._to_start}
+        self.sync += [in_st[st].eq(fsm.next_state == fsm.encoding[st]) for st in in_st]
         to_start, go_nx = Signal(), Signal()
-        self.comb += to_start.eq(reduce(or_, [(fsm.state == fsm.encoding[st]) & cond
-                                              for st, cond in self._to_start.items()]))
+        self.comb += to_start.eq(reduce(or_, [in_st[st] & cond for st, cond in self._to_start.items()]))
         self.comb += go_nx.eq(reduce(and_, [to_start] + self._start_nx))
         drive_copies(self, self._start_copies, go_nx, "st_go")

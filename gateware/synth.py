@@ -156,7 +156,9 @@ class SynthTop(Module):
                          R_MAC_OPS_LO: core.mac_ops[:32], R_MAC_OPS_HI: core.mac_ops[32:]})
 
         # ---- memories -----------------------------------------------------------------------------
-        self.comb += [
+        # program and parameter writes registered once more (the memories may sit anywhere on
+        # the die: pins -> their copy of the word -> the core's write registers)
+        self.sync += [
             core.prog_we.eq(wr[PROG]), core.prog_adr.eq(off), core.prog_dat.eq(dat_w),
             core.param_we.eq(wr[PARAM]), core.param_adr.eq(off), core.param_dat.eq(dat_w),
         ]

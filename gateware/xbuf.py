@@ -80,7 +80,7 @@ class XBuffer(Module):
         self.x = [Signal((ACT_BITS, True), name=f"xw{i}") for i in range(N)]
         self.shifted = Signal(N)
         self.zero = Signal(N)
-        self.latency = 3 + ROT_STAGES
+        self.latency = 4 + ROT_STAGES
 
         def cfg(name, sel):
             return Array(c[name] for c in self.cfg)[sel] if S > 1 else self.cfg[0][name]
@@ -231,14 +231,17 @@ class XBuffer(Module):
                 If(gen[b], radr[b].eq(qn_g[grp[b]])).Else(radr[b].eq(qn1_g[grp[b]])))
             self.comb += rports[b].adr.eq(badr(radr[b], sel1_g[b] if S > 1 else 0))
             self.sync += use_wrap[b].eq(Cat(C(b, lg), radr[b]) >= k_g[grp[b]])
-        # the wrap test and the buffer select once more, beside the block RAMs' output registers
-        use_wrap2 = Signal(N)
-        self.sync += use_wrap2.eq(use_wrap)
+        # the wrap test and the buffer select once more, beside the block RAMs' output registers,
+        # and the wrap test a third time beside the bank words' own register
+        use_wrap2, use_wrap3 = Signal(N), Signal(N)
+        self.sync += use_wrap2.eq(use_wrap), use_wrap3.eq(use_wrap2)
         sel2 = [copy_reg(self, c, f"xsel2_{k}") for k, c in enumerate(sel_copies)]
-        # stage 1: the bank's block RAM read (its address register), stage 2: its output register;
-        # then the pick of memory word or wrap register, registered (stage 3); stages 4..6: the
+        # stage 1: the bank's block RAM read (its address register), stage 2: its output register,
+        # stage 3: a fabric register of the word (the block RAMs sit in rows of their own, the
+        # pick and the rotator near the lanes: the way between gets a cycle to itself); then the
+        # pick of memory word or wrap register, registered (stage 4); stages 5..7: the
         # rotator, a third of its levels each (one 4:1 mux per bit at N = 32), and the 16-bit
-        # pair pick in stage 6 -> x. A rotator level moves words across lanes, and the lanes'
+        # pair pick in stage 7 -> x. A rotator level moves words across lanes, and the lanes'
         # multipliers spread over the die, so each stage holds about one slice of logic
         # rotate by r (win[i] = word[(r + i) mod N]) as log2(N) levels of 2:1 muxes, not N N:1
         # muxes; rotations commute, so the levels can go in any order over the stages, each stage
@@ -251,24 +254,28 @@ class XBuffer(Module):
                 vals = nxt
             return vals
         vals = [Signal((ACT_BITS, True), name=f"pick{b}", reset_less=True) for b in range(N)]
-        # the streaming buffer's wrap register picked a stage early (the loader writes only the
+        # the streaming buffer's wrap register picked two stages early (the loader writes only the
         # other buffer's while a stream runs, and a wrap register is read two cycles after the
-        # bank it stands for): the pick behind the block RAM's output register is one 2:1 mux
+        # bank it stands for): the pick behind the bank word's register is one 2:1 mux
         for b in range(N):
             if S > 1:
                 wr_b = Signal((ACT_BITS, True), name=f"xwsel{b}", reset_less=True)
                 self.sync += wr_b.eq(Array(wrap[s][b] for s in range(S))[sel2[b // SEL_GROUP]])
             else:
                 wr_b = wrap[0][b]
-            self.sync += If(use_wrap2[b], vals[b].eq(wr_b)).Else(vals[b].eq(rports[b].dat_r))
+            wr_b2 = Signal((ACT_BITS, True), name=f"xwsel2_{b}", reset_less=True)
+            word = Signal((ACT_BITS, True), name=f"xword{b}", reset_less=True)
+            self.sync += wr_b2.eq(wr_b), word.eq(rports[b].dat_r), \
+                If(use_wrap3[b], vals[b].eq(wr_b2)).Else(vals[b].eq(word))
         per = -(-lg // ROT_STAGES)
         r = Signal(lg, name="xr0")
-        self.sync += r.eq(p[:lg])
+        r_a = Signal(lg, name="xr0a")
+        self.sync += r_a.eq(p[:lg]), r.eq(r_a)
         for k in range(ROT_STAGES):
             r_next = Signal(lg, name=f"xr{k + 1}")
             self.sync += r_next.eq(r)
-            r = r_next                                   # p, k + 2 cycles late
-            r_g = [copy_reg(self, r, f"xrot{k}_{g}") for g in range(n_grp)]   # k + 3 late
+            r = r_next                                   # p, k + 3 cycles late
+            r_g = [copy_reg(self, r, f"xrot{k}_{g}") for g in range(n_grp)]   # k + 4 late
             part = rotate(vals, [r_g[grp[i]] for i in range(N)], range(k * per, min(lg, (k + 1) * per)))
             if k == ROT_STAGES - 1:
                 win = part
@@ -282,9 +289,9 @@ class XBuffer(Module):
         # wrap), and so on. So per lane group the bounds (k - p, split - p, ...; clamped to
         # 0..N) are computed once (the differences registered in stage 1, clamped in stage 2),
         # and each lane compares its constant element index with them (stage 3: a few LUTs, no
-        # carry chain per lane). The masks are ready at latency 3, registered at 4 and 5
+        # carry chain per lane). The masks are ready at latency 3, registered at 4, 5 and 6
         # (`shifted_early`, `zero_early`: the MAC array applies them to the weights before its
-        # multipliers) and again at 6. The stream's
+        # multipliers) and again at 7. The stream's
         # configuration comes registered per lane group; it changes two cycles after restart,
         # when the previous stream's last window has passed stage 1 and before the new one's.
         # The bounds past the wrap (split + k, k_useful + k) are registers per buffer, a cycle
@@ -326,13 +333,14 @@ class XBuffer(Module):
         self.sync += If(self.remaining >= N, rem_1.eq(N)).Else(rem_1.eq(self.remaining[:lg + 1])), rem_b.eq(rem_1)
         self.shifted_early, self.zero_early = Signal(N), Signal(N)
         mask_s, mask_z = Signal(N), Signal(N)          # the masks at latency 3
-        mask_s2, mask_z2 = Signal(N), Signal(N)        # and 4
-        assert self.latency == 6
-        # the pair pick (stage 6) sees mode16 five cycles after rsel changes: a stream's last
-        # window (at most a cycle before restart) passes stage 6 four cycles after the restart
-        m16_r, m16_r2, m16_r3 = Signal(), Signal(), Signal()
-        self.sync += m16_r.eq(cfg("mode16", self.rsel)), m16_r2.eq(m16_r), m16_r3.eq(m16_r2)
-        m16_l = [copy_reg(self, m16_r3, f"xm16_{j}") for j in range(-(-N // LANE_GROUP))]
+        mask_s2, mask_z2 = Signal(N), Signal(N)        # 4
+        mask_s3, mask_z3 = Signal(N), Signal(N)        # and 5
+        assert self.latency == 7
+        # the pair pick (stage 7) sees mode16 six cycles after rsel changes: a stream's last
+        # window (at most a cycle before restart) passes stage 7 five cycles after the restart
+        m16_r = [Signal(name=f"xm16_r{j}") for j in range(4)]
+        self.sync += m16_r[0].eq(cfg("mode16", self.rsel)), [b.eq(a) for a, b in zip(m16_r, m16_r[1:])]
+        m16_l = [copy_reg(self, m16_r[-1], f"xm16_{j}") for j in range(-(-N // LANE_GROUP))]
         for i in range(N):
             bd = bounds[grp[i]]
 
@@ -343,7 +351,8 @@ class XBuffer(Module):
                 mask_s[i].eq(Mux(wrapped, ~ge(bd["split_k"]), ~ge(bd["split"])) ^ bd["shift_b"]),
                 mask_z[i].eq(Mux(wrapped, ge(bd["k_useful_k"]), ge(bd["k_useful"])) | ge(rem_b)),
                 mask_s2[i].eq(mask_s[i]), mask_z2[i].eq(mask_z[i]),
-                self.shifted_early[i].eq(mask_s2[i]), self.zero_early[i].eq(mask_z2[i]),
+                mask_s3[i].eq(mask_s2[i]), mask_z3[i].eq(mask_z2[i]),
+                self.shifted_early[i].eq(mask_s3[i]), self.zero_early[i].eq(mask_z3[i]),
                 If(m16_l[i // LANE_GROUP], self.x[i].eq(win[i // 2])).Else(self.x[i].eq(win[i])),
                 self.shifted[i].eq(self.shifted_early[i]),
                 self.zero[i].eq(self.zero_early[i]),

@@ -42,7 +42,7 @@ ROW_FIFO_DEPTH = MAX_ROWS             # finished rows waiting for the feeder
 CTX_DEPTH = 4                         # instructions between stream start and their last write
 
 # ---- datapath latencies (the gateware asserts its structure matches) ----------------------------
-XBUF_LATENCY = 6                      # window position -> bank read (block RAM, output register) -> wrap pick -> rotator (three stages) -> x lanes
+XBUF_LATENCY = 7                      # window position -> bank read (block RAM, output register, a fabric register) -> wrap pick -> rotator (three stages) -> x lanes
 FIFO_IN_LATENCY = 1                   # a finished row registered on its way into the row FIFO
 FEED_LATENCY = 3                      # the feeder's last operand slot -> the row into the epilogue (pool read latency)
 EPILOGUE_LATENCY = 18                 # 6 stages + the activation unit (7) + 5 combine stages

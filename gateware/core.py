@@ -162,8 +162,8 @@ class RNNAccelCore(Module):
 
         # ---- instruction register and its fields (isa.FIELDS is the single source) -----------------
         ir = [Signal(32, name=f"ir{k}") for k in range(isa.INSTR_WORDS)]
-        # ir[k] shifts in from ir[k + 1] (the last from the program memory) with copy k // 2 (below)
-        self._shift_copies = [Signal(name=f"ir_shift{k}") for k in range(0, isa.INSTR_WORDS, 2)]
+        # ir[k] shifts in from ir[k + 1] (the last from the program memory) with shift copy k (below)
+        self._shift_copies = [Signal(name=f"ir_shift{k}") for k in range(isa.INSTR_WORDS)]
 
         def fld(name):
             w, lsb, width, signed = isa.FIELDS[name]
@@ -216,7 +216,7 @@ class RNNAccelCore(Module):
                 w, lsb, width, _ = isa.FIELDS[STRIDED[op]]
                 assert w + 1 < isa.INSTR_WORDS
                 stride_nx = Signal((width + 1, True), name=f"stride_nx_{op}")
-                self.comb += If(self._shift_copies[w // 2], stride_nx.eq(ir[w + 1][lsb:lsb + width])) \
+                self.comb += If(self._shift_copies[w], stride_nx.eq(ir[w + 1][lsb:lsb + width])) \
                     .Else(stride_nx.eq(ir[w][lsb:lsb + width]))
             # parity and pp_dist in a register copy per operand (each reaches the operand's
             # offset mux; both change at least a FETCH before the next DECODE reads them)
@@ -451,9 +451,14 @@ class RNNAccelCore(Module):
         interval_m1 = Signal(2)
         self.comb += interval_m1.eq(interval_now - 1)
         ctx_fields["n_ops"], ctx_fields["interval"] = n_ops_now, interval_m1   # stored minus one
+        # each value registered once before the contexts (from ir and the checks' registers, held
+        # from DECODE to the push: the decode and its adders then sit by the instruction register,
+        # the four contexts wherever their readers are)
         ctx = {}
-        for name, src in ctx_fields.items():
-            regs = [Signal(value_bits_sign(src), name=f"ctx{e}_{name}") for e in range(CTX_DEPTH)]
+        for name, value in ctx_fields.items():
+            src = Signal(value_bits_sign(value), name=f"ctxin_{name}", reset_less=True)
+            self.sync += src.eq(value)
+            regs = [Signal(value_bits_sign(value), name=f"ctx{e}_{name}") for e in range(CTX_DEPTH)]
             ctx[name] = (regs, src)
         push_ptr, feed_ptr, retire_ptr = Signal(2), Signal(2), Signal(2)
         ctx_count = Signal(3)
@@ -666,10 +671,10 @@ class RNNAccelCore(Module):
         # the instruction words load whatever pc is (after an error ir is not used)
         # ir is a shift register: word k arrives in cycle fetch_k == k + 1 and shifts down to
         # ir[k] by the last one (the memory's output then reaches one register per bit). The shift
-        # (in FETCH, fetch_k != 0) reaches 512 clock enables: a register copy of it per two words,
+        # (in FETCH, fetch_k != 0) reaches 512 clock enables: a register copy of it per word,
         # from its next value (do_finalize)
         for k in range(isa.INSTR_WORDS):
-            self.sync += If(self._shift_copies[k // 2], ir[k].eq(ir[k + 1] if k + 1 < isa.INSTR_WORDS else p_fetch.dat_r))
+            self.sync += If(self._shift_copies[k], ir[k].eq(ir[k + 1] if k + 1 < isa.INSTR_WORDS else p_fetch.dat_r))
         self._fetch_stays = pc_ok & (fetch_k != isa.INSTR_WORDS)   # FETCH's own transitions
         fsm.act("FETCH",
             self.busy.eq(1),
@@ -692,7 +697,7 @@ class RNNAccelCore(Module):
         w_cnt, lsb_cnt, width_cnt, _ = isa.FIELDS["count"]
         assert w_cnt + 1 < isa.INSTR_WORDS
         count_zero = Signal()
-        self.sync += If(self._shift_copies[w_cnt // 2], count_zero.eq(ir[w_cnt + 1][lsb_cnt:lsb_cnt + width_cnt] == 0))
+        self.sync += If(self._shift_copies[w_cnt], count_zero.eq(ir[w_cnt + 1][lsb_cnt:lsb_cnt + width_cnt] == 0))
         fsm.act("DECODE",
             self.busy.eq(1),
             Case(Cat(*[is_op[op] for op in ops]), {

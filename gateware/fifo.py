@@ -42,7 +42,8 @@ class RowFifo(Module):
         waiting = Signal(max=depth + 1)   # words in the block RAM not yet fetched
         none_waiting = Signal(reset=1)    # waiting == 0, a register from waiting's next value
         room = Signal()                   # a free slot (registers only: this cycle's pop not counted)
-        self.comb += room.eq(filled + flight < SKID)
+        occ = Signal(max=SKID + 1)        # filled + flight, kept as a register of its own: the
+        self.comb += room.eq(occ < SKID)  # test before the slots' 4 x width enables is one bit
         direct, fetch = Signal(), Signal()
         we_d, pop_d = Signal(), Signal()
         waiting_nx = Signal(max=depth + 1)
@@ -67,6 +68,7 @@ class RowFifo(Module):
             If(direct, slots[resv].eq(self.din)),
             If(arrive, slots[slot2].eq(mem.dat_r)),
             flight.eq(flight + fetch - arrive),
+            occ.eq(occ + (direct | fetch) - pop),
             filled.eq(filled + direct + arrive - pop),
             If(pop, rd.eq(rd + 1)),
             we_d.eq(self.we), pop_d.eq(pop),

@@ -68,24 +68,27 @@ def _round_sat16(m, t, right, name):
 SHIFT_GROUP = 16   # output bits of a shifter served by one register copy of its amount
 
 
-def _shift_stage(m, value, amount_ahead, out_width, name):
+def _shift_stage(m, value, amount_2ahead, out_width, name):
     """First half of round_shift(value, amount) (a register stage of its own): for r > 0 the
     value shifted right by r - 1, for r <= 0 the value shifted left by -r. Returns (t, right).
-    The amount comes a cycle ahead (`amount_ahead`: the setting one register earlier in its delay
-    line) and is decoded into registers, so only the shifter stands between them and t; one copy
-    of the decoded amount per SHIFT_GROUP output bits (each amount bit selects in every output
-    bit's mux tree: one register for all of them was a net of some 300 sinks)."""
+    The amount comes two cycles ahead (`amount_2ahead`: the setting two registers earlier in its
+    delay line): decoded into one register (r > 0, r - 1, -r), then copied, one copy per
+    SHIFT_GROUP output bits (each amount bit selects in every output bit's mux tree: one register
+    for all of them was a net of some 300 sinks), so only the shifter stands between the copies
+    and t, and no decode between the delay line and the copies, which sit by their bits."""
     t = Signal((out_width + 1, True), name=name + "_t")
     right = Signal(name=name + "_right")
-    dec_right = Signal(name=name + "_dright")
-    m.sync += dec_right.eq(amount_ahead > 0), right.eq(dec_right)
+    dec = Signal(13, name=name + "_dec")
     r1, left = Signal(6, name=name + "_r1"), Signal(6, name=name + "_l")
-    m.comb += r1.eq(amount_ahead - 1), left.eq(-amount_ahead)
+    m.comb += r1.eq(amount_2ahead - 1), left.eq(-amount_2ahead)
+    m.sync += dec.eq(Cat(amount_2ahead > 0, r1, left))
+    right1 = Signal(name=name + "_right1")
+    m.sync += right1.eq(dec[0]), right.eq(right1)
     v = Signal.like(t, name=name + "_v")         # the value sign-extended to t's width
     m.comb += v.eq(value)
     for lo in range(0, len(t), SHIFT_GROUP):
         hi = min(lo + SHIFT_GROUP, len(t))
-        cp = copy_reg(m, Cat(amount_ahead > 0, r1, left), f"{name}_amt{lo // SHIFT_GROUP}")
+        cp = copy_reg(m, dec, f"{name}_amt{lo // SHIFT_GROUP}")
         m.sync += If(cp[0], t[lo:hi].eq((v >> cp[1:7])[lo:hi])).Else(t[lo:hi].eq((v << cp[7:13])[lo:hi]))
     return t, right
 
@@ -150,7 +153,7 @@ class Epilogue(Module):
         acc2, d2 = Signal((ACC_BITS, True)), Signal((2 * ACT_BITS, True))
         self.sync += acc2.eq(at(self.acc, 1) + self.bias), d2.eq(at(self.da, 1) * at(self.db, 1))
         # ---- stages 3, 4: + round_shift(d, diag_shift), wrap to 48 bits ------------------------------
-        dt, dright = _shift_stage(self, d2, -at(self.diag_shift, 1), ACC_BITS, "dsh")
+        dt, dright = _shift_stage(self, d2, -self.diag_shift, ACC_BITS, "dsh")
         acc3 = at(acc2, 1)
         # acc3 + ((dt + 1) >> 1) == (2 acc3 + 1 + dt) >> 1: one adder, the rounding 1 in the free
         # low bit of 2 acc3 (wrapped to 48 bits either way)
@@ -160,10 +163,10 @@ class Epilogue(Module):
         acc4 = Signal((ACC_BITS, True))
         self.sync += If(at(self.diag, 3), If(dright, acc4.eq(up >> 1)).Else(acc4.eq(plain))).Else(acc4.eq(acc3))
         # ---- stages 5, 6: requantise to int16 || act2's input P (shifted by s_p) --------------------
-        rt, rright = _shift_stage(self, acc4, at(self.out_shift, 3), ACC_BITS + 32, "req")
+        rt, rright = _shift_stage(self, acc4, at(self.out_shift, 2), ACC_BITS + 32, "req")
         z6 = Signal((ACT_BITS, True))
         self.sync += z6.eq(_round_sat16(self, rt, rright, "z"))
-        pt, pright = _shift_stage(self, at(self.p, 4), at(self.s_p, 3), ACT_BITS + 32, "pconv")
+        pt, pright = _shift_stage(self, at(self.p, 4), at(self.s_p, 2), ACT_BITS + 32, "pconv")
         pconv6 = Signal((ACT_BITS, True))
         self.sync += pconv6.eq(_round_sat16(self, pt, pright, "pconv"))
         # ---- stages 7..13: activation; act2 of P in parallel (mulact) --------------------------------
@@ -198,7 +201,7 @@ class Epilogue(Module):
             gru16.eq(a15 + ((g15 >> (F_ACT_OUT - 1)) + 1 >> 1))
         # ---- stages 17, 18: round_shift by s_c, pick, saturate ---------------------------------------
         # (each candidate saturated on its own, then picked: no adder or compare behind the pick)
-        ct, cright = _shift_stage(self, val16, at(self.s_c, k + 2), W, "cmb")
+        ct, cright = _shift_stage(self, val16, at(self.s_c, k + 1), W, "cmb")
         r18 = _round_sat16(self, ct, cright, "cmb_r")
         a17, gru17, sel16 = at(a15, 2), at(gru16, 1), at(self.combine, k + 3)
         g18 = _sat16(self, gru17, "gsat")

@@ -141,6 +141,7 @@ class SlicedMemory(Module):
         self.memories = [Memory(min(sw, width - lo), depth, name=f"{name}{lo // sw}") for lo in range(0, width, sw)]
         self.specials += self.memories
         reads, lo = [], 0
+        self.read_latency = 2 if registered else 1
         for m in self.memories:
             if registered:
                 reads.append(registered_read(self, m, mode=READ_FIRST))

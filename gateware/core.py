@@ -89,7 +89,8 @@ class RNNAccelCore(Module):
         # weight stream's (codebooks) and the feeder's (biases), the latter read through the block
         # RAMs' output registers (the epilogue takes a row's bias a cycle after the row)
         # (host writes land a cycle later, through a register copy per slice)
-        self.submodules.param_cb = q_stream = SlicedMemory("param_cb", 32, param_words, write_copies=True)
+        self.submodules.param_cb = q_stream = SlicedMemory("param_cb", 32, param_words, registered=True,
+                                                           write_copies=True)
         self.submodules.param_bias = q_bias = SlicedMemory("param_bias", 32, param_words, registered=True,
                                                            write_copies=True)
         # the weight memory in slices side by side, each exactly one block RAM deep (a DP16KD holds
@@ -154,6 +155,7 @@ class RNNAccelCore(Module):
         self.submodules.vpool = vpool = VectorPool(vmem_words, RD_WIDTH)
         # X buffers 0 and 1 (one loads while the other streams): one unit, two sets of banks
         self.submodules.xbuf = xb = XBuffer(N, kmax, RD_WIDTH, sets=2, external_restart=True)
+        assert q_stream.read_latency == 2     # (the weight stream's codebook filler expects it)
         self.submodules.wstream = ws = WeightStream(N, w_stream, q_stream, external_start=True)
         self.submodules.mac = mac = MacArray(N)
         tag_bits = 2 * vaw + 2

@@ -287,8 +287,8 @@ class _WeightsUnit(Module):
         param = Memory(32, param_words, name="param")
         rd = [registered_read(self, m, mode=READ_FIRST) for m in mems]
         wr = [m.get_port(write_capable=True) for m in mems]
-        q, q_wr = param.get_port(mode=READ_FIRST), param.get_port(write_capable=True)
-        self.specials += mems, param, wr, q, q_wr
+        q, q_wr = registered_read(self, param, mode=READ_FIRST), param.get_port(write_capable=True)
+        self.specials += mems, param, wr, q_wr
         self.submodules.ws = ws = WeightStream(n, rd, q)
         # the stream's ports as this module's (UnitTop observes a unit's public signals; the
         # memories' write ports are inputs, found as such)

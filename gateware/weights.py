@@ -52,7 +52,7 @@ Timing (exact, with `ready` held high)
 Let `start` be high in cycle S.
 
 * First valid output: cycle S + ``first_output_latency(mode)`` =
-  S + 5 in modes 16 and 8, S + 5 + W in the codebook modes, with W = 2**bits / 4 parameter words
+  S + 7 in modes 16 and 8, S + 7 + W in the codebook modes, with W = 2**bits / 4 parameter words
   per codebook (W = 16, 4, 1 for modes 6, 4, 2: group 0 must be loaded; the prefetch FIFO
   primes in parallel).
 * Then ``stream_cycles(n_lanes, mode, rows, k_stored, group_log2)`` consecutive cycles carry the
@@ -63,15 +63,15 @@ Let `start` be high in cycle S.
   Codebook stalls: with G = 2**group_log2 rows per group, group h >= 1 starts in stream cycle
   x_h = floor(h * G * k_stored / N_eff). Its codebook is ready for the cycle that needs it (the
   crossing cycle) at the earliest W cycles after stream cycle 0 (h = 1: it loads right after
-  group 0) or W + 4 cycles after the crossing into group h - 1 (h >= 2: the filler may only
-  overwrite group h - 2's file once the output stage has passed that crossing, then needs W
-  cycles plus the memory latency). With t_h the cycle (relative to stream cycle 0) in which the
+  group 0) or W + 6 (FILL_TURNAROUND) cycles after the crossing into group h - 1 (h >= 2: the
+  filler may only overwrite group h - 2's file once the output stage has passed that crossing,
+  then needs W cycles plus the memory latency, 2). With t_h the cycle (relative to stream cycle 0) in which the
   crossing into h is issued:
 
-      t_0 = x_0 = 0,  t_1 = max(x_1, W),  t_h = max(t_{h-1} + x_h - x_{h-1}, t_{h-1} + W + 4)
+      t_0 = x_0 = 0,  t_1 = max(x_1, W),  t_h = max(t_{h-1} + x_h - x_{h-1}, t_{h-1} + W + 6)
       stalls = t_last - x_last     (last = the final group; 0 with one group or no codebooks)
 
-  So groups lasting at least W + 4 cycles (20 in mode 6; the compiler's groups last hundreds)
+  So groups lasting at least W + 6 cycles (22 in mode 6; the compiler's groups last hundreds)
   never stall. With backpressure, every cycle in which the unit is frozen (`valid & ~ready`)
   delays the last output by at most one cycle (refills go on meanwhile); results are the same.
 """
@@ -397,16 +397,21 @@ class _Codebooks(Module):
         )
 
         # ---- filler: write the words the memory returns one cycle later --------------------------
+        # (the parameter memory reads through its block RAMs' output registers: the word of a
+        # read issued in cycle c is on port.dat_r in c + 2, so the write follows go by two
+        # registers; a start, which no fill of the previous stream outlives, cancels both)
+        wr1, wr_j1, wr_par1, wr_last1 = Signal(), Signal.like(j), Signal(), Signal()
         wr, wr_j, wr_par, wr_last = Signal(), Signal.like(j), Signal(), Signal()
         self.sync += [
-            wr.eq(go & ~start), wr_j.eq(j), wr_par.eq(par), wr_last.eq(go & word_last),
+            wr1.eq(go & ~start), wr_j1.eq(j), wr_par1.eq(par), wr_last1.eq(go & word_last),
+            wr.eq(wr1 & ~start), wr_j.eq(wr_j1), wr_par.eq(wr_par1), wr_last.eq(wr_last1),
         ]
         self.ahead_next = Signal(2)           # `ahead` in the next cycle
         self.comb += If(start, self.ahead_next.eq(0)).Else(self.ahead_next.eq(self.ahead + (wr & wr_last) - self.take))
         self.sync += self.ahead.eq(self.ahead_next)
         # the words go to every lane's copy (WeightStream stage 2): word wr_j of file wr_par, two
-        # cycles after `wr`, through a register beside the block RAM (its clock-to-out stays off
-        # the long nets to the lanes) and one register per lane group (`write_replicas`), still
+        # cycles after `wr`, through a register (the block RAMs' output registers lie in their
+        # row, the lanes all over the die) and one register per lane group (`write_replicas`), still
         # before any lookup can use it (a file is looked up at the earliest three cycles after the
         # `ahead` update that its last word's `wr` causes: issue, stages P, A, 1)
         w_we, w_adr, w_dat = Signal(), Signal(len(Cat(wr_j, wr_par))), Signal(32, reset_less=True)
@@ -433,7 +438,7 @@ class WeightStream(Module):
 
     Constructor: n_lanes (power of two, 4..64), wport = read port of the weight memory with read
     latency 2 (`bram.registered_read`; 8*N-bit words; or a list of ports, the word's bits split
-    in order over memories that share the address space), pport = synchronous read port of the parameter memory (32-bit words,
+    in order over memories that share the address space), pport = read port of the parameter memory with read latency 2 (32-bit words,
     little-endian bytes). Both ports are driven only by this unit.
 
     Control (sampled in the `start` cycle): mode (ISA code, spec.WEIGHT_MODE_CODE), rows,

@@ -60,7 +60,8 @@ def mac_latency(n_lanes):
 CB_PER_WORD = 32 // CODEBOOK_BITS     # codebook entries per parameter-memory word
 PRIME_CYCLES = 3                      # start -> first word on the port (read latency 2) -> in the FIFO
 PIPE_STAGES = 4                       # window's word pair, window, field extraction, lookup
-FILL_TURNAROUND = 5                   # crossing into a group -> refill of the file two groups back
+CB_READ_CYCLES = 3                    # a codebook's last word issued -> its group may issue (read latency 2, the count)
+FILL_TURNAROUND = 6                   # crossing into a group -> refill of the file two groups back
 
 
 def n_eff(n_lanes, mode):
@@ -75,7 +76,7 @@ def codebook_words(mode):
 
 def first_output_latency(mode):
     """Cycles from the stream's `start` to its first valid output."""
-    return max(PRIME_CYCLES, codebook_words(mode) + 2) + PIPE_STAGES
+    return max(PRIME_CYCLES, codebook_words(mode) + CB_READ_CYCLES) + PIPE_STAGES
 
 
 def group_issue(n_lanes, mode, rows, k_stored, group_log2):

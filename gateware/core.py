@@ -128,7 +128,7 @@ class RNNAccelCore(Module):
             self.comb += port.we.eq(ctl[0]), port.adr.eq(ctl[1:])
         self.vmem_we, self.vmem_adr = Signal(), Signal(vaw)
         self.vmem_wdat, self.vmem_rdat = Signal((ACT_BITS, True)), Signal((ACT_BITS, True))
-        self.vmem_rdat_wide = Signal((ACT_BITS, True))   # the word at vmem_adr three cycles later (idle core)
+        self.vmem_rdat_wide = Signal((ACT_BITS, True))   # the word at vmem_adr four cycles later (idle core)
 
         # ---- control and status ---------------------------------------------------------------------
         self.start = Signal()
@@ -308,8 +308,9 @@ class RNNAccelCore(Module):
         # one took 13.5 ns), so CHECK3 decides on a register
         stream_bits, limit_c, pbad_c = Signal(40), Signal.like(limit_b), Signal()
         self.sync += stream_bits.eq(part_lo + (part_hi << half)), limit_c.eq(limit_b), pbad_c.eq(pbad_b)
-        weight_bad = Signal()
-        self.sync += weight_bad.eq((stream_bits > (limit_c << (lgN + 3))) | pbad_c)
+        weight_bad, weight_bad_now = Signal(), Signal()
+        self.comb += weight_bad_now.eq((stream_bits > (limit_c << (lgN + 3))) | pbad_c)
+        self.sync += weight_bad.eq(weight_bad_now)
 
         # ---- loader into X buffer `ld_sel` ---------------------------------------------------------
         ld_sel, ld_seg, ld_i, loading = Signal(), Signal(), Signal(17), Signal()
@@ -321,16 +322,12 @@ class RNNAccelCore(Module):
         # the pool address runs in its own register (ld_src + ld_i), no adder before the banks
         ld_adr = Signal(vaw)
         # (vpool.wide_adr: ld_adr while the core runs, the host's word address while it is idle: below)
-        # the pool's wide read has latency three (a bank address register, the block RAMs'
-        # output registers: their clock-to-out stays out of the bank/wrap write logic); with the
-        # X buffer's three write stages the last write lands five cycles after LOADED, in time
-        # for the stream's first window read (START + xb.settle at the earliest, START >=
-        # LOADED + 1; asserted below)
-        wr_pend, wr_pos, wr_mask = Signal(), Signal(17), Signal(RD_WIDTH)
-        ld_q = [Signal(), Signal(17), Signal(RD_WIDTH)]
-        assert vpool.wide_latency == 3
-        self.sync += [x.eq(v) for x, v in zip(ld_q, (ld_pend, ld_pend_pos, ld_pend_mask))], \
-            [x.eq(v) for x, v in zip((wr_pend, wr_pos, wr_mask), ld_q)]
+        # the pool's wide read has latency four (the address registered where it arrives, a bank
+        # address register, the block RAMs' output registers: their clock-to-out stays out of
+        # the bank/wrap write logic); with the X buffer's three write stages the last write lands
+        # six cycles after LOADED, in time for the stream's first window read (asserted below)
+        wr_pend, wr_pos, wr_mask = (delay(self, v, vpool.wide_latency - 1, f"ld_{n}")
+                                    for v, n in ((ld_pend, "pend"), (ld_pend_pos, "pos"), (ld_pend_mask, "mask")))
         self.comb += [xb.wpos.eq(wr_pos), xb.wsel.eq(ld_sel), If(wr_pend, xb.we.eq(wr_mask))]
         self.comb += [xb.wdata[j].eq(vpool.wide_bank[j]) for j in range(RD_WIDTH)], xb.wrot.eq(vpool.wide_rot)
         self.comb += xb.remaining.eq(0xFFFFFFFF)
@@ -366,8 +363,11 @@ class RNNAccelCore(Module):
         ws_ready = Signal()
         # registered (in the weight stream; the FIFO level grows by at most one row per cycle,
         # hence the extra 1; the row's register before the FIFO and `level`, a cycle late: 2 more)
-        self.comb += ws.ready_d.eq(rowfifo.level < ROW_FIFO_DEPTH - (mac.latency + timing.XBUF_LATENCY + 11)), \
-            ws_ready.eq(ws.ready)
+        # (the level test a register, from the level's next value: the same value, no compare
+        # before the weight stream's enables and the X buffer's advance copies)
+        room_ok = Signal(reset=1)
+        self.sync += room_ok.eq(rowfifo.level_next < ROW_FIFO_DEPTH - (mac.latency + timing.XBUF_LATENCY + 11))
+        self.comb += ws.ready_d.eq(room_ok), ws_ready.eq(ws.ready)
         take = Signal()
         self.comb += take.eq(ws.valid & ws_ready)
         self.sync += If(ws.valid & ~ws_ready, self.stalls.eq(self.stalls + 1))
@@ -378,13 +378,13 @@ class RNNAccelCore(Module):
 
         lag = timing.XBUF_LATENCY
         # the loader's last write is presented wide_latency - 1 cycles after LOADED and readable
-        # write_latency + 1 cycles later; the first window read is settle cycles after START
-        # (LOADED + 1 at the earliest)
-        assert vpool.wide_latency - 1 + xb.write_latency <= xb.settle
+        # write_latency + 1 cycles later; the first window is read with the first advance, the
+        # weight stream's first output, first_output_latency cycles after START (LOADED + 1 at
+        # the earliest); meanwhile the X buffer's position registers settle after restart (START)
+        first_read = min(timing.first_output_latency(b) for b in WEIGHT_MODE_CODE)
+        assert vpool.wide_latency - 1 + xb.write_latency <= first_read
+        assert first_read >= xb.settle
         assert xb.latency == lag
-        # the X buffer's position registers settle after restart (START) while the weight stream
-        # primes: its first output comes no earlier than first_output_latency cycles after start
-        assert min(timing.first_output_latency(b) for b in WEIGHT_MODE_CODE) >= xb.settle
 
         def delayed(sig, name, reset_less=False):
             return delay(self, sig, lag, name, reset_less)
@@ -621,22 +621,29 @@ class RNNAccelCore(Module):
             If(wq_write, wq_head.eq(wq_head + 1)),
             wq_count.eq(wq_count + n_in - wq_write),
         ]
-        self.comb += ctx_retire.eq(wq_write & wq_last[wq_head])
-        core_we, core_wadr, core_wdat = Signal(), Signal(vaw), Signal((ACT_BITS, True))
-        self.comb += core_we.eq(wq_write), core_wadr.eq(wq_adr[wq_head]), core_wdat.eq(wq_dat[wq_head])
-
         # vector pool ports: the core while busy, the host otherwise (`own` == busy, a register:
         # see do_finalize)
         self._own = own = Signal()
-        self.comb += If(own,
-                        vpool.we.eq(core_we), vpool.wr_adr.eq(core_wadr), vpool.wr_dat.eq(core_wdat),
-                        vpool.rd_adr.eq(core_rd_adr)) \
-            .Else(vpool.we.eq(self.vmem_we), vpool.wr_adr.eq(self.vmem_adr), vpool.wr_dat.eq(self.vmem_wdat),
-                  vpool.rd_adr.eq(self.vmem_adr))
+        # the write port from one output register (timing.WQ_LATENCY: the queue entry, then this
+        # register), loaded with the queue's head entry while the core owns the pool, else with
+        # the host's write (which thus lands a cycle later; the host writes only while the core
+        # is idle): the write reaches the pool's banks from flip-flops, not through the head's 8:1
+        # mux and the owner mux; the context retires with its last write
+        assert timing.WQ_LATENCY == 2
+        pool_we, pool_wadr, pool_wdat, core_wlast = Signal(), Signal(vaw), Signal((ACT_BITS, True), reset_less=True), Signal()
+        # (the queue drains and its contexts retire whoever owns the pool: after an error the
+        # core is idle while rows may still be on their way)
+        self.sync += core_wlast.eq(wq_write & wq_last[wq_head]), \
+            If(own, pool_we.eq(wq_write), pool_wadr.eq(wq_adr[wq_head]), pool_wdat.eq(wq_dat[wq_head])) \
+            .Else(pool_we.eq(self.vmem_we), pool_wadr.eq(self.vmem_adr), pool_wdat.eq(self.vmem_wdat))
+        self.comb += ctx_retire.eq(core_wlast)
+        self.comb += vpool.we.eq(pool_we), vpool.wr_adr.eq(pool_wadr), vpool.wr_dat.eq(pool_wdat), \
+            If(own, vpool.rd_adr.eq(core_rd_adr)).Else(vpool.rd_adr.eq(self.vmem_adr))
         self.comb += self.vmem_rdat.eq(vpool.rd_dat)
         self.vmem_read_latency = vpool.rd_latency      # vmem_adr -> vmem_rdat (idle core)
-        # the host's reads also through the wide port, two cycles after the address (its block
-        # RAMs' output registers: no 5.8 ns clock-to-out on the way to a bus far away)
+        # the host's reads also through the wide port, wide_latency cycles after the address (its
+        # block RAMs' output registers: no 5.8 ns clock-to-out on the way to a bus far away)
+        self.vmem_wide_latency = vpool.wide_latency
         self.comb += If(own, vpool.wide_adr.eq(ld_adr)).Else(vpool.wide_adr.eq(self.vmem_adr)), \
             self.vmem_rdat_wide.eq(vpool.wide_dat0)
 
@@ -772,7 +779,11 @@ class RNNAccelCore(Module):
         self._start_nx = [ws_idle & ctx_free]
         # "START in the next cycle", spelt out on registers (do_finalize): CHECK3 passing every
         # check onto a reused buffer, LOADED, or START still waiting
-        self._to_start = {"CHECK3": ~any_op_bad & ~weight_bad & ~seg_wait & reuse, "LOADED": 1,
+        # (CHECK3's "start at once" in one register: every check passed and the buffer reused,
+        # reuse implying no WAIT; the same registers' inputs a cycle earlier, all valid in CHECK2)
+        c3_go = Signal()
+        self.sync += c3_go.eq(~reduce(or_, op_bad) & ~weight_bad_now & reuse)
+        self._to_start = {"CHECK3": c3_go, "LOADED": 1,
                           "START": ~start_ok}
         fsm.act("DRAIN",     # HALT: wait for every row to be written
             self.busy.eq(1),

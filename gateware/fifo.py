@@ -27,6 +27,7 @@ class RowFifo(Module):
         self.we, self.din = Signal(), Signal(width)
         self.re, self.readable, self.dout = Signal(), Signal(), Signal(width)
         self.level = Signal(max=depth + SKID + 1)
+        self.level_next = Signal.like(self.level)     # `level` of the next cycle (a test on it can be a register)
 
         # ---- skid: slots, the read pointer, reservations, filled slots ----------------------------
         slots = Array(Signal(width, name=f"skid{k}", reset_less=True) for k in range(SKID))
@@ -46,6 +47,7 @@ class RowFifo(Module):
         self.comb += room.eq(occ < SKID)  # test before the slots' 4 x width enables is one bit
         direct, fetch = Signal(), Signal()
         we_d, pop_d = Signal(), Signal()
+        self.comb += self.level_next.eq(self.level + we_d - pop_d)
         waiting_nx = Signal(max=depth + 1)
         self.comb += [
             direct.eq(self.we & none_waiting & room),
@@ -72,5 +74,5 @@ class RowFifo(Module):
             filled.eq(filled + direct + arrive - pop),
             If(pop, rd.eq(rd + 1)),
             we_d.eq(self.we), pop_d.eq(pop),
-            self.level.eq(self.level + we_d - pop_d),
+            self.level.eq(self.level_next),
         ]

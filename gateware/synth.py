@@ -28,7 +28,8 @@ from migen import READ_FIRST, Array, Case, Cat, If, Memory, Module, Mux, Signal
 
 from .core import N_SPACES, RNNAccelCore
 from . import bram, dsp
-from .bram import check_outreg_cells, ecp5_yosys_passes, mark_block_rams, outreg_memories, registered_read
+from .bram import (SlicedMemory, check_outreg_cells, ecp5_yosys_passes, mark_block_rams, outreg_memories,
+                   registered_read)
 from .dsp import ECP5_YOSYS_PASSES
 from .regs import copy_reg
 
@@ -57,7 +58,7 @@ REG_WORDS = 0x20
 STATUS_BUSY, STATUS_DONE, STATUS_PARITY, STATUS_PARITY_IN = 0, 1, 2, 3
 STATUS_ERROR = 4      # 3 bits
 STATUS_ERROR_PC = 16  # prog address bits
-READ_LATENCY = 11     # clock edges from a read at the pins to its data on dat_r
+READ_LATENCY = 12     # clock edges from a read at the pins to its data on dat_r
 REGS_PER_COPY = 4     # harness registers served by one copy of the write data
 
 
@@ -182,8 +183,9 @@ class SynthTop(Module):
         rd_region, rd_off, rd_en = Signal(3), Signal(R), Signal()
         self.sync += rd_region.eq(region), rd_off.eq(off), rd_en.eq(re_)
         # the register value in two registered mux levels (8:1 within each group of 8 offsets,
-        # then 4:1) and twice more, the pool's word beside it from the pool's wide port (the host
-        # address registered, the bank address and the block RAMs' output registers: four cycles)
+        # then 4:1) and three times more, the pool's word beside it from the pool's wide port (the
+        # host address registered, then the pool's own address, bank address and the block RAMs'
+        # output registers: five cycles)
         # registered twice: the pool's bank pick, the status logic and the wide register mux stay
         # out of the output mux
         in_block = Signal()
@@ -198,10 +200,15 @@ class SynthTop(Module):
         p_region, p_en, q0_region, q0_en, q_en = Signal(3), Signal(), Signal(3), Signal(), Signal()
         reg_p, p2_region, p2_en = Signal(32), Signal(3), Signal()
         reg_p2, p3_region, p3_en = Signal(32), Signal(3), Signal()
+        reg_p3, p4_region, p4_en = Signal(32), Signal(3), Signal()
         self.sync += p_sel.eq(rd_off[3:5]), p_in.eq(in_block), p_region.eq(rd_region), p_en.eq(rd_en)
         self.sync += reg_p.eq(Mux(p_in, Array(part)[p_sel], 0)), p2_region.eq(p_region), p2_en.eq(p_en)
         self.sync += reg_p2.eq(reg_p), p3_region.eq(p2_region), p3_en.eq(p2_en)
-        self.sync += vm0.eq(core.vmem_rdat_wide), reg_q0.eq(reg_p2), q0_region.eq(p3_region), q0_en.eq(p3_en)
+        # (the register side waits for the pool's wide read: its latency, 4, plus the host address
+        # register; asserted)
+        assert core.vmem_wide_latency == 4
+        self.sync += reg_p3.eq(reg_p2), p4_region.eq(p3_region), p4_en.eq(p3_en)
+        self.sync += vm0.eq(core.vmem_rdat_wide), reg_q0.eq(reg_p3), q0_region.eq(p4_region), q0_en.eq(p4_en)
         # each candidate zero unless its region is read, so the pick is an OR
         self.sync += vm.eq(Mux(q0_region == VMEM, vm0, 0)), reg_q.eq(Mux(q0_region == REG, reg_q0, 0)), \
             q_en.eq(q0_en)
@@ -284,11 +291,12 @@ class _WeightsUnit(Module):
         from .core import weight_memory
         from .weights import WeightStream
         mems = weight_memory(n, wmem_bytes // n)
-        param = Memory(32, param_words, name="param")
         rd = [registered_read(self, m, mode=READ_FIRST) for m in mems]
         wr = [m.get_port(write_capable=True) for m in mems]
-        q, q_wr = registered_read(self, param, mode=READ_FIRST), param.get_port(write_capable=True)
-        self.specials += mems, param, wr, q_wr
+        self.specials += mems, wr
+        # the parameter memory as the core's codebook copy (slices one block RAM deep, read
+        # through their output registers)
+        self.submodules.param = q = SlicedMemory("param", 32, param_words, registered=True)
         self.submodules.ws = ws = WeightStream(n, rd, q)
         # the stream's ports as this module's (UnitTop observes a unit's public signals; the
         # memories' write ports are inputs, found as such)

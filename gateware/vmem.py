@@ -23,7 +23,7 @@ class VectorPool(Module):
     """`words` 16-bit words in `width` banks.
 
     Ports:
-        wide read:  wide_adr (any word address) -> `wide_latency` (3) cycles later the banks' words
+        wide read:  wide_adr (any word address) -> `wide_latency` (4) cycles later the banks' words
                     in bank order: mem[wide_adr + j] = wide_bank[(wide_rot + j) mod width]
                     (the consumer rotates them: the X buffer within its own write rotation),
                     and wide_dat0 = mem[wide_adr]
@@ -65,16 +65,19 @@ class VectorPool(Module):
         lg = B.bit_length() - 1
 
         # ---- wide read: bank b serves element (b - a) mod B of the run starting at a ------------
-        # each bank's address (q or q + 1) in a register of its own beside the bank: the address
-        # arrives from afar (the loader, the bus), the block RAM's address setup stays local
-        self.wide_latency = 3
+        # the address registered where it arrives (from afar: the loader, the bus; behind the
+        # port's owner mux), then each bank's address (q or q + 1) in a register of its own
+        # beside the bank, so the block RAM's address setup stays local
+        self.wide_latency = 4
+        adr_r = Signal(aw)
+        self.sync += adr_r.eq(self.wide_adr)
         q, r = Signal(aw), Signal(lg)
-        self.comb += q.eq(self.wide_adr >> lg), r.eq(self.wide_adr[:lg])
+        self.comb += q.eq(adr_r >> lg), r.eq(adr_r[:lg])
         for b in range(B):
             adr = Signal(aw - lg, name=f"wadr{b}")
             self.sync += If(b >= r, adr.eq(q)).Else(adr.eq(q + 1))
             self.comb += [p.adr.eq(adr) for p in wide_s[b]]
-        r3 = delay(self, r, self.wide_latency, "wrot")
+        r3 = delay(self, r, self.wide_latency - 1, "wrot")
         for b in range(B):
             self.comb += self.wide_bank[b].eq(Cat(*[p.dat_r for p in wide_s[b]]))
         self.comb += self.wide_rot.eq(r3), self.wide_dat0.eq(Array(self.wide_bank)[r3])

@@ -18,7 +18,8 @@ The core (gateware/core.py) overlaps three parts, modelled as such in `_Core`:
                 stream cycle; the feeder takes one per `feeder_interval` cycles in order (WAIT_EPI: an
                 instruction's first row only once every older one has retired) and hands it to
                 the epilogue FEED_LATENCY after its last operand slot (the pool's read latency);
-                the epilogue takes EPILOGUE_LATENCY; the write queue writes one word per cycle.
+                the epilogue takes EPILOGUE_LATENCY; the write queue writes one word per cycle, WQ_LATENCY
+                after the epilogue's output.
 """
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ CTX_DEPTH = 4                         # instructions between stream start and th
 XBUF_LATENCY = 7                      # window position -> bank read (block RAM, output register, a fabric register) -> wrap pick -> rotator (three stages) -> x lanes
 FIFO_IN_LATENCY = 1                   # a finished row registered on its way into the row FIFO
 FEED_LATENCY = 3                      # the feeder's last operand slot -> the row into the epilogue (pool read latency)
+WQ_LATENCY = 2                        # an epilogue output -> its pool write (a queue entry, the queue's output register)
 EPILOGUE_LATENCY = 18                 # 6 stages + the activation unit (7) + 5 combine stages
 ACT_LATENCY = 7
 
@@ -222,7 +224,7 @@ class _Core:
             self.pop, self.pop_interval = pop, interval
             out = pop + interval + FEED_LATENCY + EPILOGUE_LATENCY
             for _ in range(2 if ins.dst2.used else 1):
-                self.last_write = max(out + 1, self.last_write + 1)
+                self.last_write = max(out + WQ_LATENCY, self.last_write + 1)
         self.retired.append(self.last_write)
         self.fe = s + 1
 

@@ -316,6 +316,15 @@ class RNNAccelCore(Module):
         ld_sel, ld_seg, ld_i, loading = Signal(), Signal(), Signal(17), Signal()
         ld_src, ld_pos0 = Signal(vaw), Signal(17)
         ld_left = Signal(17)       # elements of the segment from ld_i on
+        # the loader's decisions on registers: "the segment ends in this cycle" (ld_left <=
+        # RD_WIDTH) loaded beside ld_left, from registered tests on the lengths (ir is stable from
+        # DECODE, the loader runs from CHECK3 on)
+        ld_end, b_none = Signal(), Signal()
+        len_short = {n: Signal(name=f"{n}_short") for n in ("a_len", "b_len")}
+        self.sync += [len_short[n].eq(F[n] <= RD_WIDTH) for n in len_short], b_none.eq(F["b_len"] == 0)
+
+        def ld_length(name):
+            return [NextValue(ld_left, F[name]), NextValue(ld_end, len_short[name])]
         ld_pend, ld_pend_pos, ld_pend_mask = Signal(), Signal(17), Signal(RD_WIDTH)
         self.comb += If(ld_seg, ld_src.eq(phys["b"]), ld_pos0.eq(F["a_len"])) \
             .Else(ld_src.eq(phys["a"]), ld_pos0.eq(0))
@@ -733,23 +742,24 @@ class RNNAccelCore(Module):
                 If(seg_wait, NextState("WAITSEG"))
                 .Elif(reuse, NextValue(ld_sel, last_sel), NextState("START"))
                 .Else(NextValue(ld_sel, ~last_sel), NextValue(ld_seg, 0), NextValue(ld_i, 0),
-                      NextValue(ld_left, F["a_len"]), NextValue(ld_adr, phys["a"]), NextState("LOAD"))))
+                      *ld_length("a_len"), NextValue(ld_adr, phys["a"]), NextState("LOAD"))))
         self.comb += seg_ready.eq((ctx_count == 0) | (~F["flags"][0] & (ctx_count <= 1)))
         fsm.act("WAITSEG",   # WAIT: every earlier instruction retired; WAIT_OLDER: all but the last
             self.busy.eq(1),
             If(seg_ready,
                 NextValue(ld_sel, ~last_sel), NextValue(ld_seg, 0), NextValue(ld_i, 0),
-                NextValue(ld_left, F["a_len"]), NextValue(ld_adr, phys["a"]), NextState("LOAD")))
+                *ld_length("a_len"), NextValue(ld_adr, phys["a"]), NextState("LOAD")))
         fsm.act("LOAD",
             self.busy.eq(1),
             NextValue(ld_pend, 1), NextValue(ld_pend_pos, ld_pos0 + ld_i),
             # ld_left = segment length - ld_i, counted down: its end is a compare with constants
             NextValue(ld_pend_mask, Cat(*[ld_left > j for j in range(RD_WIDTH)])),
-            If(ld_left <= RD_WIDTH,
-                NextValue(ld_i, 0), NextValue(ld_left, F["b_len"]),
-                If(ld_seg | (F["b_len"] == 0), NextState("LOADED"))
+            If(ld_end,
+                NextValue(ld_i, 0), *ld_length("b_len"),
+                If(ld_seg | b_none, NextState("LOADED"))
                 .Else(NextValue(ld_seg, 1), NextValue(ld_adr, phys["b"])))
             .Else(NextValue(ld_i, ld_i + RD_WIDTH), NextValue(ld_left, ld_left - RD_WIDTH),
+                  NextValue(ld_end, ld_left <= 2 * RD_WIDTH),
                   NextValue(ld_adr, ld_adr + RD_WIDTH)))
         fsm.act("LOADED",    # the last loader write is still on its way into the X buffer (see the loader)
             self.busy.eq(1), NextValue(ld_pend, 0),

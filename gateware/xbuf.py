@@ -24,7 +24,8 @@ from .regs import InputCopies, copy_reg, drop_resets
 COPY_GROUP = 8  # banks or lanes served by one register copy of a shared control
 SEL_GROUP = 2   # banks served by one copy of the buffer select (it reaches ~50 cells per bank)
 LANE_GROUP = 4  # lanes served by one copy of mode16 (it picks each lane's 16-bit element)
-ROT_STAGES = 3  # register stages of the rotator (stages 2..4)
+ROT_STAGES = 3  # register stages of the rotator
+ROT_GROUP = 2   # lanes served by one copy of a rotator stage's amount (its lanes' multipliers lie apart)
 
 
 class XBuffer(Module):
@@ -275,8 +276,8 @@ class XBuffer(Module):
             r_next = Signal(lg, name=f"xr{k + 1}")
             self.sync += r_next.eq(r)
             r = r_next                                   # p, k + 3 cycles late
-            r_g = [copy_reg(self, r, f"xrot{k}_{g}") for g in range(n_grp)]   # k + 4 late
-            part = rotate(vals, [r_g[grp[i]] for i in range(N)], range(k * per, min(lg, (k + 1) * per)))
+            r_g = [copy_reg(self, r, f"xrot{k}_{g}") for g in range(-(-N // ROT_GROUP))]   # k + 4 late
+            part = rotate(vals, [r_g[i // ROT_GROUP] for i in range(N)], range(k * per, min(lg, (k + 1) * per)))
             if k == ROT_STAGES - 1:
                 win = part
                 break

@@ -505,8 +505,8 @@ class RNNAccelCore(Module):
         # pop + 5 to at least push + 1 = pop + interval + 4).
         feeding, slot = Signal(), Signal(3)
         fd_j = Signal(16)                                # next row of context feed_ptr
-        r_ctx, r_j, acc_r = Signal(2), Signal(16), Signal((ACC_BITS, True))
-        p_j, acc_p, push = Signal(16), Signal((ACC_BITS, True)), Signal()   # (p_ctx: copies, below)
+        r_ctx, acc_r = Signal(2), Signal((ACC_BITS, True))
+        acc_p, push = Signal((ACC_BITS, True)), Signal()   # (p_ctx: copies, p_tag: below)
         # last_slot (feeding & slot == interval - 1) is a register, computed with the next state
         # (below): pop, and the FIFO read behind it, start from registers, not from a mux and a compare
         last_slot = Signal()
@@ -515,7 +515,6 @@ class RNNAccelCore(Module):
         assert vpool.rd_latency == timing.FEED_LATENCY == 3
         last_slot_d = delay(self, last_slot, timing.FEED_LATENCY - 1, "last_slot")
         acc_r_d = delay(self, acc_r, timing.FEED_LATENCY - 1, "acc_r", reset_less=True)
-        r_j_d = delay(self, r_j, timing.FEED_LATENCY - 1, "r_j")
         r_ctx_d = delay(self, r_ctx, timing.FEED_LATENCY - 1, "r_ctx")
         epi_ok = Signal()   # WAIT_EPI: the first row waits until every older context has retired
         fd_first = Signal(reset=1)   # fd_j == 0, a register beside it (no 16-bit zero test before pop)
@@ -539,9 +538,9 @@ class RNNAccelCore(Module):
         self.sync += If(~feeding | last_slot, acc_r.eq(rowfifo.dout))
         self.sync += [
             push.eq(last_slot_d), feed_ptr.eq(feed_nx),
-            If(last_slot_d, acc_p.eq(acc_r_d), p_j.eq(r_j_d)),
+            If(last_slot_d, acc_p.eq(acc_r_d)),
             If(pop,
-                feeding.eq(1), slot.eq(0), r_ctx.eq(feed_ptr), r_j.eq(fd_j),
+                feeding.eq(1), slot.eq(0), r_ctx.eq(feed_ptr),
                 If(fd_last, fd_j.eq(0), fd_first.eq(1)).Else(fd_j.eq(fd_j + 1), fd_first.eq(0)),
                 If(fd_first, fd_rem.eq(C("rows_m1", feed_adr2) - 1), rem_zero.eq(C("two_rows", feed_adr2)))
                 .Else(fd_rem.eq(fd_rem - 1), rem_zero.eq(fd_rem == 1)))
@@ -549,9 +548,18 @@ class RNNAccelCore(Module):
             .Elif(feeding, slot.eq(slot + 1)),
         ]
         # the context of the row entering the epilogue (r_ctx at its last slot) selects some
-        # sixty bits of settings: three copies of it, by use
-        p_ctx_tag, p_ctx_s0, p_ctx_s1 = (copy_reg(self, r_ctx_d, f"p_ctx_{n}", ce=last_slot_d, reset=True)
-                                         for n in ("tag", "s0", "s1"))
+        # sixty bits of settings: two copies of it, by use
+        p_ctx_s0, p_ctx_s1 = (copy_reg(self, r_ctx_d, f"p_ctx_{n}", ce=last_slot_d, reset=True)
+                              for n in ("s0", "s1"))
+        # the row's write tag (destination addresses, second write, last row of its context)
+        # computed when the row is popped, like its operand addresses, and carried to the
+        # epilogue's input beside the row (no context pick and adder before the epilogue)
+        r_tag = Signal(2 * vaw + 2)
+        self.sync += If(pop, r_tag.eq(Cat((C("dst", feed_adr) + fd_j)[:vaw], (C("dst2", feed_adr2) + fd_j)[:vaw],
+                                          C("dst2_used", feed_adr), fd_last)))
+        r_tag_d = delay(self, r_tag, timing.FEED_LATENCY - 1, "r_tag")
+        p_tag = Signal(len(r_tag))
+        self.sync += If(last_slot_d, p_tag.eq(r_tag_d))
         core_rd_adr = Signal(vaw)
         # the popped row's slot order (slot -> operand index, among da, db, p, q those used),
         # computed at pop from its context and shifted down one slot per cycle: in every slot the
@@ -591,13 +599,9 @@ class RNNAccelCore(Module):
         self.comb += q_bias.adr.eq(bias_adr)
         # (the row enters the epilogue FEED_LATENCY cycles after its last slot)
         bias = delay(self, q_bias.dat_r, timing.FEED_LATENCY - 1, "bias", reset_less=True)
-        last_row = Signal()
-        self.comb += last_row.eq(p_j == C("rows_m1", p_ctx_tag))
-        tag_dst, tag_dst2 = Signal(vaw), Signal(vaw)
-        self.comb += tag_dst.eq(C("dst", p_ctx_tag) + p_j), tag_dst2.eq(C("dst2", p_ctx_tag) + p_j)
         self.comb += [
             epi.valid.eq(push), epi.acc.eq(acc_p), epi.bias.eq(bias),
-            epi.tag.eq(Cat(tag_dst, tag_dst2, C("dst2_used", p_ctx_tag), last_row)),
+            epi.tag.eq(p_tag),
             epi.da.eq(now[0]), epi.db.eq(now[1]), epi.p.eq(now[2]), epi.q.eq(now[3]),
         ] + [getattr(epi, s).eq(C(s, p_ctx_s0)) for s in ("diag", "diag_shift", "out_shift", "act", "act2")] \
           + [getattr(epi, s).eq(C(s, p_ctx_s1)) for s in ("combine", "s_c", "s_q", "s_p")]

@@ -52,6 +52,8 @@ CTX_DEPTH = timing.CTX_DEPTH
 WQ_DEPTH = 8
 # memory sizes of the default core (the SoC wrapper, the simulated board and the boards use these):
 # GRU-S fits at 8-bit weights (77.6 KB), several keyword models at 4 bits
+HOST_MID = 4          # weight-memory host write copies served by one first-level copy
+
 CORE_DEFAULTS = dict(prog_words=2048, param_words=4096, wmem_bytes=128 * 1024, vmem_words=8192, kmax=1024)
 
 
@@ -111,20 +113,27 @@ class RNNAccelCore(Module):
         w_host = [m.get_port(write_capable=True) for m in wslices]
         self.specials += p_fetch, p_host, *w_host
         # host writes into the program, parameter and weight memories (write-only for the host)
-        # are registered once and land a cycle later: nothing but a register before the ports
-        # (the parameter copies and the weight memory: a register copy per slice or per 32 bits of
-        # slices, copy_reg keeping the identical ones apart)
+        # are registered and land a cycle later (the program), two (the parameter copies and the
+        # weight memory: two levels of register copies, the last per slice or per 32 bits of
+        # slices, copy_reg keeping the identical ones apart): nothing but a register before the ports
         self.prog_we, self.prog_adr, self.prog_dat = Signal(), Signal(iaw), Signal(32)
         self.sync += p_host.we.eq(self.prog_we), p_host.adr.eq(self.prog_adr), p_host.dat_w.eq(self.prog_dat)
+        # (in two levels of copies: a register per parameter copy, then one per slice; for the
+        # weight memory one per HOST_MID copies, then one per 32 bits of slices: the memories
+        # spread over the die, and one register reaching all their copies took 12.4 ns)
         self.param_we, self.param_adr, self.param_dat = Signal(), Signal(paw), Signal(32)
         for m in (q_stream, q_bias):
-            self.comb += m.we.eq(self.param_we), m.wadr.eq(self.param_adr), m.wdat.eq(self.param_dat)
+            ctl = copy_reg(self, Cat(self.param_we, self.param_adr, self.param_dat), f"{m.memories[0].name_override}_host")
+            self.comb += m.we.eq(ctl[0]), m.wadr.eq(ctl[1:1 + paw]), m.wdat.eq(ctl[1 + paw:])
         self.wmem_we, self.wmem_adr, self.wmem_dat = Signal(), Signal(waw), Signal(8 * N)
         per_copy = max(1, 32 // sb)
         for j, port in enumerate(w_host):
+            if j % (per_copy * HOST_MID) == 0:
+                mid = copy_reg(self, Cat(self.wmem_we, self.wmem_adr), f"wmem_hmid{j // (per_copy * HOST_MID)}")
             if j % per_copy == 0:
-                ctl = copy_reg(self, Cat(self.wmem_we, self.wmem_adr), f"wmem_host{j // per_copy}")
-            self.sync += port.dat_w.eq(self.wmem_dat[sb * j:sb * j + sb])
+                ctl = copy_reg(self, mid, f"wmem_host{j // per_copy}")
+            dat_mid = Signal(sb, name=f"wmem_hdat{j}", reset_less=True)
+            self.sync += dat_mid.eq(self.wmem_dat[sb * j:sb * j + sb]), port.dat_w.eq(dat_mid)
             self.comb += port.we.eq(ctl[0]), port.adr.eq(ctl[1:])
         self.vmem_we, self.vmem_adr = Signal(), Signal(vaw)
         self.vmem_wdat, self.vmem_rdat = Signal((ACT_BITS, True)), Signal((ACT_BITS, True))
@@ -636,7 +645,9 @@ class RNNAccelCore(Module):
         ]
         # vector pool ports: the core while busy, the host otherwise (`own` == busy, a register:
         # see do_finalize)
-        self._own = own = Signal()
+        # (a copy of it per use: the write register, the single-word read address, the wide read
+        # address; each reaches a port's worth of muxes)
+        self._own_copies = own, own_rd, own_wide = [Signal(name=f"own_{n}") for n in ("w", "rd", "wide")]
         # the write port from one output register (timing.WQ_LATENCY: the queue entry, then this
         # register), loaded with the queue's head entry while the core owns the pool, else with
         # the host's write (which thus lands a cycle later; the host writes only while the core
@@ -651,13 +662,13 @@ class RNNAccelCore(Module):
             .Else(pool_we.eq(self.vmem_we), pool_wadr.eq(self.vmem_adr), pool_wdat.eq(self.vmem_wdat))
         self.comb += ctx_retire.eq(core_wlast)
         self.comb += vpool.we.eq(pool_we), vpool.wr_adr.eq(pool_wadr), vpool.wr_dat.eq(pool_wdat), \
-            If(own, vpool.rd_adr.eq(core_rd_adr)).Else(vpool.rd_adr.eq(self.vmem_adr))
+            If(own_rd, vpool.rd_adr.eq(core_rd_adr)).Else(vpool.rd_adr.eq(self.vmem_adr))
         self.comb += self.vmem_rdat.eq(vpool.rd_dat)
         self.vmem_read_latency = vpool.rd_latency      # vmem_adr -> vmem_rdat (idle core)
         # the host's reads also through the wide port, wide_latency cycles after the address (its
         # block RAMs' output registers: no 5.8 ns clock-to-out on the way to a bus far away)
         self.vmem_wide_latency = vpool.wide_latency
-        self.comb += If(own, vpool.wide_adr.eq(ld_adr)).Else(vpool.wide_adr.eq(self.vmem_adr)), \
+        self.comb += If(own_wide, vpool.wide_adr.eq(ld_adr)).Else(vpool.wide_adr.eq(self.vmem_adr)), \
             self.vmem_rdat_wide.eq(vpool.wide_dat0)
 
         # ---- front end -------------------------------------------------------------------------------
@@ -810,7 +821,9 @@ class RNNAccelCore(Module):
         # now): the pool's port select and the stream start then come from flip-flops, not from
         # the state decode
         fsm = self.fsm
-        self.sync += self._own.eq(reduce(and_, [fsm.next_state != fsm.encoding[s] for s in ("IDLE", "ERROR")]))
+        own_nx = Signal()
+        self.comb += own_nx.eq(reduce(and_, [fsm.next_state != fsm.encoding[s] for s in ("IDLE", "ERROR")]))
+        drive_copies(self, self._own_copies, own_nx, "own")
         # the ir shift: FETCH with fetch_k != 0; the next cycle shifts iff FETCH stays FETCH
         # (fetch_k counts up from 0 there; FETCH is entered with fetch_k = 0)
         shift_nx = Signal()

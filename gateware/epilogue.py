@@ -19,6 +19,7 @@ from rnnaccel.host import isa
 from rnnaccel.host.spec import ACC_BITS, ACT_BITS, F_ACT_OUT
 
 from .activation import ActivationUnit
+from .dsp import RegisteredMul
 from .regs import copy_reg, drop_resets
 
 SHIFT_BITS = 8  # signed shift fields of the instruction (aux bytes, out_shift)
@@ -41,27 +42,39 @@ def _sat16(m, value, name):
 
 def _round_sat16(m, t, right, name):
     """sat16(right ? (t + 1) >> 1 : t): the second half of round_shift and the saturation in one,
-    without a carry chain through the full width of t. With s = t + right, the result is s >> 1
-    (or s) if s fits (bits 16.. of s, 15.. without the rounding, all equal), else the bound of s's
-    sign. Only the low 17 bits are added; the rest of s is t's upper part plus that add's carry,
-    which is tested for 0 or -1 (AND trees), not computed."""
+    without a carry chain through the full width of t, over two cycles (the result is a cycle
+    late: the caller registers it, two registers after t). With s = t + right, the result is
+    s >> 1 (or s) if s fits (bits 16.. of s, 15.. without the rounding, all equal), else the
+    bound of s's sign. Only the low 17 bits are added; the rest of s is t's upper part plus that
+    add's carry, which is tested for 0 or -1 (AND trees), not computed. First cycle: the add and
+    the AND trees per 16 bits, registered; second: the trees' last level, the fit, the pick."""
     L = ACT_BITS + 1
     lo, hi_v = -(1 << (ACT_BITS - 1)), (1 << (ACT_BITS - 1)) - 1
     H = t[L:]
+    groups = range(0, len(H), 16)
     s_low = Signal(L + 1, name=name + "_low")          # t[:17] + right, bit 17 the carry
+    hz_g = Signal(len(groups), name=name + "_hzg")     # per 16 bits of H: all zero, all ones
+    hm1_g = Signal(len(groups), name=name + "_hm1g")
+    t_top = Signal(2, name=name + "_ttop")             # t[15], t[16]
+    t_val = Signal(ACT_BITS, name=name + "_tval")
+    right_r, sign = Signal(name=name + "_rr"), Signal(name=name + "_sign")
+    m.sync += s_low.eq(t[:L] + right), t_top.eq(t[L - 2:L]), t_val.eq(t[:ACT_BITS]), right_r.eq(right), \
+        sign.eq(H[-1]), \
+        [hz_g[j].eq(H[lo_:lo_ + 16] == 0) for j, lo_ in enumerate(groups)], \
+        [hm1_g[j].eq(H[lo_:lo_ + 16] == (1 << len(H[lo_:lo_ + 16])) - 1) for j, lo_ in enumerate(groups)]
     hz, hm1 = Signal(name=name + "_hz"), Signal(name=name + "_hm1")
-    m.comb += s_low.eq(t[:L] + right), hz.eq(H == 0), hm1.eq(H == (1 << len(H)) - 1)
+    m.comb += hz.eq(hz_g == (1 << len(groups)) - 1), hm1.eq(hm1_g == (1 << len(groups)) - 1)
     c = s_low[L]                                        # (then s_low[:17] == 0: bit 16 clear)
     s_zero = (hz & ~c) | (hm1 & c)                      # upper part of s == 0
     s_ones = hm1 & ~c                                   # upper part of s == -1 (with bit 16 set)
     fits = Signal(name=name + "_fits")
     val = Signal(ACT_BITS, name=name + "_val")
-    m.comb += If(right,
+    m.comb += If(right_r,
                  fits.eq((s_zero & ~s_low[L - 1]) | (s_ones & s_low[L - 1])), val.eq(s_low[1:L])) \
-        .Else(fits.eq((hz & ~t[L - 1] & ~t[L - 2]) | (hm1 & t[L - 1] & t[L - 2])), val.eq(t[:ACT_BITS]))
+        .Else(fits.eq((hz & ~t_top[1] & ~t_top[0]) | (hm1 & t_top[1] & t_top[0])), val.eq(t_val))
     res = Signal((ACT_BITS, True), name=name)
     # out of range: s's sign is t's (a carry into the upper part makes it 0 only from -1, which fits)
-    m.comb += If(fits, res.eq(val)).Elif(H[-1], res.eq(lo)).Else(res.eq(hi_v))
+    m.comb += If(fits, res.eq(val)).Elif(sign, res.eq(lo)).Else(res.eq(hi_v))
     return res
 
 
@@ -94,22 +107,24 @@ def _shift_stage(m, value, amount_2ahead, out_width, name):
 
 
 class Epilogue(Module):
-    """Pipeline (a register after each stage; `latency` = 18 = EPILOGUE_LATENCY):
+    """Pipeline (a register after each stage; `latency` = 20 = EPILOGUE_LATENCY):
 
         1  inputs registered (the operands come straight from the vector pool's read port, its
            block RAMs' output registers; the bias comes a cycle later, from a register of the
            core's, straight into stage 2)
-        2  acc + bias, DA * DB (one MULT18X18D)
+        2  acc + bias, DA * DB (one MULT18X18D, its input and output registers stages 1 and 2)
         3  diag product shifted (first half of its round_shift)
         4  acc + rounded diag product (wrap 48)
         5  requantisation shift (first half) || P's act2 input shift (first half)
-        6  round, saturate to int16 -> z || the same for P
-        7..13  activation of z || act2 of P (ActivationUnit, 7)
-        14 Q - a, Q << s_q, the combine's operands (act2(P) or P picked)
-        15 the combine's products: a * (P or act2(P)), P * (Q - a)
-        16 mac: + (Q << s_q); gru: a + round(P * (Q - a) >> 14)
-        17 the combine's shift by s_c (first half)
-        18 round, pick by combine, saturate -> y
+        6  the rounding add, the saturation's AND trees per 16 bits || the same for P
+        7  fit and pick -> z (int16) || the same for P
+        8..14  activation of z || act2 of P (ActivationUnit, 7)
+        15 Q - a, Q << s_q, the combine's operands (act2(P) or P picked)
+        16 the combine's products: a * (P or act2(P)), P * (Q - a)
+        17 mac: + (Q << s_q); gru: a + round(P * (Q - a) >> 14)
+        18 the combine's shift by s_c (first half)
+        19 the rounding add, the AND trees
+        20 fit, pick by combine, saturate -> y
     """
 
     def __init__(self, tag_bits=16):
@@ -151,7 +166,11 @@ class Epilogue(Module):
         v = self.valid
         # ---- stage 2: acc + bias, DA * DB -----------------------------------------------------------
         acc2, d2 = Signal((ACC_BITS, True)), Signal((2 * ACT_BITS, True))
-        self.sync += acc2.eq(at(self.acc, 1) + self.bias), d2.eq(at(self.da, 1) * at(self.db, 1))
+        # (DA * DB in a multiplier block with its own input and output registers: the inputs are
+        # the stage-1 registers, the product stage 2's; in fabric registers, the block's 3.9 ns
+        # sat between two long routes)
+        self.sync += acc2.eq(at(self.acc, 1) + self.bias)
+        self.specials += RegisteredMul(self.da, self.db, d2)
         # ---- stages 3, 4: + round_shift(d, diag_shift), wrap to 48 bits ------------------------------
         dt, dright = _shift_stage(self, d2, -self.diag_shift, ACC_BITS, "dsh")
         acc3 = at(acc2, 1)
@@ -162,24 +181,24 @@ class Epilogue(Module):
         self.comb += acc3_x2.eq(Cat(C(1, 1), acc3)), up.eq(acc3_x2 + dt), plain.eq(acc3 + dt)
         acc4 = Signal((ACC_BITS, True))
         self.sync += If(at(self.diag, 3), If(dright, acc4.eq(up >> 1)).Else(acc4.eq(plain))).Else(acc4.eq(acc3))
-        # ---- stages 5, 6: requantise to int16 || act2's input P (shifted by s_p) --------------------
+        # ---- stages 5..7: requantise to int16 || act2's input P (shifted by s_p) -------------------
         rt, rright = _shift_stage(self, acc4, at(self.out_shift, 2), ACC_BITS + 32, "req")
-        z6 = Signal((ACT_BITS, True))
-        self.sync += z6.eq(_round_sat16(self, rt, rright, "z"))
+        z7 = Signal((ACT_BITS, True))
+        self.sync += z7.eq(_round_sat16(self, rt, rright, "z"))
         pt, pright = _shift_stage(self, at(self.p, 4), at(self.s_p, 2), ACT_BITS + 32, "pconv")
-        pconv6 = Signal((ACT_BITS, True))
-        self.sync += pconv6.eq(_round_sat16(self, pt, pright, "pconv"))
-        # ---- stages 7..13: activation; act2 of P in parallel (mulact) --------------------------------
+        pconv7 = Signal((ACT_BITS, True))
+        self.sync += pconv7.eq(_round_sat16(self, pt, pright, "pconv"))
+        # ---- stages 8..14: activation; act2 of P in parallel (mulact) -------------------------------
         self.submodules.act_unit = au = ActivationUnit()
         self.submodules.act2_unit = au2 = ActivationUnit()
         self.comb += [
-            au.z.eq(z6), au.func.eq(at(self.act, 6)), au.valid.eq(at(v, 6)),
-            au2.z.eq(pconv6), au2.func.eq(at(self.act2, 6)), au2.valid.eq(at(v, 6)),
+            au.z.eq(z7), au.func.eq(at(self.act, 7)), au.valid.eq(at(v, 7)),
+            au2.z.eq(pconv7), au2.func.eq(at(self.act2, 7)), au2.valid.eq(at(v, 7)),
         ]
         L = au.latency
-        k = 6 + L                      # registers from the input to the activation's output
+        k = 7 + L                      # registers from the input to the activation's output
         a, t2 = au.out, au2.out
-        # ---- stage 14: operands of the combine ------------------------------------------------------
+        # ---- stage 15: operands of the combine ------------------------------------------------------
         W = 2 * ACT_BITS + 24
         a14, pa14, b14 = (Signal((ACT_BITS, True), name=n) for n in ("a14", "pa14", "b14"))
         diff14 = Signal((ACT_BITS + 1, True))
@@ -190,29 +209,29 @@ class Epilogue(Module):
         self.sync += a14.eq(a), pa14.eq(at(self.p, k)), diff14.eq(at(self.q, k) - a), \
             qs14.eq(at(self.q, k) << sq), \
             If(at(self.combine, k) == isa.COMB_MULACT, b14.eq(t2)).Else(b14.eq(at(self.p, k)))
-        # ---- stage 15: products ---------------------------------------------------------------------
+        # ---- stage 16: products ---------------------------------------------------------------------
         m15, g15 = Signal((2 * ACT_BITS, True)), Signal((2 * ACT_BITS + 1, True))
         self.sync += m15.eq(a14 * b14), g15.eq(pa14 * diff14)
         a15, qs15 = at(a14, 1), at(qs14, 1)
-        # ---- stage 16: mac sum; gru: a + round(P * (Q - a) >> F_ACT_OUT) ---------------------------
+        # ---- stage 17: mac sum; gru: a + round(P * (Q - a) >> F_ACT_OUT) ---------------------------
         val16 = Signal((W, True))
         gru16 = Signal((W, True))
         self.sync += If(at(self.combine, k + 2) == isa.COMB_MAC, val16.eq(m15 + qs15)).Else(val16.eq(m15)), \
             gru16.eq(a15 + ((g15 >> (F_ACT_OUT - 1)) + 1 >> 1))
-        # ---- stages 17, 18: round_shift by s_c, pick, saturate ---------------------------------------
+        # ---- stages 18..20: round_shift by s_c, pick, saturate -------------------------------------
         # (each candidate saturated on its own, then picked: no adder or compare behind the pick)
         ct, cright = _shift_stage(self, val16, at(self.s_c, k + 1), W, "cmb")
-        r18 = _round_sat16(self, ct, cright, "cmb_r")
-        a17, gru17, sel16 = at(a15, 2), at(gru16, 1), at(self.combine, k + 3)
-        g18 = _sat16(self, gru17, "gsat")
+        r19 = _round_sat16(self, ct, cright, "cmb_r")
+        a18, gru18, sel17 = at(a15, 3), at(gru16, 2), at(self.combine, k + 4)
+        g19 = _sat16(self, gru18, "gsat")
         # the pick decoded a cycle ahead into one flag per candidate: an AND-OR behind the
         # saturations, not a decode of the combine code
         pick_r, pick_g = Signal(name="pick_r"), Signal(name="pick_g")
-        self.sync += pick_r.eq((sel16 == isa.COMB_MUL) | (sel16 == isa.COMB_MAC) | (sel16 == isa.COMB_MULACT)), \
-            pick_g.eq(sel16 == isa.COMB_GRU)
+        self.sync += pick_r.eq((sel17 == isa.COMB_MUL) | (sel17 == isa.COMB_MAC) | (sel17 == isa.COMB_MULACT)), \
+            pick_g.eq(sel17 == isa.COMB_GRU)
         y = Signal((ACT_BITS, True))
-        self.comb += If(pick_r, y.eq(r18)).Elif(pick_g, y.eq(g18)).Else(y.eq(a17))
-        self.sync += self.out_valid.eq(at(au.out_valid, 4)), self.y.eq(y), self.out_tag.eq(at(self.tag, k + 4))
-        self.latency = k + 5
+        self.comb += If(pick_r, y.eq(r19)).Elif(pick_g, y.eq(g19)).Else(y.eq(a18))
+        self.sync += self.out_valid.eq(at(au.out_valid, 5)), self.y.eq(y), self.out_tag.eq(at(self.tag, k + 5))
+        self.latency = k + 6
         # only the valid bits keep a reset (the activation units handle their own registers)
         drop_resets(self, keep=taps.get(id(v), []) + taps.get(id(au.out_valid), []) + [self.out_valid])

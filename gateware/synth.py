@@ -86,7 +86,7 @@ class SynthTop(Module):
         0x18 CYCLES    0x19 MAC_OPS[31:0]   0x1A MAC_OPS[47:32]   (read only)
     region 1  program memory, one 32-bit word per address (write only)
     region 2  parameter memory, one 32-bit word per address (write only)
-    region 3  weight memory as little-endian 32-bit words (write only; a write lands 4 cycles after
+    region 3  weight memory as little-endian 32-bit words (write only; a write lands 5 cycles after
               the pins): address a writes bits
               32*j .. 32*j+31 of weight word a // (N/4), j = a % (N/4). Sub-words j < N/4 - 1
               go to staging registers; the write of sub-word N/4 - 1 commits the whole 8N-bit

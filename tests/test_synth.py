@@ -65,7 +65,7 @@ def test_harness_address_map():
         yield from wr(top.regions["wmem"] + 6, 0x11223344)
         out["w3_before"] = yield from _wmem_word(mem, 3)
         yield from wr(top.regions["wmem"] + 7, 0x55667788)
-        for _ in range(5):      # the two pin registers, the decode, the core's host-write register, the memory
+        for _ in range(6):      # the two pin registers, the decode, the core's two host-write copies, the memory
             yield
         out["w3"] = yield from _wmem_word(mem, 3)
         # start with an empty program: the core stops at once with an error
@@ -178,11 +178,11 @@ def test_yosys_synthesises_a_tiny_core(tmp_path):
     assert res["mult18x18d"] >= 4                 # one per MAC lane at least
     assert (tmp_path / "n4" / "top.json").stat().st_size > 0
     assert "Printing statistics" in (tmp_path / "n4" / "yosys.log").read_text()
-    # the MAC lanes' multipliers, and the operand checks' stride products, are MULT18X18D instances
-    # with their input and output registers on
+    # the MAC lanes' multipliers, the operand checks' stride products and the epilogue's DA * DB
+    # are MULT18X18D instances with their input and output registers on
     cells = json.loads((tmp_path / "n4" / "top.json").read_text())["modules"]["top"]["cells"].values()
     lanes = [c for c in cells if c["type"] == "MULT18X18D" and dsp.ECP5_MARK in c["attributes"]]
-    assert len(lanes) == 4 + len(STRIDED)
+    assert len(lanes) == 4 + len(STRIDED) + 1
     for c in lanes:
         assert {k: c["parameters"].get(k) for k in dsp.ECP5_PARAMS} == dsp.ECP5_PARAMS
     # the weight memory's slices, the vector pool's banks (wide-read slices, one per bank at this

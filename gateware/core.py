@@ -34,7 +34,7 @@ from rnnaccel.host import cycles as timing
 from rnnaccel.host import isa
 from rnnaccel.host.spec import ACC_BITS, ACT_BITS, MAX_ROWS, MAX_SEG_SHIFT, WEIGHT_MODE_CODE
 
-from .bram import SlicedMemory, registered_read
+from .bram import SlicedMemory, collision_free, registered_read
 from .dsp import RegisteredMul
 from .epilogue import Epilogue
 from .fifo import RowFifo
@@ -63,9 +63,10 @@ def wmem_slice_bits(words):
 
 
 def weight_memory(n_lanes, words):
-    """The weight memory's slices, in word order (bits of a weight word side by side)."""
+    """The weight memory's slices, in word order (bits of a weight word side by side). The host
+    writes them only while the core is idle, when nothing uses the stream's reads."""
     sb = wmem_slice_bits(words)
-    return [Memory(sb, words, name=f"wmem{j}") for j in range(8 * n_lanes // sb)]
+    return list(collision_free(*[Memory(sb, words, name=f"wmem{j}") for j in range(8 * n_lanes // sb)]))
 
 
 def lanes16(mode16, weights):
@@ -87,14 +88,15 @@ class RNNAccelCore(Module):
 
         # ---- memories and host ports --------------------------------------------------------------
         prog = Memory(32, prog_words, name="prog")
+        collision_free(prog)      # (the host writes the program and parameters only while the core is idle)
         # the parameter memory in two copies written alike, each in slices one block RAM deep: the
         # weight stream's (codebooks) and the feeder's (biases), the latter read through the block
         # RAMs' output registers (the epilogue takes a row's bias a cycle after the row)
         # (host writes land a cycle later, through a register copy per slice)
         self.submodules.param_cb = q_stream = SlicedMemory("param_cb", 32, param_words, registered=True,
-                                                           write_copies=True)
+                                                           write_copies=True, no_collisions=True)
         self.submodules.param_bias = q_bias = SlicedMemory("param_bias", 32, param_words, registered=True,
-                                                           write_copies=True)
+                                                           write_copies=True, no_collisions=True)
         # the weight memory in slices side by side, each exactly one block RAM deep (a DP16KD holds
         # 16K bits: 4096 x 4 at N = 32), with its own read address register: the words come
         # straight from the block RAMs, with no depth-cascade mux behind them, and no single

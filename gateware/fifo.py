@@ -38,7 +38,9 @@ class RowFifo(Module):
         self.comb += self.readable.eq(filled != 0), self.dout.eq(slots[rd]), pop.eq(self.re & self.readable)
 
         # ---- block RAM: words behind the skid --------------------------------------------------------
-        self.submodules.mem = mem = SlicedMemory("rowfifo", width, depth, registered=True)
+        # (a word is fetched at least a cycle after its write, and the writes never wrap onto an
+        # unfetched word: no used read meets a write to its word)
+        self.submodules.mem = mem = SlicedMemory("rowfifo", width, depth, registered=True, no_collisions=True)
         produce, consume = Signal(max=depth), Signal(max=depth)
         waiting = Signal(max=depth + 1)   # words in the block RAM not yet fetched
         none_waiting = Signal(reset=1)    # waiting == 0, a register from waiting's next value

@@ -28,8 +28,8 @@ from migen import READ_FIRST, Array, Case, Cat, If, Memory, Module, Mux, Signal
 
 from .core import N_SPACES, RNNAccelCore
 from . import bram, dsp
-from .bram import (SlicedMemory, check_outreg_cells, ecp5_yosys_passes, mark_block_rams, outreg_memories,
-                   registered_read)
+from .bram import (SlicedMemory, check_outreg_cells, collision_free_memories, ecp5_yosys_passes, mark_block_rams,
+                   outreg_memories, registered_read)
 from .dsp import ECP5_YOSYS_PASSES
 from .regs import copy_reg
 
@@ -333,8 +333,9 @@ def to_verilog(n_lanes, path, unit=None, **core_kwargs):
     marked = outreg_memories(frag.specials)
     conv = convert(frag, ios=top.ios, name="top", special_overrides=OVERRIDES)   # ECP5 primitives
     top.outreg_names = sorted(conv.ns.get_name(m) for m in marked)   # block RAMs with OUTREG (bram.py)
+    free = sorted(conv.ns.get_name(m) for m in collision_free_memories(frag.specials))
     path = Path(path)
-    path.write_text(mark_block_rams(conv.main_source, top.outreg_names))
+    path.write_text(mark_block_rams(mark_block_rams(conv.main_source, top.outreg_names), free, "no_rw_check"))
     for name, content in conv.data_files.items():   # ROM contents ($readmemh), next to the source
         (path.parent / name).write_text(content)
     return top

@@ -18,7 +18,7 @@ from migen import READ_FIRST, Array, C, Cat, If, Memory, Module, Mux, Signal
 
 from rnnaccel.host.spec import ACT_BITS
 
-from .bram import registered_read
+from .bram import collision_free, registered_read
 from .regs import InputCopies, copy_reg, drop_resets
 
 COPY_GROUP = 8  # banks or lanes served by one register copy of a shared control
@@ -87,7 +87,8 @@ class XBuffer(Module):
             return Array(c[name] for c in self.cfg)[sel] if S > 1 else self.cfg[0][name]
 
         # ---- storage -----------------------------------------------------------------------
-        banks = [Memory(ACT_BITS, depth * S, name=f"xbank{b}") for b in range(N)]
+        # (the loader writes the buffer that no stream reads: no read meets a write to its word)
+        banks = list(collision_free(*[Memory(ACT_BITS, depth * S, name=f"xbank{b}") for b in range(N)]))
         wrap = [Array(Signal((ACT_BITS, True), name=f"xwrap{s}_{b}") for b in range(N)) for s in range(S)]
         self.specials += banks
         # each bank a block RAM read through its output register (latency two: bram.py), not LUT

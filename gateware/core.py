@@ -529,11 +529,16 @@ class RNNAccelCore(Module):
         r_ctx_d = delay(self, r_ctx, timing.FEED_LATENCY - 1, "r_ctx")
         epi_ok = Signal()   # WAIT_EPI: the first row waits until every older context has retired
         fd_first = Signal(reset=1)   # fd_j == 0, a register beside it (no 16-bit zero test before pop)
-        self.comb += epi_ok.eq(~fd_first | ~C("wait_epi", feed_ptr) | (retire_ptr == feed_ptr))
+        # what `pop` and the context's end look at, as registers from the next values of the
+        # pointers (exact), and the current context's flags picked from the next pointer a cycle
+        # ahead (a context is pushed many cycles before its first row can be popped): the loop
+        # feed_ptr -> pop -> feed_ptr holds registers and one-bit logic only
+        avail, ret_eq, ctx_wait, ctx_one, ctx_int0 = Signal(), Signal(reset=1), Signal(), Signal(), Signal()
+        self.comb += epi_ok.eq(~fd_first | ~ctx_wait | ret_eq)
         pop = Signal()
-        self.comb += pop.eq(rowfifo.readable & (feed_ptr != push_ptr) & epi_ok & (~feeding | last_slot))
+        self.comb += pop.eq(rowfifo.readable & avail & epi_ok & (~feeding | last_slot))
         self.comb += rowfifo.re.eq(pop)
-        self.sync += If(pop, last_slot.eq(C("interval", feed_ptr) == 0)).Elif(last_slot, last_slot.eq(0)) \
+        self.sync += If(pop, last_slot.eq(ctx_int0)).Elif(last_slot, last_slot.eq(0)) \
             .Elif(feeding, last_slot.eq(slot + 1 == C("interval", r_ctx)))
         # feed_ptr from its next value, with two copies for the operand and bias address muxes
         # whether the popped row is its context's last: for the first row a flag of the context,
@@ -541,8 +546,10 @@ class RNNAccelCore(Module):
         # loop feed_ptr -> pop -> feed_ptr holds one-bit context picks only
         fd_last, feed_nx = Signal(), Signal(2)
         fd_rem, rem_zero = Signal(16), Signal()
-        self.comb += fd_last.eq(Mux(fd_first, C("one_row", feed_ptr), rem_zero)), \
+        self.comb += fd_last.eq(Mux(fd_first, ctx_one, rem_zero)), \
             If(pop & fd_last, feed_nx.eq(feed_ptr + 1)).Else(feed_nx.eq(feed_ptr))
+        self.sync += avail.eq(feed_nx != (push_ptr + ctx_push)[:2]), ret_eq.eq((retire_ptr + ctx_retire)[:2] == feed_nx), \
+            ctx_wait.eq(C("wait_epi", feed_nx)), ctx_one.eq(C("one_row", feed_nx)), ctx_int0.eq(C("interval", feed_nx) == 0)
         feed_adr, feed_adr2 = (copy_reg(self, feed_nx, f"feed_adr{c}", reset=True) for c in range(2))   # == feed_ptr
         # the row's accumulator loads whenever a pop may happen (not only on one: `pop`'s logic then
         # stays out of its 48 clock enables); after a pop it holds until the row's last slot

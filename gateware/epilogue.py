@@ -82,49 +82,54 @@ SHIFT_GROUP = 16   # output bits of a shifter served by one register copy of its
 
 
 def _shift_stage(m, value, amount_2ahead, out_width, name):
-    """First half of round_shift(value, amount) (a register stage of its own): for r > 0 the
-    value shifted right by r - 1, for r <= 0 the value shifted left by -r. Returns (t, right).
-    The amount comes two cycles ahead (`amount_2ahead`: the setting two registers earlier in its
-    delay line): decoded into one register (r > 0, r - 1, -r), then copied, one copy per
-    SHIFT_GROUP output bits (each amount bit selects in every output bit's mux tree: one register
-    for all of them was a net of some 300 sinks), so only the shifter stands between the copies
-    and t, and no decode between the delay line and the copies, which sit by their bits."""
+    """First half of round_shift(value, amount), in two register stages (t two cycles after
+    value): for r > 0 the value shifted right by r - 1, for r <= 0 the value shifted left by -r,
+    first by the amount's multiple of 8, then by the rest. Returns (t, right). The amount comes
+    two cycles ahead of value (`amount_2ahead`: the setting two registers earlier in its delay
+    line): decoded into one register (r > 0, r - 1, -r), then copied, one copy per SHIFT_GROUP
+    output bits for each stage (each amount bit selects in every output bit's mux tree: one
+    register for all of them was a net of some 300 sinks), so only a shifter's half stands
+    between the copies and its register, and no decode between the delay line and the copies."""
+    t1 = Signal((out_width + 1, True), name=name + "_t1")
     t = Signal((out_width + 1, True), name=name + "_t")
     right = Signal(name=name + "_right")
     dec = Signal(13, name=name + "_dec")
     r1, left = Signal(6, name=name + "_r1"), Signal(6, name=name + "_l")
     m.comb += r1.eq(amount_2ahead - 1), left.eq(-amount_2ahead)
     m.sync += dec.eq(Cat(amount_2ahead > 0, r1, left))
-    right1 = Signal(name=name + "_right1")
-    m.sync += right1.eq(dec[0]), right.eq(right1)
+    right1, right2 = Signal(name=name + "_right1"), Signal(name=name + "_right2")
+    m.sync += right1.eq(dec[0]), right2.eq(right1), right.eq(right2)
     v = Signal.like(t, name=name + "_v")         # the value sign-extended to t's width
     m.comb += v.eq(value)
     for lo in range(0, len(t), SHIFT_GROUP):
         hi = min(lo + SHIFT_GROUP, len(t))
-        cp = copy_reg(m, dec, f"{name}_amt{lo // SHIFT_GROUP}")
-        m.sync += If(cp[0], t[lo:hi].eq((v >> cp[1:7])[lo:hi])).Else(t[lo:hi].eq((v << cp[7:13])[lo:hi]))
+        cp = copy_reg(m, dec, f"{name}_amt{lo // SHIFT_GROUP}")        # the coarse stage's copy
+        cp2 = copy_reg(m, cp, f"{name}_amtf{lo // SHIFT_GROUP}")       # the fine stage's, a cycle later
+        m.sync += If(cp[0], t1[lo:hi].eq((v >> Cat(C(0, 3), cp[4:7]))[lo:hi])) \
+            .Else(t1[lo:hi].eq((v << Cat(C(0, 3), cp[10:13]))[lo:hi]))
+        m.sync += If(cp2[0], t[lo:hi].eq((t1 >> cp2[1:4])[lo:hi])).Else(t[lo:hi].eq((t1 << cp2[7:10])[lo:hi]))
     return t, right
 
 
 class Epilogue(Module):
-    """Pipeline (a register after each stage; `latency` = 20 = EPILOGUE_LATENCY):
+    """Pipeline (a register after each stage; `latency` = 23 = EPILOGUE_LATENCY):
 
         1  inputs registered (the operands come straight from the vector pool's read port, its
            block RAMs' output registers; the bias comes a cycle later, from a register of the
            core's, straight into stage 2)
         2  acc + bias, DA * DB (one MULT18X18D, its input and output registers stages 1 and 2)
-        3  diag product shifted (first half of its round_shift)
-        4  acc + rounded diag product (wrap 48)
-        5  requantisation shift (first half) || P's act2 input shift (first half)
-        6  the rounding add, the saturation's AND trees per 16 bits || the same for P
-        7  fit and pick -> z (int16) || the same for P
-        8..14  activation of z || act2 of P (ActivationUnit, 7)
-        15 Q - a, Q << s_q, the combine's operands (act2(P) or P picked)
-        16 the combine's products: a * (P or act2(P)), P * (Q - a)
-        17 mac: + (Q << s_q); gru: a + round(P * (Q - a) >> 14)
-        18 the combine's shift by s_c (first half)
-        19 the rounding add, the AND trees
-        20 fit, pick by combine, saturate -> y
+        3, 4  diag product shifted (first half of its round_shift: by the multiple of 8, the rest)
+        5  acc + rounded diag product (wrap 48)
+        6, 7  requantisation shift (first half, two stages) || P's act2 input shift (the same)
+        8  the rounding add, the saturation's AND trees per 16 bits || the same for P
+        9  fit and pick -> z (int16) || the same for P
+        10..16  activation of z || act2 of P (ActivationUnit, 7)
+        17 Q - a, Q << s_q, the combine's operands (act2(P) or P picked)
+        18 the combine's products: a * (P or act2(P)), P * (Q - a)
+        19 mac: + (Q << s_q); gru: a + round(P * (Q - a) >> 14)
+        20, 21 the combine's shift by s_c (first half, two stages)
+        22 the rounding add, the AND trees
+        23 fit, pick by combine, saturate -> y
     """
 
     def __init__(self, tag_bits=16):
@@ -171,34 +176,34 @@ class Epilogue(Module):
         # sat between two long routes)
         self.sync += acc2.eq(at(self.acc, 1) + self.bias)
         self.specials += RegisteredMul(self.da, self.db, d2)
-        # ---- stages 3, 4: + round_shift(d, diag_shift), wrap to 48 bits ------------------------------
+        # ---- stages 3..5: + round_shift(d, diag_shift), wrap to 48 bits ------------------------------
         dt, dright = _shift_stage(self, d2, -self.diag_shift, ACC_BITS, "dsh")
-        acc3 = at(acc2, 1)
+        acc3 = at(acc2, 2)
         # acc3 + ((dt + 1) >> 1) == (2 acc3 + 1 + dt) >> 1: one adder, the rounding 1 in the free
         # low bit of 2 acc3 (wrapped to 48 bits either way)
         acc3_x2 = Signal((ACC_BITS + 1, True))
         up, plain = Signal((ACC_BITS + 3, True)), Signal((ACC_BITS + 2, True))
         self.comb += acc3_x2.eq(Cat(C(1, 1), acc3)), up.eq(acc3_x2 + dt), plain.eq(acc3 + dt)
         acc4 = Signal((ACC_BITS, True))
-        self.sync += If(at(self.diag, 3), If(dright, acc4.eq(up >> 1)).Else(acc4.eq(plain))).Else(acc4.eq(acc3))
-        # ---- stages 5..7: requantise to int16 || act2's input P (shifted by s_p) -------------------
-        rt, rright = _shift_stage(self, acc4, at(self.out_shift, 2), ACC_BITS + 32, "req")
-        z7 = Signal((ACT_BITS, True))
-        self.sync += z7.eq(_round_sat16(self, rt, rright, "z"))
-        pt, pright = _shift_stage(self, at(self.p, 4), at(self.s_p, 2), ACT_BITS + 32, "pconv")
-        pconv7 = Signal((ACT_BITS, True))
-        self.sync += pconv7.eq(_round_sat16(self, pt, pright, "pconv"))
-        # ---- stages 8..14: activation; act2 of P in parallel (mulact) -------------------------------
+        self.sync += If(at(self.diag, 4), If(dright, acc4.eq(up >> 1)).Else(acc4.eq(plain))).Else(acc4.eq(acc3))
+        # ---- stages 6..9: requantise to int16 || act2's input P (shifted by s_p) -------------------
+        rt, rright = _shift_stage(self, acc4, at(self.out_shift, 3), ACC_BITS + 32, "req")
+        z9 = Signal((ACT_BITS, True))
+        self.sync += z9.eq(_round_sat16(self, rt, rright, "z"))
+        pt, pright = _shift_stage(self, at(self.p, 5), at(self.s_p, 3), ACT_BITS + 32, "pconv")
+        pconv9 = Signal((ACT_BITS, True))
+        self.sync += pconv9.eq(_round_sat16(self, pt, pright, "pconv"))
+        # ---- stages 10..16: activation; act2 of P in parallel (mulact) -----------------------------
         self.submodules.act_unit = au = ActivationUnit()
         self.submodules.act2_unit = au2 = ActivationUnit()
         self.comb += [
-            au.z.eq(z7), au.func.eq(at(self.act, 7)), au.valid.eq(at(v, 7)),
-            au2.z.eq(pconv7), au2.func.eq(at(self.act2, 7)), au2.valid.eq(at(v, 7)),
+            au.z.eq(z9), au.func.eq(at(self.act, 9)), au.valid.eq(at(v, 9)),
+            au2.z.eq(pconv9), au2.func.eq(at(self.act2, 9)), au2.valid.eq(at(v, 9)),
         ]
         L = au.latency
-        k = 7 + L                      # registers from the input to the activation's output
+        k = 9 + L                      # registers from the input to the activation's output
         a, t2 = au.out, au2.out
-        # ---- stage 15: operands of the combine ------------------------------------------------------
+        # ---- stage 17: operands of the combine ------------------------------------------------------
         W = 2 * ACT_BITS + 24
         a14, pa14, b14 = (Signal((ACT_BITS, True), name=n) for n in ("a14", "pa14", "b14"))
         diff14 = Signal((ACT_BITS + 1, True))
@@ -209,20 +214,20 @@ class Epilogue(Module):
         self.sync += a14.eq(a), pa14.eq(at(self.p, k)), diff14.eq(at(self.q, k) - a), \
             qs14.eq(at(self.q, k) << sq), \
             If(at(self.combine, k) == isa.COMB_MULACT, b14.eq(t2)).Else(b14.eq(at(self.p, k)))
-        # ---- stage 16: products ---------------------------------------------------------------------
+        # ---- stage 18: products ---------------------------------------------------------------------
         m15, g15 = Signal((2 * ACT_BITS, True)), Signal((2 * ACT_BITS + 1, True))
         self.sync += m15.eq(a14 * b14), g15.eq(pa14 * diff14)
         a15, qs15 = at(a14, 1), at(qs14, 1)
-        # ---- stage 17: mac sum; gru: a + round(P * (Q - a) >> F_ACT_OUT) ---------------------------
+        # ---- stage 19: mac sum; gru: a + round(P * (Q - a) >> F_ACT_OUT) ---------------------------
         val16 = Signal((W, True))
         gru16 = Signal((W, True))
         self.sync += If(at(self.combine, k + 2) == isa.COMB_MAC, val16.eq(m15 + qs15)).Else(val16.eq(m15)), \
             gru16.eq(a15 + ((g15 >> (F_ACT_OUT - 1)) + 1 >> 1))
-        # ---- stages 18..20: round_shift by s_c, pick, saturate -------------------------------------
+        # ---- stages 20..23: round_shift by s_c, pick, saturate -------------------------------------
         # (each candidate saturated on its own, then picked: no adder or compare behind the pick)
         ct, cright = _shift_stage(self, val16, at(self.s_c, k + 1), W, "cmb")
         r19 = _round_sat16(self, ct, cright, "cmb_r")
-        a18, gru18, sel17 = at(a15, 3), at(gru16, 2), at(self.combine, k + 4)
+        a18, gru18, sel17 = at(a15, 4), at(gru16, 3), at(self.combine, k + 5)
         g19 = _sat16(self, gru18, "gsat")
         # the pick decoded a cycle ahead into one flag per candidate: an AND-OR behind the
         # saturations, not a decode of the combine code
@@ -231,7 +236,7 @@ class Epilogue(Module):
             pick_g.eq(sel17 == isa.COMB_GRU)
         y = Signal((ACT_BITS, True))
         self.comb += If(pick_r, y.eq(r19)).Elif(pick_g, y.eq(g19)).Else(y.eq(a18))
-        self.sync += self.out_valid.eq(at(au.out_valid, 5)), self.y.eq(y), self.out_tag.eq(at(self.tag, k + 5))
-        self.latency = k + 6
+        self.sync += self.out_valid.eq(at(au.out_valid, 6)), self.y.eq(y), self.out_tag.eq(at(self.tag, k + 6))
+        self.latency = k + 7
         # only the valid bits keep a reset (the activation units handle their own registers)
         drop_resets(self, keep=taps.get(id(v), []) + taps.get(id(au.out_valid), []) + [self.out_valid])

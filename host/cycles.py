@@ -47,7 +47,7 @@ XBUF_LATENCY = 7                      # window position -> bank read (block RAM,
 FIFO_IN_LATENCY = 1                   # a finished row registered on its way into the row FIFO
 FEED_LATENCY = 3                      # the feeder's last operand slot -> the row into the epilogue (pool read latency)
 WQ_LATENCY = 2                        # an epilogue output -> its pool write (a queue entry, the queue's output register)
-EPILOGUE_LATENCY = 20                 # 7 stages + the activation unit (7) + 6 combine stages
+EPILOGUE_LATENCY = 23                 # 9 stages + the activation unit (7) + 7 combine stages
 ACT_LATENCY = 7
 
 

@@ -130,9 +130,12 @@ class MacArray(Module):
         # before them, not a masked 48-bit register per lane and tree). The products of an input
         # cycle are in `pr` three cycles later: its bnd follows, the lane masks i < bnd compared
         # a stage ahead and registered per group (no comparator in front of a lane's mask).
-        bnd2 = delay(self, self.bnd, 2, "bnd", reset_less=True)
+        # (bnd's second register a copy per lane group: the groups' compares sit by their lanes,
+        # all over the die; one register reaching them all took 13.6 ns)
+        bnd1 = delay(self, self.bnd, 1, "bnd", reset_less=True)
         low3 = []
         for g in groups:
+            bnd2 = copy_reg(self, bnd1, f"bnd2_g{g}")
             m = Signal(LANES_PER_COPY, name=f"low_g{g}", reset_less=True)
             self.sync += m.eq(Cat(*[g * LANES_PER_COPY + j < bnd2 for j in range(LANES_PER_COPY)]))
             low3 += [m[j] for j in range(LANES_PER_COPY)]

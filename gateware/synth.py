@@ -604,7 +604,7 @@ def endpoint_summary(sdf_path, period_ns, classes=10):
 PLACERS = ("static", "heap")
 
 
-def synthesize(n_lanes, out_dir, freq_mhz=100, seed=1, progress=True, pnr=True, threads=2, top_paths=3,
+def synthesize(n_lanes, out_dir, freq_mhz=100, seed=1, progress=True, pnr=True, threads=1, top_paths=3,
                router="router2", placer="static", nextpnr_args=(), unit=None, **core_kwargs):
     """Verilog -> yosys synth_ecp5 -> nextpnr-ecp5 for `SynthTop(n_lanes, **core_kwargs)`, or with
     `unit` (one of UNITS) for that unit of the core alone in a `UnitTop`.
@@ -616,7 +616,9 @@ def synthesize(n_lanes, out_dir, freq_mhz=100, seed=1, progress=True, pnr=True, 
     and there is no Fmax. `router`: nextpnr's router2 (default; router1 stalled on congested
     designs here); `placer`: nextpnr's electrostatic placer "static" (default: at N = 32 its
     placements have a quarter less wire and route faster and better than "heap"'s, 70.5 against
-    62.9 MHz on one netlist), or "heap"; `nextpnr_args`: extra options.
+    62.9 MHz on one netlist), or "heap"; `threads`: nextpnr's (1 by default: the placement and
+    routing then depend on the netlist and the seed alone, as for the numbers in
+    docs/benchmarks.md); `nextpnr_args`: extra options.
     """
     if placer not in PLACERS:
         raise SynthError(f"placer {placer!r}: one of {', '.join(PLACERS)}")

@@ -185,6 +185,14 @@ class RNNAccelCore(Module):
             return s
         F = {name: fld(name) for name in isa.FIELDS}
 
+        def shift_in(name):
+            """(enable, value): field `name` as ir's next shift sets it, with that shift's enable
+            copy (a register fed from it under the enable equals a test of the settled field,
+            one cycle earlier)."""
+            w, lsb, width, _ = isa.FIELDS[name]
+            assert w + 1 < isa.INSTR_WORDS
+            return self._shift_copies[w], ir[w + 1][lsb:lsb + width]
+
         pc = Signal(iaw + 1)
         fetch_k = Signal(5)
         in_loop, loop_start, loop_count, loop_iter, loop_rev = Signal(), Signal(iaw + 1), Signal(16), Signal(16), Signal()
@@ -226,11 +234,9 @@ class RNNAccelCore(Module):
             space, pp = F[f"{op}_space"], F[f"{op}_pp"]
             stride_nx = None
             if op in STRIDED:
-                w, lsb, width, _ = isa.FIELDS[STRIDED[op]]
-                assert w + 1 < isa.INSTR_WORDS
-                stride_nx = Signal((width + 1, True), name=f"stride_nx_{op}")
-                self.comb += If(self._shift_copies[w], stride_nx.eq(ir[w + 1][lsb:lsb + width])) \
-                    .Else(stride_nx.eq(ir[w][lsb:lsb + width]))
+                shifting, nxt = shift_in(STRIDED[op])
+                stride_nx = Signal((len(nxt) + 1, True), name=f"stride_nx_{op}")
+                self.comb += If(shifting, stride_nx.eq(nxt)).Else(stride_nx.eq(F[STRIDED[op]]))
             # parity and pp_dist in a register copy per operand (each reaches the operand's
             # offset mux; both change at least a FETCH before the next DECODE reads them)
             pp_off = Signal(vaw + 1, name=f"ppoff_{op}")
@@ -726,20 +732,17 @@ class RNNAccelCore(Module):
         # DECODE's decisions from registers: the opcode decoded while it shifts into ir[0] (it
         # is in ir[1] before the last shift), the loop test registered (loop_iter and loop_count
         # change only in DECODE, a FETCH before the next one)
-        w_op, lsb_op, width_op, _ = isa.FIELDS["opcode"]
-        assert w_op == 0
         ops = (isa.OP_HALT, isa.OP_LOOP, isa.OP_ENDLOOP, isa.OP_MATVEC)
         is_op = {op: Signal(name=f"is_op{op}") for op in ops}
-        self.sync += If(self._shift_copies[0],
-                        *[is_op[op].eq(ir[1][lsb_op:lsb_op + width_op] == op) for op in ops])
+        shifting, opcode_nx = shift_in("opcode")
+        self.sync += If(shifting, *[is_op[op].eq(opcode_nx == op) for op in ops])
         loop_more = Signal()
         self.sync += loop_more.eq(loop_iter + 1 < loop_count)
         # LOOP's "count == 0" (loop over `steps`) from the shift-in as well: a register, not a
         # 16-bit zero test before loop_count's 16 clock enables
-        w_cnt, lsb_cnt, width_cnt, _ = isa.FIELDS["count"]
-        assert w_cnt + 1 < isa.INSTR_WORDS
         count_zero = Signal()
-        self.sync += If(self._shift_copies[w_cnt], count_zero.eq(ir[w_cnt + 1][lsb_cnt:lsb_cnt + width_cnt] == 0))
+        shifting, count_nx = shift_in("count")
+        self.sync += If(shifting, count_zero.eq(count_nx == 0))
         fsm.act("DECODE",
             self.busy.eq(1),
             Case(Cat(*[is_op[op] for op in ops]), {

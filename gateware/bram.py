@@ -108,7 +108,7 @@ def collision_free(*memories):
     1,700 LUTs and as many flip-flops at N = 32, on paths that reached 11.3 ns)."""
     for m in memories:
         m.collision_free = True
-    return memories
+    return list(memories)
 
 
 def collision_free_memories(fragment_specials):

@@ -66,7 +66,7 @@ def weight_memory(n_lanes, words):
     """The weight memory's slices, in word order (bits of a weight word side by side). The host
     writes them only while the core is idle, when nothing uses the stream's reads."""
     sb = wmem_slice_bits(words)
-    return list(collision_free(*[Memory(sb, words, name=f"wmem{j}") for j in range(8 * n_lanes // sb)]))
+    return collision_free(*[Memory(sb, words, name=f"wmem{j}") for j in range(8 * n_lanes // sb)])
 
 
 def lanes16(mode16, weights):

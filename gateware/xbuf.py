@@ -88,7 +88,7 @@ class XBuffer(Module):
 
         # ---- storage -----------------------------------------------------------------------
         # (the loader writes the buffer that no stream reads: no read meets a write to its word)
-        banks = list(collision_free(*[Memory(ACT_BITS, depth * S, name=f"xbank{b}") for b in range(N)]))
+        banks = collision_free(*[Memory(ACT_BITS, depth * S, name=f"xbank{b}") for b in range(N)])
         wrap = [Array(Signal((ACT_BITS, True), name=f"xwrap{s}_{b}") for b in range(N)) for s in range(S)]
         self.specials += banks
         # each bank a block RAM read through its output register (latency two: bram.py), not LUT

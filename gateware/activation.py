@@ -20,8 +20,9 @@ Pipeline (one register after each stage):
     1  sign/magnitude    neg, a = min(|z|, 32767), function decode
     2  index             v, segment address / fraction   (into the memory port's address register)
     3  ROM word          {S, C}
-    4  ROM word again    keeps the block RAM's clock-to-out away from the multiplier
-    5  multiply          P = S * frac  (16 x 10 signed, one MULT18X18D) || C + rounding constant
+    4  ROM word again    keeps the block RAM's clock-to-out away from the multiplier (S and frac
+                         in the MULT18X18D's input registers)
+    5  multiply          P = S * frac  (16 x 10 signed, the MULT18X18D's output register) || C + rounding constant
     6  add               R' = ((C + k) << 9) + P
     7  round, symmetry   u = R' >> r, out = u / -u / 16384 - u; none and relu pass-through mux
 """
@@ -33,6 +34,8 @@ from migen import Case, Cat, If, Memory, Module, Signal
 from rnnaccel.host import activation as pwl
 from rnnaccel.host.isa import ACT_CODE, FIELDS
 from rnnaccel.host.spec import ACT_BITS, ACT_MAX, ACT_MIN
+
+from .dsp import RegisteredMul
 
 CODE_BITS = FIELDS["act"][2]   # width of the ISA's activation field
 
@@ -137,28 +140,26 @@ class ActivationUnit(Module):
         #          maps it REGMODE=NOREG) and would otherwise share a cycle with the multiplier
         #          (79 MHz measured; with this stage the unit closes 100 MHz).
         # =========================================================================================
-        s3_slope, s4_slope = (Signal((slope_bits, True), name=n, reset_less=True)
-                              for n in ("s3_slope", "s4_slope"))
+        s3_slope = Signal((slope_bits, True), name="s3_slope", reset_less=True)
         s3_icpt, s4_icpt = (Signal((icpt_bits, True), name=n, reset_less=True)
                             for n in ("s3_icpt", "s4_icpt"))
-        s3_frac = Signal(cf, reset_less=True)
-        s4_frac = Signal((cf + 1, True), reset_less=True)   # frac >= 0: one zero sign bit
+        s3_frac = Signal((cf + 1, True), reset_less=True)   # frac >= 0: one zero sign bit
         self.sync += [
             s3_slope.eq(rom.dat_r[icpt_bits:icpt_bits + slope_bits]),
             s3_icpt.eq(rom.dat_r[:icpt_bits]),
             s3_frac.eq(s2_frac),
-            s4_slope.eq(s3_slope),
             s4_icpt.eq(s3_icpt),
-            s4_frac.eq(s3_frac),
         ]
 
         # =========================================================================================
         # Stage 5: the one multiply (16 x 10 signed, one MULT18X18D) || intercept + rounding const
+        # (stage 4's S and frac are the multiplier block's input registers, the product its
+        # output register: in fabric registers its 3.9 ns sat between two long routes)
         # =========================================================================================
-        s5_prod = Signal((slope_bits + cf + 1, True), reset_less=True)
+        s5_prod = Signal((slope_bits + cf + 1, True))
         s5_base = Signal((icpt_bits + 2, True), reset_less=True)
+        self.specials += RegisteredMul(s3_slope, s3_frac, s5_prod)
         self.sync += [
-            s5_prod.eq(s4_slope * s4_frac),
             If(sig_at[4], s5_base.eq(s4_icpt + k_sig)
                ).Else(s5_base.eq(s4_icpt + k_odd)),
         ]

@@ -124,8 +124,8 @@ class Epilogue(Module):
         8  the rounding add, the saturation's AND trees per 16 bits || the same for P
         9  fit and pick -> z (int16) || the same for P
         10..16  activation of z || act2 of P (ActivationUnit, 7)
-        17 Q - a, Q << s_q, the combine's operands (act2(P) or P picked)
-        18 the combine's products: a * (P or act2(P)), P * (Q - a)
+        17 Q - a, Q << s_q, the combine's operands (act2(P) or P picked; the multipliers' input registers)
+        18 the combine's products: a * (P or act2(P)), P * (Q - a) (two MULT18X18D)
         19 mac: + (Q << s_q); gru: a + round(P * (Q - a) >> 14)
         20, 21 the combine's shift by s_c (first half, two stages)
         22 the rounding add, the AND trees
@@ -203,21 +203,22 @@ class Epilogue(Module):
         L = au.latency
         k = 9 + L                      # registers from the input to the activation's output
         a, t2 = au.out, au2.out
-        # ---- stage 17: operands of the combine ------------------------------------------------------
+        # ---- stages 17, 18: the combine's products: a * (P or act2(P)), P * (Q - a) ----------------
+        # (two MULT18X18D with their input registers (stage 17) and output registers (18): in
+        # fabric registers the block's 3.9 ns sat between two long routes; a's partner picked by
+        # a flag decoded a cycle ahead)
         W = 2 * ACT_BITS + 24
-        a14, pa14, b14 = (Signal((ACT_BITS, True), name=n) for n in ("a14", "pa14", "b14"))
-        diff14 = Signal((ACT_BITS + 1, True))
+        b_in, diff_in = Signal((ACT_BITS, True)), Signal((ACT_BITS + 1, True))
+        mulact = Signal()
+        self.sync += mulact.eq(at(self.combine, k - 1) == isa.COMB_MULACT)
+        self.comb += If(mulact, b_in.eq(t2)).Else(b_in.eq(at(self.p, k))), diff_in.eq(at(self.q, k) - a)
+        m15, g15 = Signal((2 * ACT_BITS, True)), Signal((2 * ACT_BITS + 1, True))
+        self.specials += RegisteredMul(a, b_in, m15), RegisteredMul(at(self.p, k), diff_in, g15)
         qs14 = Signal((W, True))
         sq = Signal(5)  # the Q alignment is a left shift (docs/arithmetic.md)
         self.comb += sq.eq(at(self.s_q, k))
-        # (a's partner in the product picked here: only registers before the multiplier)
-        self.sync += a14.eq(a), pa14.eq(at(self.p, k)), diff14.eq(at(self.q, k) - a), \
-            qs14.eq(at(self.q, k) << sq), \
-            If(at(self.combine, k) == isa.COMB_MULACT, b14.eq(t2)).Else(b14.eq(at(self.p, k)))
-        # ---- stage 18: products ---------------------------------------------------------------------
-        m15, g15 = Signal((2 * ACT_BITS, True)), Signal((2 * ACT_BITS + 1, True))
-        self.sync += m15.eq(a14 * b14), g15.eq(pa14 * diff14)
-        a15, qs15 = at(a14, 1), at(qs14, 1)
+        self.sync += qs14.eq(at(self.q, k) << sq)
+        a15, qs15 = at(a, 2), at(qs14, 1)
         # ---- stage 19: mac sum; gru: a + round(P * (Q - a) >> F_ACT_OUT) ---------------------------
         val16 = Signal((W, True))
         gru16 = Signal((W, True))

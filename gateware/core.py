@@ -339,9 +339,6 @@ class RNNAccelCore(Module):
         ld_end, b_none = Signal(), Signal()
         len_short = {n: Signal(name=f"{n}_short") for n in ("a_len", "b_len")}
         self.sync += [len_short[n].eq(F[n] <= RD_WIDTH) for n in len_short], b_none.eq(F["b_len"] == 0)
-
-        def ld_length(name):
-            return [NextValue(ld_left, F[name]), NextValue(ld_end, len_short[name])]
         ld_pend, ld_pend_pos, ld_pend_mask = Signal(), Signal(17), Signal(RD_WIDTH)
         self.comb += If(ld_seg, ld_src.eq(phys["b"]), ld_pos0.eq(F["a_len"])) \
             .Else(ld_src.eq(phys["a"]), ld_pos0.eq(0))
@@ -521,7 +518,6 @@ class RNNAccelCore(Module):
         # more (addressed from the cycle after the pop, held until the next pop: valid from
         # pop + 5 to at least push + 1 = pop + interval + 4).
         feeding, slot = Signal(), Signal(3)
-        fd_j = Signal(16)                                # next row of context feed_ptr
         r_ctx, acc_r = Signal(2), Signal((ACC_BITS, True))
         acc_p, push = Signal((ACC_BITS, True)), Signal()   # (p_ctx: copies, p_tag: below)
         # last_slot (feeding & slot == interval - 1) is a register, computed with the next state
@@ -533,19 +529,22 @@ class RNNAccelCore(Module):
         last_slot_d = delay(self, last_slot, timing.FEED_LATENCY - 1, "last_slot")
         acc_r_d = delay(self, acc_r, timing.FEED_LATENCY - 1, "acc_r", reset_less=True)
         r_ctx_d = delay(self, r_ctx, timing.FEED_LATENCY - 1, "r_ctx")
-        epi_ok = Signal()   # WAIT_EPI: the first row waits until every older context has retired
-        fd_first = Signal(reset=1)   # fd_j == 0, a register beside it (no 16-bit zero test before pop)
+        fd_first = Signal(reset=1)   # the next row popped is its context's first
         # what `pop` and the context's end look at, as registers from the next values of the
         # pointers (exact), and the current context's flags picked from the next pointer a cycle
         # ahead (a context is pushed many cycles before its first row can be popped): the loop
         # feed_ptr -> pop -> feed_ptr holds registers and one-bit logic only
-        avail, ret_eq, ctx_wait, ctx_one, ctx_int0 = Signal(), Signal(reset=1), Signal(), Signal(), Signal()
-        self.comb += epi_ok.eq(~fd_first | ~ctx_wait | ret_eq)
+        avail, ctx_one, ctx_int0 = Signal(), Signal(), Signal()
+        free, epi_ok = Signal(reset=1), Signal(reset=1)
         pop = Signal()
-        self.comb += pop.eq(rowfifo.readable & avail & epi_ok & (~feeding | last_slot))
+        self.comb += pop.eq(rowfifo.readable & avail & epi_ok & free)
         self.comb += rowfifo.re.eq(pop)
+        slot_end = Signal()                       # the row's last slot comes next
+        self.comb += slot_end.eq(slot + 1 == C("interval", r_ctx))
+        free_nx = Signal()
+        self.comb += free_nx.eq(Mux(pop, ctx_int0, free | slot_end))
         self.sync += If(pop, last_slot.eq(ctx_int0)).Elif(last_slot, last_slot.eq(0)) \
-            .Elif(feeding, last_slot.eq(slot + 1 == C("interval", r_ctx)))
+            .Elif(feeding, last_slot.eq(slot_end)), free.eq(free_nx)
         # feed_ptr from its next value, with two copies for the operand and bias address muxes
         # whether the popped row is its context's last: for the first row a flag of the context,
         # then a count of the rows left (fd_rem) whose zero test is a register (rem_zero), so the
@@ -554,18 +553,29 @@ class RNNAccelCore(Module):
         fd_rem, rem_zero = Signal(16), Signal()
         self.comb += fd_last.eq(Mux(fd_first, ctx_one, rem_zero)), \
             If(pop & fd_last, feed_nx.eq(feed_ptr + 1)).Else(feed_nx.eq(feed_ptr))
-        self.sync += avail.eq(feed_nx != (push_ptr + ctx_push)[:2]), ret_eq.eq((retire_ptr + ctx_retire)[:2] == feed_nx), \
-            ctx_wait.eq(C("wait_epi", feed_nx)), ctx_one.eq(C("one_row", feed_nx)), ctx_int0.eq(C("interval", feed_nx) == 0)
+        self.sync += avail.eq(feed_nx != (push_ptr + ctx_push)[:2]), \
+            epi_ok.eq(~Mux(pop, fd_last, fd_first) | ~C("wait_epi", feed_nx) | ((retire_ptr + ctx_retire)[:2] == feed_nx)), \
+            ctx_one.eq(C("one_row", feed_nx)), ctx_int0.eq(C("interval", feed_nx) == 0)
         feed_adr, feed_adr2 = (copy_reg(self, feed_nx, f"feed_adr{c}", reset=True) for c in range(2))   # == feed_ptr
-        # the row's accumulator loads whenever a pop may happen (not only on one: `pop`'s logic then
-        # stays out of its 48 clock enables); after a pop it holds until the row's last slot
-        self.sync += If(~feeding | last_slot, acc_r.eq(rowfifo.dout))
+
+        def row_address(name, width):
+            """The popped row's address from its context's base `name` (a register loaded on the
+            pop): the base itself for the context's first row, else the previous row's plus one.
+            The base is a register from the next feed pointer, like ctx_one: no context pick or
+            adder between the pointer and the address registers."""
+            base, adr = Signal(width, name=f"base_{name}"), Signal(width, name=f"radr_{name}")
+            self.sync += base.eq(C(name, feed_nx)), If(pop, If(fd_first, adr.eq(base)).Else(adr.eq(adr + 1)))
+            return adr
+        # the row's accumulator loads whenever a pop may happen (not only on one: `pop` then stays
+        # out of its 48 clock enables, which have a copy of `free` of their own); after a pop it
+        # holds until the row's last slot
+        self.sync += If(copy_reg(self, free_nx, "acc_free"), acc_r.eq(rowfifo.dout))
         self.sync += [
             push.eq(last_slot_d), feed_ptr.eq(feed_nx),
             If(last_slot_d, acc_p.eq(acc_r_d)),
             If(pop,
                 feeding.eq(1), slot.eq(0), r_ctx.eq(feed_ptr),
-                If(fd_last, fd_j.eq(0), fd_first.eq(1)).Else(fd_j.eq(fd_j + 1), fd_first.eq(0)),
+                fd_first.eq(fd_last),
                 If(fd_first, fd_rem.eq(C("rows_m1", feed_adr2) - 1), rem_zero.eq(C("two_rows", feed_adr2)))
                 .Else(fd_rem.eq(fd_rem - 1), rem_zero.eq(fd_rem == 1)))
             .Elif(last_slot, feeding.eq(0))
@@ -578,9 +588,9 @@ class RNNAccelCore(Module):
         # the row's write tag (destination addresses, second write, last row of its context)
         # computed when the row is popped, like its operand addresses, and carried to the
         # epilogue's input beside the row (no context pick and adder before the epilogue)
-        r_tag = Signal(2 * vaw + 2)
-        self.sync += If(pop, r_tag.eq(Cat((C("dst", feed_adr) + fd_j)[:vaw], (C("dst2", feed_adr2) + fd_j)[:vaw],
-                                          C("dst2_used", feed_adr), fd_last)))
+        r_two, r_last = Signal(), Signal()
+        self.sync += If(pop, r_two.eq(C("dst2_used", feed_adr)), r_last.eq(fd_last))
+        r_tag = Cat(row_address("dst", vaw), row_address("dst2", vaw), r_two, r_last)
         r_tag_d = delay(self, r_tag, timing.FEED_LATENCY - 1, "r_tag")
         p_tag = Signal(len(r_tag))
         self.sync += If(last_slot_d, p_tag.eq(r_tag_d))
@@ -602,9 +612,7 @@ class RNNAccelCore(Module):
             .Elif(feeding, *[ordq[k].eq(ordq[k + 1]) for k in range(3)])
         # the four operand addresses of the row (base + row), added when the row is popped: in the
         # slots only a mux stands before the pool's read port
-        op_adr = Array(Signal(vaw, name=f"opadr{k}") for k in range(4))
-        self.sync += If(pop, *[op_adr[k].eq(C(name, (feed_adr, feed_adr2)[k // 2]) + fd_j)
-                               for k, name in enumerate(("da", "db", "p", "q"))])
+        op_adr = Array(row_address(name, vaw) for name in ("da", "db", "p", "q"))
         self.comb += core_rd_adr.eq(op_adr[ordq[0]])
         # the read's data FEED_LATENCY cycles later (the pool's block RAMs through their output
         # registers, its bank pick registered)
@@ -618,9 +626,7 @@ class RNNAccelCore(Module):
             self.sync += If(rd_live2 & (rd_k2 == k), cap[k].eq(vpool.rd_dat))
             self.comb += If(rd_live2 & (rd_k2 == k), now[k].eq(vpool.rd_dat)).Else(now[k].eq(cap[k]))
         # the bias address (context base + row) added when the row is popped, like the operands'
-        bias_adr = Signal(len(q_bias.adr))
-        self.sync += If(pop, bias_adr.eq(C("bias", feed_adr) + fd_j))
-        self.comb += q_bias.adr.eq(bias_adr)
+        self.comb += q_bias.adr.eq(row_address("bias", len(q_bias.adr)))
         # (the row enters the epilogue FEED_LATENCY cycles after its last slot)
         bias = delay(self, q_bias.dat_r, timing.FEED_LATENCY - 1, "bias", reset_less=True)
         self.comb += [
@@ -768,26 +774,27 @@ class RNNAccelCore(Module):
             If(any_op_bad, *fail(isa.ERR_ADDR)).Elif(weight_bad, *fail(isa.ERR_WEIGHT)).Else(
                 If(seg_wait, NextState("WAITSEG"))
                 .Elif(reuse, NextValue(ld_sel, last_sel), NextState("START"))
-                .Else(NextValue(ld_sel, ~last_sel), NextValue(ld_seg, 0), NextValue(ld_i, 0),
-                      *ld_length("a_len"), NextValue(ld_adr, phys["a"]), NextState("LOAD"))))
+                .Else(NextValue(ld_sel, ~last_sel), NextState("LOAD"))))
         self.comb += seg_ready.eq((ctx_count == 0) | (~F["flags"][0] & (ctx_count <= 1)))
         fsm.act("WAITSEG",   # WAIT: every earlier instruction retired; WAIT_OLDER: all but the last
             self.busy.eq(1),
-            If(seg_ready,
-                NextValue(ld_sel, ~last_sel), NextValue(ld_seg, 0), NextValue(ld_i, 0),
-                *ld_length("a_len"), NextValue(ld_adr, phys["a"]), NextState("LOAD")))
+            If(seg_ready, NextValue(ld_sel, ~last_sel), NextState("LOAD")))
         fsm.act("LOAD",
             self.busy.eq(1),
             NextValue(ld_pend, 1), NextValue(ld_pend_pos, ld_pos0 + ld_i),
             # ld_left = segment length - ld_i, counted down: its end is a compare with constants
             NextValue(ld_pend_mask, Cat(*[ld_left > j for j in range(RD_WIDTH)])),
+            If(ld_end & (ld_seg | b_none), NextState("LOADED")))
+        # the segment walk: in LOAD the next RD_WIDTH elements, or the next segment; in any other
+        # state set up for segment A (LOAD is entered from CHECK3 and WAITSEG only, with ir, phys
+        # and the length tests valid): the enables are the state decode alone, not the checks
+        self.sync += If(loading,
             If(ld_end,
-                NextValue(ld_i, 0), *ld_length("b_len"),
-                If(ld_seg | b_none, NextState("LOADED"))
-                .Else(NextValue(ld_seg, 1), NextValue(ld_adr, phys["b"])))
-            .Else(NextValue(ld_i, ld_i + RD_WIDTH), NextValue(ld_left, ld_left - RD_WIDTH),
-                  NextValue(ld_end, ld_left <= 2 * RD_WIDTH),
-                  NextValue(ld_adr, ld_adr + RD_WIDTH)))
+                ld_i.eq(0), ld_left.eq(F["b_len"]), ld_end.eq(len_short["b_len"]),
+                If(~ld_seg & ~b_none, ld_seg.eq(1), ld_adr.eq(phys["b"])))
+            .Else(ld_i.eq(ld_i + RD_WIDTH), ld_left.eq(ld_left - RD_WIDTH), ld_end.eq(ld_left <= 2 * RD_WIDTH),
+                  ld_adr.eq(ld_adr + RD_WIDTH))) \
+            .Else(ld_seg.eq(0), ld_i.eq(0), ld_left.eq(F["a_len"]), ld_end.eq(len_short["a_len"]), ld_adr.eq(phys["a"]))
         fsm.act("LOADED",    # the last loader write is still on its way into the X buffer (see the loader)
             self.busy.eq(1), NextValue(ld_pend, 0),
             *[If(ld_sel == b, NextValue(held[b][k], v)) for b in range(2) for k, v in

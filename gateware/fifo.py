@@ -1,7 +1,8 @@
 """The row FIFO: first-word-fall-through over a block RAM read through its output register.
 
 Interface and timing as Migen's `SyncFIFO(width, depth)` (fwft) where the core uses it: `we`/`din`
-(one write per cycle), `readable`/`dout`/`re` (a word written in cycle t can be read from t + 1).
+(one write per cycle), `readable`/`dout`/`re` (a word written in cycle t can be read from t + 1;
+`readable` is a register).
 `level` counts the words written and not yet read a cycle late (from registered write and read
 strobes: the read strobe's logic stays off its adder). What differs is inside: the reader sees a small ring of
 registers (the skid), so `dout` is a 4:1 mux of registers and `re` reaches only registers; the
@@ -15,7 +16,7 @@ takes three cycles to show, and a word waits in the block RAM only behind SKID o
 the reader never waits for one (one read per cycle at most: the fourth of those older words is
 read no earlier than three cycles after the slot freed by the first).
 """
-from migen import Array, If, Module, Signal
+from migen import Array, If, Module, Mux, Signal
 
 from .bram import SlicedMemory
 
@@ -35,7 +36,9 @@ class RowFifo(Module):
         filled = Signal(max=SKID + 1)     # slots holding a word (the reader's)
         flight = Signal(max=SKID + 1)     # slots reserved by a fetch whose word has not arrived
         pop = Signal()
-        self.comb += self.readable.eq(filled != 0), self.dout.eq(slots[rd]), pop.eq(self.re & self.readable)
+        # (`readable` == filled != 0, a register of its own from filled's next value: the reader's
+        # pop decision then starts from flip-flops)
+        self.comb += self.dout.eq(slots[rd]), pop.eq(self.re & self.readable)
 
         # ---- block RAM: words behind the skid --------------------------------------------------------
         # (a word is fetched at least a cycle after its write, and the writes never wrap onto an
@@ -74,6 +77,7 @@ class RowFifo(Module):
             flight.eq(flight + fetch - arrive),
             occ.eq(occ + (direct | fetch) - pop),
             filled.eq(filled + direct + arrive - pop),
+            self.readable.eq(direct | arrive | Mux(pop, filled > 1, filled != 0)),
             If(pop, rd.eq(rd + 1)),
             we_d.eq(self.we), pop_d.eq(pop),
             self.level.eq(self.level_next),

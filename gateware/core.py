@@ -463,7 +463,7 @@ class RNNAccelCore(Module):
             "n_ops": None, "interval": None, "wait_epi": F["flags"][1],
             "da": phys["da"], "db": phys["db"], "p": phys["p"], "q": phys["q"],
             "dst": phys["dst"], "dst2": phys["dst2"], "dst2_used": used["dst2"],
-            "need0": used["da"], "need1": used["db"], "need2": used["p"], "need3": used["q"],
+            "order": None,
             "bias": self.param_base + (F["bias_off"] >> 2),
             "diag": F["diag"], "diag_shift": F["da_aux"], "out_shift": F["out_shift"], "act": F["act"],
             "act2": F["act2"], "combine": F["combine"], "s_c": F["p_aux"], "s_q": F["q_aux"], "s_p": F["db_aux"],
@@ -476,6 +476,15 @@ class RNNAccelCore(Module):
         interval_m1 = Signal(2)
         self.comb += interval_m1.eq(interval_now - 1)
         ctx_fields["n_ops"], ctx_fields["interval"] = n_ops_now, interval_m1   # stored minus one
+        # the row's slot order (slot -> operand index, among da, db, p, q those used), 2 bits a slot
+        pos_of = [Signal(3, name=f"pos{k}") for k in range(4)]
+        order = [Signal(2, name=f"ord{k}") for k in range(4)]
+        self.comb += pos_of[0].eq(0)
+        for k in range(1, 4):
+            self.comb += pos_of[k].eq(pos_of[k - 1] + need_now[k - 1])
+        for k in range(4):
+            self.comb += If(need_now[k], Array(order)[pos_of[k]].eq(k))
+        ctx_fields["order"] = Cat(*order)
         # each value registered once before the contexts (from ir and the checks' registers, held
         # from DECODE to the push: the decode and its adders then sit by the instruction register,
         # the four contexts wherever their readers are)
@@ -556,15 +565,24 @@ class RNNAccelCore(Module):
         self.sync += avail.eq(feed_nx != (push_ptr + ctx_push)[:2]), \
             epi_ok.eq(~Mux(pop, fd_last, fd_first) | ~C("wait_epi", feed_nx) | ((retire_ptr + ctx_retire)[:2] == feed_nx)), \
             ctx_one.eq(C("one_row", feed_nx)), ctx_int0.eq(C("interval", feed_nx) == 0)
-        feed_adr, feed_adr2 = (copy_reg(self, feed_nx, f"feed_adr{c}", reset=True) for c in range(2))   # == feed_ptr
+
+        # what a pop loads from its row's context, as registers from the next feed pointer, like
+        # ctx_one (exact then: a context is pushed many cycles before its first row): no context
+        # pick between the pointer and the registers loaded on the pop
+        cur_regs = {}
+
+        def cur(name):
+            if name not in cur_regs:
+                cur_regs[name] = Signal.like(ctx[name][1], name=f"cur_{name}")
+                self.sync += cur_regs[name].eq(C(name, feed_nx))
+            return cur_regs[name]
 
         def row_address(name, width):
             """The popped row's address from its context's base `name` (a register loaded on the
-            pop): the base itself for the context's first row, else the previous row's plus one.
-            The base is a register from the next feed pointer, like ctx_one: no context pick or
-            adder between the pointer and the address registers."""
-            base, adr = Signal(width, name=f"base_{name}"), Signal(width, name=f"radr_{name}")
-            self.sync += base.eq(C(name, feed_nx)), If(pop, If(fd_first, adr.eq(base)).Else(adr.eq(adr + 1)))
+            pop): the base itself for the context's first row, else the previous row's plus one
+            (no adder of base and row index behind the pop)."""
+            adr = Signal(width, name=f"radr_{name}")
+            self.sync += If(pop, If(fd_first, adr.eq(cur(name))).Else(adr.eq(adr + 1)))
             return adr
         # the row's accumulator loads whenever a pop may happen (not only on one: `pop` then stays
         # out of its 48 clock enables, which have a copy of `free` of their own); after a pop it
@@ -576,7 +594,7 @@ class RNNAccelCore(Module):
             If(pop,
                 feeding.eq(1), slot.eq(0), r_ctx.eq(feed_ptr),
                 fd_first.eq(fd_last),
-                If(fd_first, fd_rem.eq(C("rows_m1", feed_adr2) - 1), rem_zero.eq(C("two_rows", feed_adr2)))
+                If(fd_first, fd_rem.eq(cur("rows_m1") - 1), rem_zero.eq(cur("two_rows")))
                 .Else(fd_rem.eq(fd_rem - 1), rem_zero.eq(fd_rem == 1)))
             .Elif(last_slot, feeding.eq(0))
             .Elif(feeding, slot.eq(slot + 1)),
@@ -589,26 +607,17 @@ class RNNAccelCore(Module):
         # computed when the row is popped, like its operand addresses, and carried to the
         # epilogue's input beside the row (no context pick and adder before the epilogue)
         r_two, r_last = Signal(), Signal()
-        self.sync += If(pop, r_two.eq(C("dst2_used", feed_adr)), r_last.eq(fd_last))
+        self.sync += If(pop, r_two.eq(cur("dst2_used")), r_last.eq(fd_last))
         r_tag = Cat(row_address("dst", vaw), row_address("dst2", vaw), r_two, r_last)
         r_tag_d = delay(self, r_tag, timing.FEED_LATENCY - 1, "r_tag")
         p_tag = Signal(len(r_tag))
         self.sync += If(last_slot_d, p_tag.eq(r_tag_d))
         core_rd_adr = Signal(vaw)
-        # the popped row's slot order (slot -> operand index, among da, db, p, q those used),
-        # computed at pop from its context and shifted down one slot per cycle: in every slot the
-        # read operand's index is a register
-        need = [C(f"need{k}", feed_adr2) for k in range(4)]
-        pos_of = [Signal(3, name=f"pos{k}") for k in range(4)]
-        order = [Signal(2, name=f"ord{k}") for k in range(4)]
-        self.comb += pos_of[0].eq(0)
-        for k in range(1, 4):
-            self.comb += pos_of[k].eq(pos_of[k - 1] + need[k - 1])
-        for k in range(4):
-            self.comb += If(need[k], Array(order)[pos_of[k]].eq(k))
+        # the popped row's slot order (its context's), loaded at pop and shifted down one slot per
+        # cycle: in every slot the read operand's index is a register
         ordq = [Signal(2, name=f"ordq{k}") for k in range(4)]
         n_ops_r = Signal(3)
-        self.sync += If(pop, *[q.eq(o) for q, o in zip(ordq, order)], n_ops_r.eq(C("n_ops", feed_adr2))) \
+        self.sync += If(pop, *[q.eq(cur("order")[2 * k:2 * k + 2]) for k, q in enumerate(ordq)], n_ops_r.eq(cur("n_ops"))) \
             .Elif(feeding, *[ordq[k].eq(ordq[k + 1]) for k in range(3)])
         # the four operand addresses of the row (base + row), added when the row is popped: in the
         # slots only a mux stands before the pool's read port

@@ -46,32 +46,28 @@ def _round_sat16(m, t, right, name):
     late: the caller registers it, two registers after t). With s = t + right, the result is
     s >> 1 (or s) if s fits (bits 16.. of s, 15.. without the rounding, all equal), else the
     bound of s's sign. Only the low 17 bits are added; the rest of s is t's upper part plus that
-    add's carry, which is tested for 0 or -1 (AND trees), not computed. First cycle: the add and
-    the AND trees per 16 bits, registered; second: the trees' last level, the fit, the pick."""
+    add's carry, which is tested for 0 or -1 (AND trees), not computed. First cycle: the add,
+    the in-range value picked, the AND trees over t's upper part, registered; second: the fit
+    (two LUT levels from registers) and the pick."""
     L = ACT_BITS + 1
     lo, hi_v = -(1 << (ACT_BITS - 1)), (1 << (ACT_BITS - 1)) - 1
     H = t[L:]
-    groups = range(0, len(H), 16)
-    s_low = Signal(L + 1, name=name + "_low")          # t[:17] + right, bit 17 the carry
-    hz_g = Signal(len(groups), name=name + "_hzg")     # per 16 bits of H: all zero, all ones
-    hm1_g = Signal(len(groups), name=name + "_hm1g")
+    s = Signal(L + 1, name=name + "_s")                 # t[:17] + right, bit 17 the carry
+    m.comb += s.eq(t[:L] + right)
+    hz, hm1 = Signal(name=name + "_hz"), Signal(name=name + "_hm1")   # t's upper part 0, -1
+    c, s16 = Signal(name=name + "_c"), Signal(name=name + "_s16")
     t_top = Signal(2, name=name + "_ttop")             # t[15], t[16]
-    t_val = Signal(ACT_BITS, name=name + "_tval")
+    val = Signal(ACT_BITS, name=name + "_val")         # the result if it fits
     right_r, sign = Signal(name=name + "_rr"), Signal(name=name + "_sign")
-    m.sync += s_low.eq(t[:L] + right), t_top.eq(t[L - 2:L]), t_val.eq(t[:ACT_BITS]), right_r.eq(right), \
-        sign.eq(H[-1]), \
-        [hz_g[j].eq(H[lo_:lo_ + 16] == 0) for j, lo_ in enumerate(groups)], \
-        [hm1_g[j].eq(H[lo_:lo_ + 16] == (1 << len(H[lo_:lo_ + 16])) - 1) for j, lo_ in enumerate(groups)]
-    hz, hm1 = Signal(name=name + "_hz"), Signal(name=name + "_hm1")
-    m.comb += hz.eq(hz_g == (1 << len(groups)) - 1), hm1.eq(hm1_g == (1 << len(groups)) - 1)
-    c = s_low[L]                                        # (then s_low[:17] == 0: bit 16 clear)
+    m.sync += c.eq(s[L]), s16.eq(s[L - 1]), t_top.eq(t[L - 2:L]), right_r.eq(right), sign.eq(H[-1]), \
+        hz.eq(H == 0), hm1.eq(H == (1 << len(H)) - 1), \
+        If(right, val.eq(s[1:L])).Else(val.eq(t[:ACT_BITS]))
+    # (then s[:17] == 0 with a carry: bit 16 clear)
     s_zero = (hz & ~c) | (hm1 & c)                      # upper part of s == 0
     s_ones = hm1 & ~c                                   # upper part of s == -1 (with bit 16 set)
     fits = Signal(name=name + "_fits")
-    val = Signal(ACT_BITS, name=name + "_val")
-    m.comb += If(right_r,
-                 fits.eq((s_zero & ~s_low[L - 1]) | (s_ones & s_low[L - 1])), val.eq(s_low[1:L])) \
-        .Else(fits.eq((hz & ~t_top[1] & ~t_top[0]) | (hm1 & t_top[1] & t_top[0])), val.eq(t_val))
+    m.comb += If(right_r, fits.eq((s_zero & ~s16) | (s_ones & s16))) \
+        .Else(fits.eq((hz & ~t_top[1] & ~t_top[0]) | (hm1 & t_top[1] & t_top[0])))
     res = Signal((ACT_BITS, True), name=name)
     # out of range: s's sign is t's (a carry into the upper part makes it 0 only from -1, which fits)
     m.comb += If(fits, res.eq(val)).Elif(sign, res.eq(lo)).Else(res.eq(hi_v))
@@ -121,7 +117,7 @@ class Epilogue(Module):
         3, 4  diag product shifted (first half of its round_shift: by the multiple of 8, the rest)
         5  acc + rounded diag product (wrap 48)
         6, 7  requantisation shift (first half, two stages) || P's act2 input shift (the same)
-        8  the rounding add, the saturation's AND trees per 16 bits || the same for P
+        8  the rounding add, the saturation's AND trees || the same for P
         9  fit and pick -> z (int16) || the same for P
         10..16  activation of z || act2 of P (ActivationUnit, 7)
         17 Q - a, Q << s_q, the combine's operands (act2(P) or P picked; the multipliers' input registers)

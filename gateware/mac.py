@@ -132,18 +132,19 @@ class MacArray(Module):
         # a stage ahead and registered per group (no comparator in front of a lane's mask).
         # (bnd's second register a copy per lane group: the groups' compares sit by their lanes,
         # all over the die; one register reaching them all took 13.6 ns)
+        # (and each lane's mask bit in two copies, one per half of the product's bits: a mask
+        # register reaching a whole adder's column of LUTs took 7.6 ns of routing)
         bnd1 = delay(self, self.bnd, 1, "bnd", reset_less=True)
-        low3 = []
+        masked = []
         for g in groups:
             bnd2 = copy_reg(self, bnd1, f"bnd2_g{g}")
-            m = Signal(LANES_PER_COPY, name=f"low_g{g}", reset_less=True)
-            self.sync += m.eq(Cat(*[g * LANES_PER_COPY + j < bnd2 for j in range(LANES_PER_COPY)]))
-            low3 += [m[j] for j in range(LANES_PER_COPY)]
-        masked = []
-        for i in range(N):
-            mk = Signal.like(pr[i], name=f"pm{i}")
-            self.comb += If(low3[i], mk.eq(pr[i])).Else(mk.eq(0))
-            masked.append(mk)
+            for i in range(g * LANES_PER_COPY, min((g + 1) * LANES_PER_COPY, N)):
+                mk = Signal.like(pr[i], name=f"pm{i}")
+                half = len(mk) // 2
+                for h, (lo, hi) in enumerate(((0, half), (half, len(mk)))):
+                    low = copy_reg(self, i < bnd2, f"low{i}_{h}")
+                    self.comb += If(low, mk[lo:hi].eq(pr[i][lo:hi])).Else(mk[lo:hi].eq(0))
+                masked.append(mk)
         t1 = [Signal((LW + 1, True), name=f"t1_{j}", reset_less=True) for j in range(N // 2)]
         l1 = [Signal((LW + 1, True), name=f"l1_{j}", reset_less=True) for j in range(N // 2)]
         for j in range(N // 2):

@@ -216,7 +216,9 @@ class XBuffer(Module):
         gen = Signal(N)
         for g in range(n_grp):
             self.sync += qn_g[g].eq(nx >> lg), qn1_g[g].eq((nx >> lg) + 1)
-        self.sync += [gen[b].eq(b >= nx[:lg]) for b in range(N)]
+        # (each bank's test on pn and on pnn, the advance picking between them last: no adder's
+        # carry chain behind the advance's mux)
+        self.sync += [gen[b].eq(Mux(advance, b >= pnn[:lg], b >= pn[:lg])) for b in range(N)]
 
         # ---- read: bank b serves lane (b - p) mod N at position p + ((b - p) mod N) -------------
         # The buffer select, the rotator's stage-2 amount and the stage-2 mode16 reach every bank

@@ -178,11 +178,12 @@ def test_yosys_synthesises_a_tiny_core(tmp_path):
     assert res["mult18x18d"] >= 4                 # one per MAC lane at least
     assert (tmp_path / "n4" / "top.json").stat().st_size > 0
     assert "Printing statistics" in (tmp_path / "n4" / "yosys.log").read_text()
-    # the MAC lanes' multipliers, the operand checks' stride products and the epilogue's DA * DB
-    # are MULT18X18D instances with their input and output registers on
+    # the MAC lanes' multipliers, the operand checks' stride products, the epilogue's DA * DB and
+    # its combine's two products, and the two activation units' slope * fraction are MULT18X18D
+    # instances with their input and output registers on
     cells = json.loads((tmp_path / "n4" / "top.json").read_text())["modules"]["top"]["cells"].values()
     lanes = [c for c in cells if c["type"] == "MULT18X18D" and dsp.ECP5_MARK in c["attributes"]]
-    assert len(lanes) == 4 + len(STRIDED) + 1
+    assert len(lanes) == 4 + len(STRIDED) + 1 + 2 + 2
     for c in lanes:
         assert {k: c["parameters"].get(k) for k in dsp.ECP5_PARAMS} == dsp.ECP5_PARAMS
     # the weight memory's slices, the vector pool's banks (wide-read slices, one per bank at this

@@ -14,7 +14,7 @@ from migen import READ_FIRST, Array, Cat, If, Memory, Module, Signal
 
 from rnnaccel.host.spec import ACT_BITS
 
-from .bram import bram_width, registered_read
+from .bram import bram_width, collision_free, registered_read
 from .regs import delay
 
 
@@ -55,8 +55,17 @@ class VectorPool(Module):
         slices = [[Memory(min(sw, ACT_BITS - lo), depth, name=f"vwide{b}_{lo // sw}") for lo in range(0, ACT_BITS, sw)]
                   for b in range(B)]
         self.specials += banks + [m for ms in slices for m in ms]
-        # READ_FIRST (no transparency bypass logic behind the block RAMs): the core never reads a
-        # word in the cycle it writes it (WAIT / WAIT_EPI order them by at least a cycle)
+        # READ_FIRST (no transparency bypass logic behind the block RAMs), and no read-first
+        # emulation either (`collision_free`): no used read meets a write to its word in the same
+        # cycle. The core: an instruction reads what an older one writes only after WAIT /
+        # WAIT_EPI (at least a cycle after the write), a row's operands are read before its own
+        # result is written, and the rows of one instruction read and write words of different
+        # rows; reads the core does not use (a slot without operand, the wide port outside LOAD)
+        # do not count. The bit-exact RTL tests would see a used read that did meet a write: in
+        # simulation it returns the old word where the host model has the new one. The host: it
+        # uses the pool only while the core is idle, its write lands the cycle after the bus
+        # strobe, and its next bus request comes after the write's acknowledge, a cycle later.
+        collision_free(*banks, *[m for ms in slices for m in ms])
         wide_s = [[registered_read(self, m, mode=READ_FIRST) for m in ms] for ms in slices]
         self.rd_latency = 3
         word = [registered_read(self, m, mode=READ_FIRST) for m in banks]

@@ -506,9 +506,12 @@ class RNNAccelCore(Module):
         self.sync += [push[e].eq(ctx_push & (push_ptr == e)) for e in range(CTX_DEPTH)]
         pushed = Signal()
         self.comb += pushed.eq(Cat(*push) != 0)
+        # (each field's registers load on a register copy of their context's push: one register
+        # reaching a context's 150 clock enables took 11 ns of routing)
         for name, (regs, src) in ctx.items():
             for e in range(CTX_DEPTH):
-                self.sync += If(push[e], regs[e].eq(src))
+                self.sync += If(copy_reg(self, ctx_push & (push_ptr == e), f"ctx_push{e}_{name}", reset=True),
+                                regs[e].eq(src))
         self.sync += [
             If(ctx_push, push_ptr.eq(push_ptr + 1)),
             If(ctx_retire, retire_ptr.eq(retire_ptr + 1)),
@@ -546,12 +549,22 @@ class RNNAccelCore(Module):
         # feed_ptr -> pop -> feed_ptr holds registers and one-bit logic only
         avail, ctx_one, ctx_int0 = Signal(), Signal(), Signal()
         free, epi_ok = Signal(reset=1), Signal(reset=1)
+        avail_nx, epi_ok_nx, free_nx = Signal(), Signal(), Signal()
         pop = Signal()
         self.comb += pop.eq(rowfifo.readable & avail & epi_ok & free)
-        self.comb += rowfifo.re.eq(pop)
+        # `pop` reaches some two hundred flip-flops (the FIFO's, the feeder's, the row addresses'):
+        # copies of it for the FIFO and the row addresses, each an AND of register copies of its
+        # four terms (loaded from their next values: equal to `pop` in every cycle; after the
+        # reset all are 0 with `readable`), so no one LUT's net reaches them all
+        def pop_copy(name):
+            terms = [copy_reg(self, nx, f"pop_{name}_{t}", reset=True) for t, nx in
+                     (("r", rowfifo.readable_next), ("a", avail_nx), ("e", epi_ok_nx), ("f", free_nx))]
+            p = Signal(name=f"pop_{name}")
+            self.comb += p.eq(reduce(and_, terms))
+            return p
+        self.comb += rowfifo.re.eq(pop_copy("fifo"))
         slot_end = Signal()                       # the row's last slot comes next
         self.comb += slot_end.eq(slot + 1 == C("interval", r_ctx))
-        free_nx = Signal()
         self.comb += free_nx.eq(Mux(pop, ctx_int0, free | slot_end))
         self.sync += If(pop, last_slot.eq(ctx_int0)).Elif(last_slot, last_slot.eq(0)) \
             .Elif(feeding, last_slot.eq(slot_end)), free.eq(free_nx)
@@ -563,9 +576,16 @@ class RNNAccelCore(Module):
         fd_rem, rem_zero = Signal(16), Signal()
         self.comb += fd_last.eq(Mux(fd_first, ctx_one, rem_zero)), \
             If(pop & fd_last, feed_nx.eq(feed_ptr + 1)).Else(feed_nx.eq(feed_ptr))
-        self.sync += avail.eq(feed_nx != (push_ptr + ctx_push)[:2]), \
-            epi_ok.eq(~Mux(pop, fd_last, fd_first) | ~C("wait_epi", feed_nx) | ((retire_ptr + ctx_retire)[:2] == feed_nx)), \
+        fd_first_nx = Signal()
+        self.comb += fd_first_nx.eq(Mux(pop, fd_last, fd_first))
+        self.comb += avail_nx.eq(feed_nx != (push_ptr + ctx_push)[:2]), \
+            epi_ok_nx.eq(~fd_first_nx | ~C("wait_epi", feed_nx) | ((retire_ptr + ctx_retire)[:2] == feed_nx))
+        self.sync += avail.eq(avail_nx), epi_ok.eq(epi_ok_nx), \
             ctx_one.eq(C("one_row", feed_nx)), ctx_int0.eq(C("interval", feed_nx) == 0)
+        # (and for the two groups of row addresses a copy of `pop` and of fd_first each; fd_first
+        # stored inverted, so the copy's reset value is its)
+        pop_adr = [pop_copy(f"adr{g}") for g in range(2)]
+        first_adr = [~copy_reg(self, ~fd_first_nx, f"fd_notfirst{g}", reset=True) for g in range(2)]
 
         # what a pop loads from its row's context: picked by register copies of the feed pointer
         # (one per group of uses; the picks are some 110 mux selects; registers from `feed_nx`
@@ -581,7 +601,8 @@ class RNNAccelCore(Module):
             pop): the base itself for the context's first row, else the previous row's plus one
             (a context pick and a 2:1 mux behind the pop, no adder of base and row index)."""
             adr = Signal(width, name=f"radr_{name}")
-            self.sync += If(pop, If(fd_first, adr.eq(cur(name))).Else(adr.eq(adr + 1)))
+            g = int(pick_use.get(name, 2) != 0)
+            self.sync += If(pop_adr[g], If(first_adr[g], adr.eq(cur(name))).Else(adr.eq(adr + 1)))
             return adr
         # the row's accumulator loads whenever a pop may happen (not only on one: `pop` then stays
         # out of its 48 clock enables, which have copies of `free` of their own); after a pop it

@@ -29,6 +29,7 @@ class RowFifo(Module):
         self.re, self.readable, self.dout = Signal(), Signal(), Signal(width)
         self.level = Signal(max=depth + SKID + 1)
         self.level_next = Signal.like(self.level)     # `level` of the next cycle (a test on it can be a register)
+        self.readable_next = Signal()                 # `readable` of the next cycle (for register copies)
 
         # ---- skid: slots, the read pointer, reservations, filled slots ----------------------------
         slots = Array(Signal(width, name=f"skid{k}", reset_less=True) for k in range(SKID))
@@ -39,6 +40,7 @@ class RowFifo(Module):
         # (`readable` == filled != 0, a register of its own from filled's next value: the reader's
         # pop decision then starts from flip-flops)
         self.comb += self.dout.eq(slots[rd]), pop.eq(self.re & self.readable)
+        direct, arrive = Signal(), Signal()
 
         # ---- block RAM: words behind the skid --------------------------------------------------------
         # (a word is fetched at least a cycle after its write, and the writes never wrap onto an
@@ -50,7 +52,7 @@ class RowFifo(Module):
         room = Signal()                   # a free slot (registers only: this cycle's pop not counted)
         occ = Signal(max=SKID + 1)        # filled + flight, kept as a register of its own: the
         self.comb += room.eq(occ < SKID)  # test before the slots' 4 x width enables is one bit
-        direct, fetch = Signal(), Signal()
+        fetch = Signal()
         we_d, pop_d = Signal(), Signal()
         self.comb += self.level_next.eq(self.level + we_d - pop_d)
         waiting_nx = Signal(max=depth + 1)
@@ -65,6 +67,7 @@ class RowFifo(Module):
         f1, arrive = Signal(), Signal()
         slot1, slot2 = Signal(max=SKID), Signal(max=SKID)
         self.sync += f1.eq(fetch), arrive.eq(f1), slot1.eq(resv), slot2.eq(slot1)
+        self.comb += self.readable_next.eq(direct | arrive | Mux(pop, filled > 1, filled != 0))
         self.sync += [
             If(self.we & ~direct, produce.eq(produce + 1) if depth & (depth - 1) == 0 else
                If(produce == depth - 1, produce.eq(0)).Else(produce.eq(produce + 1))),
@@ -77,7 +80,7 @@ class RowFifo(Module):
             flight.eq(flight + fetch - arrive),
             occ.eq(occ + (direct | fetch) - pop),
             filled.eq(filled + direct + arrive - pop),
-            self.readable.eq(direct | arrive | Mux(pop, filled > 1, filled != 0)),
+            self.readable.eq(self.readable_next),
             If(pop, rd.eq(rd + 1)),
             we_d.eq(self.we), pop_d.eq(pop),
             self.level.eq(self.level_next),

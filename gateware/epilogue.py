@@ -77,7 +77,7 @@ def _round_sat16(m, t, right, name):
 SHIFT_GROUP = 16   # output bits of a shifter served by one register copy of its amount
 
 
-def _shift_stage(m, value, amount_2ahead, out_width, name):
+def _shift_stage(m, value, amount_2ahead, out_width, name, negated=False):
     """First half of round_shift(value, amount), in two register stages (t two cycles after
     value): for r > 0 the value shifted right by r - 1, for r <= 0 the value shifted left by -r,
     first by the amount's multiple of 8, then by the rest. Returns (t, right). The amount comes
@@ -85,14 +85,20 @@ def _shift_stage(m, value, amount_2ahead, out_width, name):
     line): decoded into one register (r > 0, r - 1, -r), then copied, one copy per SHIFT_GROUP
     output bits for each stage (each amount bit selects in every output bit's mux tree: one
     register for all of them was a net of some 300 sinks), so only a shifter's half stands
-    between the copies and its register, and no decode between the delay line and the copies."""
+    between the copies and its register, and no decode between the delay line and the copies.
+    `negated`: the amount is -amount_2ahead (r > 0 is then a sign bit, r - 1 a complement, -r the
+    value itself: no adder in the decode)."""
     t1 = Signal((out_width + 1, True), name=name + "_t1")
     t = Signal((out_width + 1, True), name=name + "_t")
     right = Signal(name=name + "_right")
     dec = Signal(13, name=name + "_dec")
     r1, left = Signal(6, name=name + "_r1"), Signal(6, name=name + "_l")
-    m.comb += r1.eq(amount_2ahead - 1), left.eq(-amount_2ahead)
-    m.sync += dec.eq(Cat(amount_2ahead > 0, r1, left))
+    if negated:
+        m.comb += r1.eq(~amount_2ahead), left.eq(amount_2ahead)
+        m.sync += dec.eq(Cat(amount_2ahead < 0, r1, left))
+    else:
+        m.comb += r1.eq(amount_2ahead - 1), left.eq(-amount_2ahead)
+        m.sync += dec.eq(Cat(amount_2ahead > 0, r1, left))
     right1, right2 = Signal(name=name + "_right1"), Signal(name=name + "_right2")
     m.sync += right1.eq(dec[0]), right2.eq(right1), right.eq(right2)
     v = Signal.like(t, name=name + "_v")         # the value sign-extended to t's width
@@ -173,7 +179,7 @@ class Epilogue(Module):
         self.sync += acc2.eq(at(self.acc, 1) + self.bias)
         self.specials += RegisteredMul(self.da, self.db, d2)
         # ---- stages 3..5: + round_shift(d, diag_shift), wrap to 48 bits ------------------------------
-        dt, dright = _shift_stage(self, d2, -self.diag_shift, ACC_BITS, "dsh")
+        dt, dright = _shift_stage(self, d2, self.diag_shift, ACC_BITS, "dsh", negated=True)
         acc3 = at(acc2, 2)
         # acc3 + ((dt + 1) >> 1) == (2 acc3 + 1 + dt) >> 1: one adder, the rounding 1 in the free
         # low bit of 2 acc3 (wrapped to 48 bits either way)

@@ -412,14 +412,15 @@ class RNNAccelCore(Module):
 
         def delayed(sig, name, reset_less=False):
             return delay(self, sig, lag, name, reset_less)
-        # the weights, masks and shift reach the array a cycle ahead of x (it masks and shifts
-        # the weights in a register stage of its own): lag - 1 stages, the shift lag - 2
-        wd = [delay(self, ws.w[i], lag - 1, f"wl{i}", reset_less=True) for i in range(N)]
+        # the masks reach the array a cycle ahead of x, the weights two (it shifts the weights,
+        # then masks and picks them, in register stages of its own), the shift three: lag - 1,
+        # lag - 2 and lag - 3 stages
+        wd = [delay(self, ws.w[i], lag - 2, f"wl{i}", reset_less=True) for i in range(N)]
         take_d = delayed(take, "take")
         first_d, last_d = delayed(ws.first, "first"), delayed(ws.last, "last")
         bnd_d = delayed(ws.bnd, "bnd")
         m16_d = delayed(st_mode16, "m16")
-        shift_ahead2 = delay(self, st_shift, lag - 2, "shift")   # the array registers it per lane group
+        shift_ahead3 = delay(self, st_shift, lag - 3, "shift")   # the array registers it per lane group
         # the lanes past the cycle's last weight, compared a cycle ahead and registered (with the
         # weights, a cycle ahead of x; `tail` a cycle later for the utilisation counter)
         nvalid_a, m16_a = delay(self, ws.n_valid, lag - 2, "nvalid_a"), delay(self, st_mode16, lag - 2, "m16_a")
@@ -428,10 +429,10 @@ class RNNAccelCore(Module):
         self.sync += tail.eq(tail_ahead)
         self.comb += [
             mac.valid.eq(take_d), mac.first.eq(first_d), mac.last.eq(last_d),
-            mac.bnd.eq(lanes16(m16_d, bnd_d)), mac.shift_ahead2.eq(shift_ahead2), mac.mode16.eq(m16_d),
+            mac.bnd.eq(lanes16(m16_d, bnd_d)), mac.shift_ahead3.eq(shift_ahead3), mac.mode16.eq(m16_d),
             mac.shifted_ahead.eq(xb.shifted_early),
             mac.zero_ahead.eq(xb.zero_early | tail_ahead),
-        ] + [mac.x[i].eq(xb.x[i]) for i in range(N)] + [mac.w_ahead[i].eq(wd[i]) for i in range(N)]
+        ] + [mac.x[i].eq(xb.x[i]) for i in range(N)] + [mac.w_ahead2[i].eq(wd[i]) for i in range(N)]
         # utilisation counter: the idle-lane mask registered, then counted in two register stages
         # (8 lanes, then the groups); it is read after `done`, long after its last increment
         zero_r, v_r, v_c, busy_v = Signal(N), Signal(), Signal(), Signal()

@@ -59,13 +59,14 @@ class MacArray(Module):
         first      first cycle of an instruction's stream (accumulator starts from 0)
         last       last cycle: the row in progress ends with it
         mode16     pair fusion
-    and, one cycle before the input cycle they belong to (the weights are masked and shifted in
+    and, one cycle before the input cycle they belong to (the weights are masked and picked in
     a register stage of their own, so that a multiplier's inputs come straight from registers):
-        w_ahead[i]       9-bit signed lane weight (see module docstring for 16-bit mode)
         shifted_ahead[i] lane belongs to the shifted segment
         zero_ahead[i]    lane idle (padding column, or beyond the stream's end): product 0
-    and two cycles before (it is registered per lane group):
-        shift_ahead2     left shift of the shifted segment (0..MAX_SEG_SHIFT)
+    two cycles before (each weight is registered as it is and shifted, in a stage of its own):
+        w_ahead2[i]      9-bit signed lane weight (see module docstring for 16-bit mode)
+    and three cycles before (it is registered per lane group):
+        shift_ahead3     left shift of the shifted segment (0..MAX_SEG_SHIFT)
     Outputs (`latency` cycles later), in stream order:
         row0_valid/row0: the row that ended at `bnd` (wrapped to 48 bits)
         row1_valid/row1: the row that ended at `last` (both may be valid in one cycle)
@@ -75,14 +76,14 @@ class MacArray(Module):
         N = self.n_lanes = n_lanes
         assert N >= 2 and N % 2 == 0, "lanes come in pairs (the trees' first level, 16-bit mode)"
         self.x = [Signal((ACT_BITS, True), name=f"x{i}") for i in range(N)]
-        self.w_ahead = [Signal((W_BITS, True), name=f"w{i}") for i in range(N)]
+        self.w_ahead2 = [Signal((W_BITS, True), name=f"w{i}") for i in range(N)]
         self.shifted_ahead = Signal(N)
         self.zero_ahead = Signal(N)
         self.bnd = Signal(max=N + 1)
         self.valid = Signal()
         self.first = Signal()
         self.last = Signal()
-        self.shift_ahead2 = Signal(max=MAX_SEG_SHIFT + 1)   # `shift`, two cycles before its input cycle
+        self.shift_ahead3 = Signal(max=MAX_SEG_SHIFT + 1)   # `shift`, three cycles before its input cycle
         self.mode16 = Signal()
 
         self.row0_valid, self.row1_valid = Signal(), Signal()
@@ -99,14 +100,18 @@ class MacArray(Module):
             copies = [copy_reg(self, value, f"{name}_g{g}") for g in groups]
             return [copies[i // LANES_PER_COPY] for i in range(N)]
 
-        # ---- stage 0: segment shift of the weights, idle lanes to zero, registered ------------
-        # (a cycle ahead of the input cycle; the shift amount registered per group before that)
-        shift_l = per_group(self.shift_ahead2, "shift")
+        # ---- stage -1: each weight registered as it is and shifted (two cycles ahead of the input
+        # cycle; the shift amount registered per group before that) ----------------------------
+        # ---- stage 0: the shifted or plain weight, idle lanes to zero, registered --------------
+        # (a cycle ahead: the X buffer's lane masks meet a 2:1 pick, not the shifter's mux tree)
+        shift_l = per_group(self.shift_ahead3, "shift")
         ws = [Signal((WS_BITS, True), name=f"ws{i}", reset_less=True) for i in range(N)]
         for i in range(N):
-            w = self.w_ahead[i]
+            w1 = Signal((W_BITS, True), name=f"wp{i}", reset_less=True)
+            wsh = Signal((WS_BITS, True), name=f"wsh{i}", reset_less=True)
+            self.sync += w1.eq(self.w_ahead2[i]), wsh.eq(self.w_ahead2[i] << shift_l[i])
             self.sync += If(self.zero_ahead[i], ws[i].eq(0)) \
-                .Elif(self.shifted_ahead[i], ws[i].eq(w << shift_l[i])).Else(ws[i].eq(w))
+                .Elif(self.shifted_ahead[i], ws[i].eq(wsh)).Else(ws[i].eq(w1))
         # ---- stages 1-2: multiply (one DSP per lane: its input registers, its product register) --
         prod = [Signal((P_BITS, True), name=f"p{i}", reset_less=True) for i in range(N)]
         for i in range(N):

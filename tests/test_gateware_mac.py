@@ -52,13 +52,14 @@ def run_array(n, cycles, shift, mode16=False, gaps=0, seed=0):
     sched += [None] * (dut.latency + 2)
 
     def tb():
-        yield dut.shift_ahead2.eq(shift)   # two cycles before the first input cycle
+        yield dut.shift_ahead3.eq(shift)   # three cycles before the first input cycle
         yield dut.mode16.eq(int(mode16))
         yield
-        for t, c in enumerate([None] + sched):
-            nxt = sched[t] if t < len(sched) else None
-            for i in range(n):           # the next input cycle's weights and masks
-                yield dut.w_ahead[i].eq(nxt["w"][i] if nxt else 0)
+        full = [None, None] + sched + [None, None]
+        for t, c in enumerate(full[:-2]):
+            nxt, nxt2 = full[t + 1], full[t + 2]
+            for i in range(n):           # the weights of the input cycle after next
+                yield dut.w_ahead2[i].eq(nxt2["w"][i] if nxt2 else 0)
             yield dut.shifted_ahead.eq(int(nxt["shifted"]) if nxt else 0)
             yield dut.zero_ahead.eq(int(nxt["zero"]) if nxt else 0)
             if c is not None:
@@ -119,15 +120,16 @@ def test_rows_on_verilator_gru_sized(n):
         ins[getattr(dut, k)] = np.array([int(c[k]) for c in cyc], dtype=mask)
     ins[dut.valid] = np.ones(C, dtype=int)
     ins[dut.mode16] = np.zeros(C, dtype=int)
-    # two idle cycles first: the shift is presented two cycles ahead of the input cycles, the
-    # weights and masks one (so they lead the others by one cycle)
-    ins = {s: np.concatenate([np.zeros(2, dtype=v.dtype), v]) for s, v in ins.items()}
-    ahead = {dut.w_ahead[i]: np.array([c["w"][i] for c in cyc]) for i in range(n)}
-    ahead[dut.shifted_ahead] = np.array([int(c["shifted"]) for c in cyc], dtype=mask)
-    ahead[dut.zero_ahead] = np.array([int(c["zero"]) for c in cyc], dtype=mask)
-    ins.update({s: np.concatenate([np.zeros(1, dtype=v.dtype), v, np.zeros(1, dtype=v.dtype)])
-                for s, v in ahead.items()})
-    ins[dut.shift_ahead2] = np.full(C + 2, shift)
+    # three idle cycles first: the shift is presented three cycles ahead of the input cycles,
+    # the weights two, the masks one
+    ins = {s: np.concatenate([np.zeros(3, dtype=v.dtype), v]) for s, v in ins.items()}
+
+    def lead(v, k):                       # v presented k cycles ahead
+        return np.concatenate([np.zeros(3 - k, dtype=v.dtype), v, np.zeros(k, dtype=v.dtype)])
+    ins.update({dut.w_ahead2[i]: lead(np.array([c["w"][i] for c in cyc]), 2) for i in range(n)})
+    ins[dut.shifted_ahead] = lead(np.array([int(c["shifted"]) for c in cyc], dtype=mask), 1)
+    ins[dut.zero_ahead] = lead(np.array([int(c["zero"]) for c in cyc], dtype=mask), 1)
+    ins[dut.shift_ahead3] = np.full(C + 3, shift)
     res = run_verilator(dut, ins, [dut.row0_valid, dut.row0, dut.row1_valid, dut.row1],
                         flush=dut.latency + 2, name=f"MacArray{n}")
     rows = []

@@ -19,9 +19,8 @@ Pipeline (one register after each stage):
 
     1  sign/magnitude    neg, a = min(|z|, 32767), function decode
     2  index             v, segment address / fraction   (into the memory port's address register)
-    3  ROM word          {S, C}
-    4  ROM word again    keeps the block RAM's clock-to-out away from the multiplier (S and frac
-                         in the MULT18X18D's input registers)
+    3  ROM word          {S, C} (the block RAMs' output registers)
+    4  operands          S and frac in the MULT18X18D's input registers, C in the fabric
     5  multiply          P = S * frac  (16 x 10 signed, the MULT18X18D's output register) || C + rounding constant
     6  add               R' = ((C + k) << 9) + P
     7  round, symmetry   u = R' >> r, out = u / -u / 16384 - u; none and relu pass-through mux
@@ -29,12 +28,13 @@ Pipeline (one register after each stage):
 from functools import reduce
 from operator import or_
 
-from migen import Case, Cat, If, Memory, Module, Signal
+from migen import READ_FIRST, Case, Cat, If, Memory, Module, Signal
 
 from rnnaccel.host import activation as pwl
 from rnnaccel.host.isa import ACT_CODE, FIELDS
 from rnnaccel.host.spec import ACT_BITS, ACT_MAX, ACT_MIN
 
+from .bram import bram_width, registered_read
 from .dsp import RegisteredMul
 
 CODE_BITS = FIELDS["act"][2]   # width of the ISA's activation field
@@ -77,7 +77,8 @@ class ActivationUnit(Module):
         table_idx = {ACT_CODE[f]: pwl.TABLES.index(pwl.TABLE_OF[f]) for f in pwl.PWL_FUNCS}
 
         # =========================================================================================
-        # ROM: both tables in one 2**(addr_bits+1) x 36 memory, table index as the address MSB
+        # ROM: both tables in 2**(addr_bits+1) words, table index as the address MSB, in slices
+        # of one block RAM each (18 bits at this depth), each read through its output register
         # =========================================================================================
         assert len(pwl.TABLES) == 2
         depth = 1 << addr_bits
@@ -85,9 +86,15 @@ class ActivationUnit(Module):
         for t, tname in enumerate(pwl.TABLES):
             for i, w in enumerate(pwl.tables()[tname]["rom"]):
                 init[t * depth + i] = int(w)
-        self.specials.rom = Memory(lay["word_bits"], 2 * depth, init=init, name="act_rom")
-        rom = self.rom.get_port(async_read=False)   # synchronous read: registered address
-        self.specials += rom
+        sw = bram_width(2 * depth)
+        slices = [Memory(min(sw, lay["word_bits"] - lo), 2 * depth, name=f"act_rom{lo // sw}",
+                         init=[(w >> lo) & ((1 << min(sw, lay["word_bits"] - lo)) - 1) for w in init])
+                  for lo in range(0, lay["word_bits"], sw)]
+        self.specials += slices
+        self.rom_slices = [(lo, m) for lo, m in zip(range(0, lay["word_bits"], sw), slices)]   # (bit offset, memory)
+        reads = [registered_read(self, m, mode=READ_FIRST) for m in slices]   # (the read register in the port, as bram.py wants)
+        rom_adr, rom_word = Signal(addr_bits + 1), Signal(lay["word_bits"])
+        self.comb += [r.adr.eq(rom_adr) for r in reads] + [rom_word.eq(Cat(*[r.dat_r for r in reads]))]
 
         # =========================================================================================
         # Stage 1: sign and magnitude, function decode
@@ -129,24 +136,21 @@ class ActivationUnit(Module):
             fine.eq(v[split:] == 0),
             If(fine, seg.eq(v[ff:split])
                ).Else(seg.eq(v[cf:] + lay["coarse_base"])),
-            rom.adr.eq(Cat(seg, s1_tsel)),
+            rom_adr.eq(Cat(seg, s1_tsel)),
         ]
         self.sync += If(fine, s2_frac.eq(v[:ff])).Else(s2_frac.eq(v[:cf]))
 
         # =========================================================================================
-        # Stage 3: ROM word {S, C} registered (yosys folds this register into the DP16KD: its
-        #          internal address register; the port's address register above stays in fabric)
-        # Stage 4: ROM word registered again. The DP16KD's clock-to-out is ~5.8 ns (speed 6; yosys
-        #          maps it REGMODE=NOREG) and would otherwise share a cycle with the multiplier
-        #          (79 MHz measured; with this stage the unit closes 100 MHz).
+        # Stage 3: ROM word {S, C} in the block RAMs' output registers (0.9 ns clock-to-out
+        #          instead of 5.8: the word goes straight on to the multiplier's input registers)
+        # Stage 4: S and frac in the multiplier block's input registers, C in the fabric
         # =========================================================================================
-        s3_slope = Signal((slope_bits, True), name="s3_slope", reset_less=True)
-        s3_icpt, s4_icpt = (Signal((icpt_bits, True), name=n, reset_less=True)
-                            for n in ("s3_icpt", "s4_icpt"))
+        s3_slope = Signal((slope_bits, True), name="s3_slope")
+        s3_icpt = Signal((icpt_bits, True), name="s3_icpt")
+        s4_icpt = Signal((icpt_bits, True), name="s4_icpt", reset_less=True)
         s3_frac = Signal((cf + 1, True), reset_less=True)   # frac >= 0: one zero sign bit
+        self.comb += s3_slope.eq(rom_word[icpt_bits:icpt_bits + slope_bits]), s3_icpt.eq(rom_word[:icpt_bits])
         self.sync += [
-            s3_slope.eq(rom.dat_r[icpt_bits:icpt_bits + slope_bits]),
-            s3_icpt.eq(rom.dat_r[:icpt_bits]),
             s3_frac.eq(s2_frac),
             s4_icpt.eq(s3_icpt),
         ]

@@ -188,11 +188,13 @@ def test_yosys_synthesises_a_tiny_core(tmp_path):
         assert {k: c["parameters"].get(k) for k in dsp.ECP5_PARAMS} == dsp.ECP5_PARAMS
     # the weight memory's slices, the vector pool's banks (wide-read slices, one per bank at this
     # size, and the single-word banks), both copies of the parameter memory, the row FIFO and the
-    # X buffer's banks (one per lane) read through their block RAMs' output registers (bram.py)
+    # X buffer's banks (one per lane) and the two activation units' ROM slices read through their
+    # block RAMs' output registers (bram.py)
     top = SynthTop(4, **TINY)
+    acts = [top.core.epi.act_unit, top.core.epi.act2_unit]
     slices = len(_wmem(top)) + 2 * top.core.vpool.width + len(top.core.param_bias.memories) + \
         len(top.core.param_cb.memories) + \
-        len(top.core.rows.mem.memories) + top.core.n_lanes
+        len(top.core.rows.mem.memories) + top.core.n_lanes + sum(len(a.rom_slices) for a in acts)
     assert res["outreg_brams"] == slices
     regs = [c for c in cells if c["type"] == "DP16KD" and c["parameters"].get("REGMODE_B") == "OUTREG"]
     assert len(regs) == slices

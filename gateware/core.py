@@ -858,6 +858,12 @@ class RNNAccelCore(Module):
         # reuse implying no WAIT; the same registers' inputs a cycle earlier, all valid in CHECK2)
         c3_go = Signal()
         self.sync += c3_go.eq(~reduce(or_, op_bad) & ~weight_bad_now & reuse)
+        # the transitions into those three states, spelt out (CHECK3 always leaves, LOADED always
+        # goes to START, START stays until start_ok): the one-hot flags below load from these,
+        # not from the FSM's whole next-state logic (opcode decode, checks: 10.9 ns)
+        self._into = {"CHECK3": [("CHECK2", 1)], "LOADED": [("LOAD", ld_end & (ld_seg | b_none))],
+                      "START": [("CHECK3", ~any_op_bad & ~weight_bad & ~seg_wait & reuse), ("LOADED", 1),
+                                ("START", ~start_ok)]}
         self._to_start = {"CHECK3": c3_go, "LOADED": 1,
                           "START": ~start_ok}
         fsm.act("DRAIN",     # HALT: wait for every row to be written
@@ -882,10 +888,11 @@ class RNNAccelCore(Module):
         # the stream start's next value: START next (the FSM's transitions into it, each from its
         # state register and one or two flag registers, not through the next-state logic) and the
         # START conditions' next values
-        # (the states as one-hot flags of their own, from the next state: no state decode
+        # (the states as one-hot flags of their own, from the transitions into them: no state decode
         # before the copies, which sit all over the die)
         in_st = {st: Signal(name=f"in_{st.lower()}") for st in self._to_start}
-        self.sync += [in_st[st].eq(fsm.next_state == fsm.encoding[st]) for st in in_st]
+        self.sync += [in_st[st].eq(reduce(or_, [(fsm.state == fsm.encoding[src]) & cond for src, cond in self._into[st]]))
+                      for st in in_st]
         to_start, go_nx = Signal(), Signal()
         self.comb += to_start.eq(reduce(or_, [in_st[st] & cond for st, cond in self._to_start.items()]))
         self.comb += go_nx.eq(reduce(and_, [to_start] + self._start_nx))

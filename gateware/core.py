@@ -569,8 +569,8 @@ class RNNAccelCore(Module):
         self.comb += free_nx.eq(Mux(pop, ctx_int0, free | slot_end))
         self.sync += If(pop, last_slot.eq(ctx_int0)).Elif(last_slot, last_slot.eq(0)) \
             .Elif(feeding, last_slot.eq(slot_end)), free.eq(free_nx)
-        # feed_ptr from its next value, with three copies for the context picks behind the pop (below)
-        # whether the popped row is its context's last: for the first row a flag of the context,
+        # feed_ptr from its next value (three register copies of it pick the contexts behind the
+        # pop, below); whether the popped row is its context's last: for the first row a flag of the context,
         # then a count of the rows left (fd_rem) whose zero test is a register (rem_zero), so the
         # loop feed_ptr -> pop -> feed_ptr holds one-bit context picks only
         fd_last, feed_nx = Signal(), Signal(2)
@@ -602,7 +602,7 @@ class RNNAccelCore(Module):
             pop): the base itself for the context's first row, else the previous row's plus one
             (a context pick and a 2:1 mux behind the pop, no adder of base and row index)."""
             adr = Signal(width, name=f"radr_{name}")
-            g = int(pick_use.get(name, 2) != 0)
+            g = 0 if name in ("da", "db", "bias") else 1      # the address group: its pop / fd_first copy
             self.sync += If(pop_adr[g], If(first_adr[g], adr.eq(cur(name))).Else(adr.eq(adr + 1)))
             return adr
         # the row's accumulator loads whenever a pop may happen (not only on one: `pop` then stays

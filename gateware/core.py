@@ -154,6 +154,7 @@ class RNNAccelCore(Module):
         self.space_size = [Signal(vaw + 1, name=f"size_{isa.SPACES[s]}") for s in range(N_SPACES)]
         self.pp_dist = Signal(vaw)
         self.busy = Signal()
+        self.pool_owner = Signal()            # the core holds the vector pool's ports (== busy)
         self.done = Signal()
         self.error = Signal(3)
         self.error_pc = Signal(iaw)
@@ -700,6 +701,7 @@ class RNNAccelCore(Module):
         # (a copy of it per use: the write register, the single-word read address, the wide read
         # address; each reaches a port's worth of muxes)
         self._own_copies = own, own_rd, own_wide = [Signal(name=f"own_{n}") for n in ("w", "rd", "wide")]
+        self.comb += self.pool_owner.eq(own)    # (the RTL runs check it against busy every cycle)
         # the write port from one output register (timing.WQ_LATENCY: the queue entry, then this
         # register), loaded with the queue's head entry while the core owns the pool, else with
         # the host's write (which thus lands a cycle later; the host writes only while the core
@@ -743,14 +745,16 @@ class RNNAccelCore(Module):
             return [NextValue(err, code), NextValue(self.error_pc, pc), NextState("ERROR")]
 
         def next_instr(target):     # target: a name of tgt
-            return [NextValue(pc, tgt[target]), NextValue(fetch_k, 0), NextValue(fadr, tgt_adr[target]),
-                    NextValue(pc_ok, tgt_ok[target]), NextState("FETCH")]
+            return [NextValue(pc, tgt[target]), NextValue(fetch_k, 0),
+                    NextValue(pc_ok, tgt_ok[target]), NextState("FETCH")]   # fadr: below
 
+        launch_ok = Signal()
+        self.comb += launch_ok.eq(self.steps != 0)
         launch = If(self.start,
             NextValue(self.cycles, 0), NextValue(self.mac_ops, 0), NextValue(self.stalls, 0),
             NextValue(self.done, 0), NextValue(err, 0), NextValue(in_loop, 0),
             NextValue(parity, self.parity_in), NextValue(held[0][5], 0), NextValue(held[1][5], 0),
-            If(self.steps == 0, *fail(isa.ERR_FIELD)).Else(*next_instr("zero")))
+            If(~launch_ok, *fail(isa.ERR_FIELD)).Else(*next_instr("zero")))
         fsm.act("IDLE", launch)
         fsm.act("ERROR", launch)   # the error code stays readable until the next start
         # the instruction words load whatever pc is (after an error ir is not used)
@@ -764,38 +768,49 @@ class RNNAccelCore(Module):
         fsm.act("FETCH",
             self.busy.eq(1),
             If(~pc_ok, *fail(isa.ERR_NOHALT)).Else(
-                NextValue(fetch_k, fetch_k + 1), NextValue(fadr, fadr + 1),
+                NextValue(fetch_k, fetch_k + 1),
                 If(fetch_k == isa.INSTR_WORDS, NextState("DECODE"))))
-        # DECODE's decisions from registers: the opcode decoded while it shifts into ir[0] (it
-        # is in ir[1] before the last shift), the loop test registered (loop_iter and loop_count
-        # change only in DECODE, a FETCH before the next one)
+        # DECODE's whole decision in registers, set with ir's shifts from the opcode's shift-in and
+        # the loop registers (in_loop, loop_iter and loop_count change only in DECODE and at
+        # launch, so loop_more and in_loop have settled by FETCH's last shift): DECODE, the fetch
+        # address and the pool owner (do_finalize) act on flip-flops, not on an opcode decode
         ops = (isa.OP_HALT, isa.OP_LOOP, isa.OP_ENDLOOP, isa.OP_MATVEC)
-        is_op = {op: Signal(name=f"is_op{op}") for op in ops}
-        shifting, opcode_nx = shift_in("opcode")
-        self.sync += If(shifting, *[is_op[op].eq(opcode_nx == op) for op in ops])
         loop_more = Signal()
         self.sync += loop_more.eq(loop_iter + 1 < loop_count)
+        shifting, opcode_nx = shift_in("opcode")
+        op_nx = {op: opcode_nx == op for op in ops}
+        dec = {k: Signal(name=f"dec_{k}") for k in ("loop_op", "endloop_op", "fail", "drain", "check", "next", "loop")}
+        dec_err = Signal(len(err))
+        nest_bad = ((op_nx[isa.OP_HALT] | op_nx[isa.OP_LOOP]) & in_loop) | (op_nx[isa.OP_ENDLOOP] & ~in_loop)
+        self.sync += If(shifting,
+            dec["loop_op"].eq(op_nx[isa.OP_LOOP] & ~in_loop),
+            dec["endloop_op"].eq(op_nx[isa.OP_ENDLOOP] & in_loop),
+            dec["fail"].eq(nest_bad | ~reduce(or_, op_nx.values())),
+            If(nest_bad, dec_err.eq(isa.ERR_LOOP)).Else(dec_err.eq(isa.ERR_OPCODE)),
+            dec["drain"].eq(op_nx[isa.OP_HALT] & ~in_loop),
+            dec["check"].eq(op_nx[isa.OP_MATVEC]),
+            dec["next"].eq((op_nx[isa.OP_LOOP] & ~in_loop) | (op_nx[isa.OP_ENDLOOP] & in_loop & ~loop_more)),
+            dec["loop"].eq(op_nx[isa.OP_ENDLOOP] & in_loop & loop_more))
         # LOOP's "count == 0" (loop over `steps`) from the shift-in as well: a register, not a
         # 16-bit zero test before loop_count's 16 clock enables
         count_zero = Signal()
         shifting, count_nx = shift_in("count")
         self.sync += If(shifting, count_zero.eq(count_nx == 0))
+        # (the flags are exclusive: at most one of fail / drain / check / next / loop is set)
         fsm.act("DECODE",
             self.busy.eq(1),
-            Case(Cat(*[is_op[op] for op in ops]), {
-                1 << ops.index(isa.OP_HALT): If(in_loop, *fail(isa.ERR_LOOP)).Else(NextState("DRAIN")),
-                1 << ops.index(isa.OP_LOOP): If(in_loop, *fail(isa.ERR_LOOP)).Else(
-                    NextValue(in_loop, 1), NextValue(loop_start, pc + 1), NextValue(loop_iter, 0),
-                    NextValue(loop_rev, F["reverse"]),
-                    If(count_zero, NextValue(loop_count, self.steps)).Else(NextValue(loop_count, F["count"])),
-                    *next_instr("next")),
-                1 << ops.index(isa.OP_ENDLOOP): If(~in_loop, *fail(isa.ERR_LOOP)).Else(
-                    NextValue(parity, ~parity), NextValue(loop_iter, loop_iter + 1),
-                    If(loop_more, *next_instr("loop"))
-                    .Else(NextValue(in_loop, 0), *next_instr("next"))),
-                1 << ops.index(isa.OP_MATVEC): NextState("CHECK0"),
-                "default": fail(isa.ERR_OPCODE),
-            }))
+            If(dec["fail"], *fail(dec_err)),
+            If(dec["drain"], NextState("DRAIN")),
+            If(dec["check"], NextState("CHECK0")),
+            If(dec["next"], *next_instr("next")),
+            If(dec["loop"], *next_instr("loop")),
+            If(dec["loop_op"],
+                NextValue(in_loop, 1), NextValue(loop_start, pc + 1), NextValue(loop_iter, 0),
+                NextValue(loop_rev, F["reverse"]),
+                If(count_zero, NextValue(loop_count, self.steps)).Else(NextValue(loop_count, F["count"]))),
+            If(dec["endloop_op"],
+                NextValue(parity, ~parity), NextValue(loop_iter, loop_iter + 1),
+                If(~loop_more, NextValue(in_loop, 0))))
         fsm.act("CHECK0", self.busy.eq(1), NextState("CHECK1"))   # the check pipeline (above)
         fsm.act("CHECK1", self.busy.eq(1),   # the field checks, registered twice
                 If(field_bad_r, *fail(isa.ERR_FIELD)).Else(NextState("CHECK2")))
@@ -866,9 +881,27 @@ class RNNAccelCore(Module):
                                 ("START", ~start_ok)]}
         self._to_start = {"CHECK3": c3_go, "LOADED": 1,
                           "START": ~start_ok}
+        drained = Signal()
+        self.comb += drained.eq(ctx_count == 0)
         fsm.act("DRAIN",     # HALT: wait for every row to be written
             self.busy.eq(1),
-            If(ctx_count == 0, NextValue(self.done, 1), NextState("IDLE")))
+            If(drained, NextValue(self.done, 1), NextState("IDLE")))
+        # the fetch address beside the FSM, on the same conditions as its transitions into and
+        # within FETCH (next_instr; FETCH's count): each a state and one or two flag registers,
+        # not the FSM's next-state logic in front of fadr
+        st = fsm.ongoing
+        self.sync += \
+            If((st("IDLE") | st("ERROR")) & self.start & launch_ok, fadr.eq(tgt_adr["zero"])) \
+            .Elif(st("FETCH") & pc_ok, fadr.eq(fadr + 1)) \
+            .Elif((st("DECODE") & dec["next"]) | (st("START") & start_ok), fadr.eq(tgt_adr["next"])) \
+            .Elif(st("DECODE") & dec["loop"], fadr.eq(tgt_adr["loop"]))
+        # the pool owner's next value (busy next: do_finalize) spelt out the same way: a busy
+        # state that does not fail or finish, or a launch
+        self._busy_nx = Signal()
+        leave = (st("FETCH") & ~pc_ok) | (st("DECODE") & dec["fail"]) | (st("CHECK1") & field_bad_r) | \
+            (st("CHECK3") & (any_op_bad | weight_bad)) | (st("DRAIN") & drained)
+        idle = st("IDLE") | st("ERROR")
+        self.comb += self._busy_nx.eq((~idle & ~leave) | (idle & self.start & launch_ok))
         self.sync += If(~fsm.ongoing("LOAD"), ld_pend.eq(0))
         self.comb += loading.eq(fsm.ongoing("LOAD"))
 
@@ -877,9 +910,7 @@ class RNNAccelCore(Module):
         # now): the pool's port select and the stream start then come from flip-flops, not from
         # the state decode
         fsm = self.fsm
-        own_nx = Signal()
-        self.comb += own_nx.eq(reduce(and_, [fsm.next_state != fsm.encoding[s] for s in ("IDLE", "ERROR")]))
-        drive_copies(self, self._own_copies, own_nx, "own")
+        drive_copies(self, self._own_copies, self._busy_nx, "own")
         # the ir shift: FETCH with fetch_k != 0; the next cycle shifts iff FETCH stays FETCH
         # (fetch_k counts up from 0 there; FETCH is entered with fetch_k = 0)
         shift_nx = Signal()

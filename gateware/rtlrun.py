@@ -138,8 +138,14 @@ class RtlSession:
                 ins[k] = np.array(col, dtype=np.int64)
         for k, v in static.items():
             ins[k] = np.full(C, v, dtype=np.int64)
-        outs = ["busy", "done", "error", "error_pc", "parity_out", "cycles", "mac_ops", "vmem_rdat"]
+        outs = ["busy", "pool_owner", "done", "error", "error_pc", "parity_out", "cycles", "mac_ops", "vmem_rdat"]
         self.res = run_verilator(c, ins, outs, name=self.name)
+        # the pool's owner is a register copy of busy's next value, spelt out beside the FSM: a
+        # late owner would drop the host's first write after a run, an early one a core write
+        differ = np.flatnonzero(self.res["pool_owner"] != self.res["busy"])
+        if differ.size:
+            raise RuntimeError(f"the vector pool's owner differs from busy at cycle {differ[0]} "
+                               f"(and {differ.size - 1} more): the core's owner logic is wrong")
         return self
 
     def results(self, handle) -> RunResult:

@@ -607,41 +607,46 @@ class WeightStream(Module):
         # and beside each field the lane's weight in the plain modes (the byte sign-extended; in
         # mode 16 the low byte of a weight unsigned), so stage 2 only picks it or the codebook's
         s1_raw = [Signal((W_BITS, True), name=f"s1_raw{i}", reset_less=True) for i in range(n)]
+        # each lane's codebook read address (its field's word index and its file, decided here:
+        # weights from bnd belong to the next row, which opened a new group if the cycle crosses
+        # into one) in a register copy per byte of the codebook word, each reaching one byte's
+        # LUT RAMs (one register reaching the lane's sixteen took 4.7 ns of routing)
+        idx_bits = max(CODEBOOK_MODES)
+        sub = (CB_PER_WORD - 1).bit_length()
+        s1_cbadr = []
         for i, lane in enumerate(s1_lanes):
             g = i // LANES_PER_COPY
             byte = a_window[8 * i:8 * i + 8]
             raw = Mux(m16_l[g], Cat(byte, C(0, 1)), Cat(byte, byte[7])) if i % 2 == 0 else Cat(byte, byte[7])
-            self.sync += If(ce_lane[g],
-                If(m6_l[g], lane.eq(a_window[6 * i:6 * i + 6]))
-                .Elif(m4_l[g], lane.eq(a_window[4 * i:4 * i + 4]))
-                .Elif(m2_l[g], lane.eq(a_window[2 * i:2 * i + 2]))
-                .Else(lane.eq(byte)),      # modes 8 and 16: byte i
-                s1_raw[i].eq(raw))
+            field = Signal(8, name=f"s1_fnx{i}")
+            self.comb += If(m6_l[g], field.eq(a_window[6 * i:6 * i + 6])) \
+                .Elif(m4_l[g], field.eq(a_window[4 * i:4 * i + 4])) \
+                .Elif(m2_l[g], field.eq(a_window[2 * i:2 * i + 2])) \
+                .Else(field.eq(byte))      # modes 8 and 16: byte i
+            self.sync += If(ce_lane[g], lane.eq(field), s1_raw[i].eq(raw))
+            file_nx = a_par ^ (a_cross & (i >= a_bnd))
+            s1_cbadr.append([copy_reg(self, Cat(field[sub:idx_bits], file_nx), f"cbadr{i}_{b}", ce=ce_lane[g])
+                             for b in range(CB_PER_WORD)])
 
         # ---- stage 2: codebook lookup / sign extension -> outputs --------------------------------
-        # Each lane has its own copy of both files: a 32-bit-wide LUT RAM (asynchronous read, so
-        # distributed RAM, not a wide register-file mux), written a parameter word at a time by
-        # the filler; the lane reads word {file, index >> 2} and picks byte index & 3.
-        idx_bits = max(CODEBOOK_MODES)
-        sub = (CB_PER_WORD - 1).bit_length()
+        # Each lane has its own copy of both files: LUT RAMs (asynchronous read, so distributed
+        # RAM, not a wide register-file mux), one per byte of a parameter word, written a word at
+        # a time by the filler; the lane reads word {file, index >> 2} of each and picks byte
+        # index & 3.
         copies = write_replicas(self, cb, -(-n // LANES_PER_COPY))
-        # each lane's file, decided in stage 1 (weights from bnd belong to the next row, which
-        # opened a new group if the cycle crosses into one): a register, not a comparator, before
-        # the lookup
-        s1_file = Signal(n, reset_less=True)
-        self.sync += [If(ce_lane[i // LANES_PER_COPY], s1_file[i].eq(a_par ^ (a_cross & (i >= a_bnd))))
-                      for i in range(n)]
         for i in range(n):
-            f = s1_file[i]
-            mem = Memory(32, 2 << CB_WORD_BITS, name=f"cbmem{i}")
-            rp = mem.get_port(async_read=True)
-            wp = mem.get_port(write_capable=True)
-            self.specials += mem, rp, wp
             we, wadr, wdat = copies[i // LANES_PER_COPY]
-            self.comb += wp.we.eq(we), wp.adr.eq(wadr), wp.dat_w.eq(wdat)
+            byte_out = []
+            for b in range(CB_PER_WORD):
+                mem = Memory(8, 2 << CB_WORD_BITS, name=f"cbmem{i}_{b}")
+                rp = mem.get_port(async_read=True)
+                wp = mem.get_port(write_capable=True)
+                self.specials += mem, rp, wp
+                self.comb += wp.we.eq(we), wp.adr.eq(wadr), wp.dat_w.eq(wdat[8 * b:8 * b + 8]), \
+                    rp.adr.eq(s1_cbadr[i][b])
+                byte_out.append(rp.dat_r)
             entry = Signal((CODEBOOK_BITS, True), name=f"entry{i}")
-            self.comb += [rp.adr.eq(Cat(s1_lanes[i][sub:idx_bits], f)),
-                          entry.eq(Array(rp.dat_r[8 * b:8 * b + 8] for b in range(CB_PER_WORD))[s1_lanes[i][:sub]])]
+            self.comb += entry.eq(Array(byte_out)[s1_lanes[i][:sub]])
             self.sync += If(ce_lane[i // LANES_PER_COPY],
                             If(cbm_l[i // LANES_PER_COPY], self.w[i].eq(entry)).Else(self.w[i].eq(s1_raw[i])))
         self.sync += [

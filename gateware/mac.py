@@ -2,9 +2,9 @@
 
 Every cycle the array takes N (x, w) pairs of the flat stream (docs/gateware-design.md). At most
 one row boundary falls inside a cycle (the image pads rows to >= 64 columns, N <= 64): lanes
-before `bnd` finish the row being accumulated, lanes from `bnd` start the next one. One adder
-tree sums every lane (T); the lanes before `bnd` (L) are at most one of T's nodes per level,
-picked and added as the levels come out; the row accumulator adds L and restarts with T - L. Arithmetic is exactly docs/arithmetic.md step 1 (48-bit two's complement).
+before `bnd` finish the row being accumulated, lanes from `bnd` start the next one. Two adder
+trees, over every lane (T) and over the lanes before `bnd` (L), give both partial sums (L and
+T - L); the row accumulator adds the first and restarts with the second. Arithmetic is exactly docs/arithmetic.md step 1 (48-bit two's complement).
 
 Segment alignment: one of the two input segments is shifted left by `shift` (the compiler gives
 the other segment shift 0). The array shifts the lane's *weight* (9 bits -> <= 18 bits) instead
@@ -15,7 +15,7 @@ shifter; the result is identical because (x * (w << s)) == (x * w) << s.
 the high byte (signed) on odd lanes, both lanes see the same x, and the odd product is weighted by
 2^8 before the reduction: x * w16 == x * lo + (x * hi << 8).
 """
-from migen import Array, Cat, If, Module, Mux, Signal
+from migen import Cat, If, Module, Signal
 
 from rnnaccel.host.spec import ACC_BITS, ACT_BITS, MAX_SEG_SHIFT
 
@@ -30,18 +30,24 @@ P_BITS = ACT_BITS + WS_BITS      # lane product
 
 def _tree(m, values, width, max_width):
     """Pipelined adder tree: a register after every level, each level a bit wider than the one
-    before (up to `max_width`). Returns the levels (the inputs first, the sum last: level l holds
-    the sums of aligned blocks of 2^l values, registered l cycles after the inputs)."""
-    levels = [list(values)]
-    while len(levels[-1]) > 1:
+    before (up to `max_width`). Returns (sum, latency)."""
+    level, lat = list(values), 0
+    while len(level) > 1:
         width = min(width + 1, max_width)
         nxt = []
-        for i in range(0, len(levels[-1]), 2):
+        for i in range(0, len(level), 2):
             s = Signal((width, True), reset_less=True)
-            m.sync += s.eq(levels[-1][i] + levels[-1][i + 1])
+            if i + 1 < len(level):
+                m.sync += s.eq(level[i] + level[i + 1])
+            else:
+                m.sync += s.eq(level[i])
             nxt.append(s)
-        levels.append(nxt)
-    return levels
+        level, lat = nxt, lat + 1
+    if lat == 0:  # a single value: still register once for a uniform pipeline
+        s = Signal((width, True), reset_less=True)
+        m.sync += s.eq(level[0])
+        level, lat = [s], 1
+    return level[0], lat
 
 
 class MacArray(Module):
@@ -85,8 +91,9 @@ class MacArray(Module):
         self.row1 = Signal((ACC_BITS, True), reset_less=True)
 
         # Data registers have no reset (a valid bit travels beside them): the reset net then
-        # reaches only the control registers. The lane controls (shift, mode16) are registered once
-        # per group of LANES_PER_COPY lanes: no single net drives every lane's shifter or pick.
+        # reaches only the control registers. The lane controls (shift, mode16, the row-boundary
+        # masks) are registered once per group of LANES_PER_COPY lanes: no single net drives
+        # every lane's shifter or mask mux.
         groups = range(-(-N // LANES_PER_COPY))
 
         def per_group(value, name):
@@ -121,43 +128,35 @@ class MacArray(Module):
                 self.sync += If(mode16_2[i], pr[i].eq(prod[i] << 8)).Else(pr[i].eq(prod[i]))
             else:
                 self.sync += pr[i].eq(prod[i])
-        # ---- stages 4..: the adder tree T, and L from T's own nodes ------------------------------
-        # T sums every lane; L the lanes before the row boundary (every lane when the cycle has
-        # none); the accumulator forms the rest as T - L. [0, bnd) is the union of at most one
-        # aligned block of 2^l lanes per level l (the one starting at bnd with its low l + 1 bits
-        # cleared, when bit l of bnd is set), and each such block is a node of T: L adds one
-        # picked node per level as T's levels come out (a running sum a stage behind each
-        # level), so no lane masks and no second tree stand behind the multipliers.
-        # (bnd travels beside: the products of an input cycle are in `pr` three cycles later,
-        # level l of T l cycles after that)
-        levels = _tree(self, pr, LW, ACC_BITS)
-        lg = len(levels) - 1
-        assert 1 << lg == N and lg >= 2, "a power-of-two lane count of at least 4"
-        bnd_at = {0: self.bnd}
-        for k in range(1, 3 + lg):
-            bnd_at[k] = delay(self, bnd_at[k - 1], 1, f"bnd{k}", reset_less=True)
-
-        def piece(l):        # the level-l block of [0, bnd), or 0 (bnd as that level's nodes see it)
-            b = bnd_at[3 + l]
-            nodes = levels[l][0::2]            # blocks start at even multiples of 2^l
-            pick = Signal.like(levels[l][0], name=f"lpick{l}")
-            self.comb += pick.eq(Array(nodes)[b[l + 1:lg]] if len(nodes) > 1 else nodes[0])
-            return Mux(b[l], pick, 0)
-        run = Signal((ACC_BITS, True), name="lrun0", reset_less=True)
-        self.sync += run.eq(piece(0))
-        for l in range(1, lg - 1):
-            nxt = Signal((ACC_BITS, True), name=f"lrun{l}", reset_less=True)
-            self.sync += nxt.eq(run + piece(l))
-            run = nxt
-        # the last level: its two nodes are T's halves; a full cycle (bnd = N: bit lg) takes both,
-        # and then the running sum is 0 (bnd's lower bits are)
-        top = levels[lg - 1]
-        b = bnd_at[2 + lg]
-        full = b[lg]
-        sum_l = Signal((ACC_BITS, True), name="sum_l", reset_less=True)
-        self.sync += sum_l.eq(Mux(full, top[1], run) + Mux(full | b[lg - 1], top[0], 0))
-        sum_t = levels[lg][0]
-        tlat = lg - 1                    # T's levels after its first (the depth below counts from it)
+        # ---- stage 4: the trees' first level ------------------------------------------------------
+        # Two trees: T sums every lane, L the lanes before the row boundary (every lane when the
+        # cycle has none); the accumulator forms the rest as T - L. The first level adds lane
+        # pairs, L's lane masks as LUTs in front of its adders (one register per product bit
+        # before them, not a masked 48-bit register per lane and tree). The products of an input
+        # cycle are in `pr` three cycles later: its bnd follows, the lane masks i < bnd compared
+        # a stage ahead and registered per group (no comparator in front of a lane's mask).
+        # (bnd's second register a copy per lane group: the groups' compares sit by their lanes,
+        # all over the die; one register reaching them all took 13.6 ns)
+        # (and each lane's mask bit in two copies, one per half of the product's bits: a mask
+        # register reaching a whole adder's column of LUTs took 7.6 ns of routing)
+        bnd1 = delay(self, self.bnd, 1, "bnd", reset_less=True)
+        masked = []
+        for g in groups:
+            bnd2 = copy_reg(self, bnd1, f"bnd2_g{g}")
+            for i in range(g * LANES_PER_COPY, min((g + 1) * LANES_PER_COPY, N)):
+                mk = Signal.like(pr[i], name=f"pm{i}")
+                half = len(mk) // 2
+                for h, (lo, hi) in enumerate(((0, half), (half, len(mk)))):
+                    low = copy_reg(self, i < bnd2, f"low{i}_{h}")
+                    self.comb += If(low, mk[lo:hi].eq(pr[i][lo:hi])).Else(mk[lo:hi].eq(0))
+                masked.append(mk)
+        t1 = [Signal((LW + 1, True), name=f"t1_{j}", reset_less=True) for j in range(N // 2)]
+        l1 = [Signal((LW + 1, True), name=f"l1_{j}", reset_less=True) for j in range(N // 2)]
+        for j in range(N // 2):
+            self.sync += t1[j].eq(pr[2 * j] + pr[2 * j + 1]), l1[j].eq(masked[2 * j] + masked[2 * j + 1])
+        # ---- stages 5..: the rest of both trees ------------------------------------------------
+        sum_t, tlat = _tree(self, t1, LW + 1, ACC_BITS)
+        sum_l, _ = _tree(self, l1, LW + 1, ACC_BITS)
         # control travels beside the data
         depth = 4 + tlat
         ctl = Cat(self.valid, self.first, self.last, self.bnd != N)

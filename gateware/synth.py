@@ -170,18 +170,18 @@ class SynthTop(Module):
         stage = [Signal(32, name=f"wstage{j}") for j in range(subs - 1)]
         j = Signal(max(sub_bits, 1))
         self.comb += j.eq(off[:sub_bits] if sub_bits else 0)
-        st_we = [Signal(name=f"wst_we{k}") for k in range(subs)]
+        sub_we = [wr[WMEM] & (j == k) for k in range(subs)]
+        st_we = Signal(name="wst_we")          # the last sub-word: the whole word goes out
         st_dat, st_adr = Signal(32), Signal(len(core.wmem_adr))
-        self.sync += [st_we[k].eq(wr[WMEM] & (j == k)) for k in range(subs)]
-        self.sync += st_dat.eq(dat_w), st_adr.eq(off[sub_bits:])
+        self.sync += st_we.eq(sub_we[subs - 1]), st_dat.eq(dat_w), st_adr.eq(off[sub_bits:])
         # (each stage from a copy of the data of its own: 9.8 ns hop; and each half of it on an
         # enable copy of its own: one enable reaching the 32 took 9.6 ns)
         for k, st in enumerate(stage):
             dat = copy_reg(self, dat_w, f"wst_dat{k}")
             for h in range(2):
-                ce = copy_reg(self, wr[WMEM] & (j == k), f"wst_ce{k}_{h}")
+                ce = copy_reg(self, sub_we[k], f"wst_ce{k}_{h}")
                 self.sync += If(ce, st[16 * h:16 * h + 16].eq(dat[16 * h:16 * h + 16]))
-        self.comb += [core.wmem_we.eq(st_we[subs - 1]), core.wmem_adr.eq(st_adr),
+        self.comb += [core.wmem_we.eq(st_we), core.wmem_adr.eq(st_adr),
                       core.wmem_dat.eq(Cat(*stage, st_dat))]
 
         # ---- read path: select registered with the address, data one cycle later ------------------

@@ -17,11 +17,14 @@ P_BITS = 36          # its product width
 
 
 class RegisteredMul(Special):
-    """p <= a_r * b_r, a_r <= a, b_r <= b (all in `sys`). a, b signed, <= 18 bits; p signed."""
+    """p <= a_r * b_r, a_r <= a, b_r <= b (all in `sys`). a, b signed, <= 18 bits; p signed.
+    `lane`: the MAC lane this multiplier serves (the ECP5 lowering tags its MULT18X18D with
+    `LANE_ATTR` = lane, so that the synthesis flow can give the lanes their DSP sites)."""
 
-    def __init__(self, a, b, p):
+    def __init__(self, a, b, p, lane=None):
         Special.__init__(self)
         self.a, self.b, self.p = wrap(a), wrap(b), p
+        self.lane = lane
         assert len(self.a) <= DSP_BITS and len(self.b) <= DSP_BITS and len(p) <= P_BITS
         assert self.a.signed and self.b.signed and p.signed
 
@@ -53,7 +56,8 @@ class _MulECP5(Module):
         pins.update({f"o_P{k}": p[k] for k in range(P_BITS)})     # inputs (SRIA/SRIB) stay open
         pins.update(i_CLK0=ClockSignal(), i_CE0=1, i_RST0=0)
         # no parameters here: ECP5_YOSYS_PASSES sets them after synthesis (see there)
-        self.specials += Instance("MULT18X18D", attr={ECP5_MARK}, i_SIGNEDA=1, i_SIGNEDB=1, i_SOURCEA=0, i_SOURCEB=0,
+        attr = {ECP5_MARK} | ({(LANE_ATTR, str(dr.lane))} if dr.lane is not None else set())
+        self.specials += Instance("MULT18X18D", attr=attr, i_SIGNEDA=1, i_SIGNEDB=1, i_SOURCEA=0, i_SOURCEB=0,
                                   **pins)
 
 
@@ -65,6 +69,7 @@ class _ECP5Lowering:
 
 ECP5_OVERRIDES = {RegisteredMul: _ECP5Lowering}
 ECP5_MARK = "rnnaccel_regmul"      # attribute of the MULT18X18D instances above
+LANE_ATTR = "rnnaccel_lane"        # and, on a MAC lane's, its lane number (synth.lane_sites)
 # The registers of those instances, set on the synthesised netlist (yosys commands to run after
 # synth_ecp5): yosys 0.70 elaborates the top module once more when the module it derives for a
 # parameterised black-box instance appears, at the end of synth_ecp5, and the unsynthesised

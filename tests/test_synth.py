@@ -1,6 +1,7 @@
 """The ECP5 synthesis harness and flow (gateware/synth.py): the harness' address map in simulation,
 the report parsers, and a yosys-only synthesis of a tiny core (about a minute)."""
 import json
+import re
 
 import pytest
 
@@ -186,6 +187,11 @@ def test_yosys_synthesises_a_tiny_core(tmp_path):
     assert len(lanes) == 4 + len(STRIDED) + 1 + 2 + 2
     for c in lanes:
         assert {k: c["parameters"].get(k) for k in dsp.ECP5_PARAMS} == dsp.ECP5_PARAMS
+    # the MAC lanes' multipliers carry their DSP sites, lane i on lane_sites(4)[i]
+    pinned = {c["attributes"][dsp.LANE_ATTR].strip(): c["attributes"]["BEL"].strip() for c in lanes
+              if dsp.LANE_ATTR in c["attributes"]}
+    assert pinned == {str(i): site for i, site in enumerate(synth.lane_sites(4))}
+    assert res["pinned_lanes"] == 4
     # the weight memory's slices, the vector pool's banks (wide-read slices, one per bank at this
     # size, and the single-word banks), both copies of the parameter memory, the row FIFO and the
     # X buffer's banks (one per lane) and the two activation units' ROM slices read through their
@@ -199,6 +205,22 @@ def test_yosys_synthesises_a_tiny_core(tmp_path):
     regs = [c for c in cells if c["type"] == "DP16KD" and c["parameters"].get("REGMODE_B") == "OUTREG"]
     assert len(regs) == slices
     json.dumps(res)                                # the CLI prints it as JSON
+
+
+def test_lane_sites_are_a_row_of_neighbours():
+    """Lanes in order along DSP row 58 around the die's middle; past 32 lanes the next row."""
+    for n in (4, 8, 16, 32, 64):
+        sites = synth.lane_sites(n)
+        assert len(sites) == len(set(sites)) == n
+        locs = [tuple(int(v) for v in re.match(r"X(\d+)/Y(\d+)/MULT18_\d$", s).groups()) for s in sites]
+        for r in range(-(-n // 32)):
+            row = locs[32 * r:32 * r + 32]
+            assert {y for _, y in row} == {synth.LANE_ROWS[r]}
+            xs = [x for x, _ in row]
+            assert xs == sorted(xs) and xs[-1] - xs[0] < 9 * len(xs) / 4 + 6      # in order, no gaps
+            assert abs((xs[0] + xs[-1]) / 2 - 63) < 12                             # about the middle
+    with pytest.raises(synth.SynthError):
+        synth.lane_sites(128)
 
 
 def test_outreg_lowering_refuses_what_it_cannot_register():

@@ -357,12 +357,17 @@ class RNNAccelCore(Module):
         self.comb += [xb.wdata[j].eq(vpool.wide_bank[j]) for j in range(RD_WIDTH)], xb.wrot.eq(vpool.wide_rot)
         self.comb += xb.remaining.eq(0xFFFFFFFF)
         for b in range(2):
-            # per-buffer window geometry, set while the buffer loads (from the first LOAD cycle, so
-            # the first write already sees the new k for its wrap copy)
+            # per-buffer window geometry, set while the buffer loads: from LOAD's second cycle
+            # to LOADED, on a flag register of its own (the state decode reaching the buffer's
+            # sixty configuration registers took 12.8 ns), in time for the first write (LOAD's
+            # fifth cycle at the earliest: the pool's wide read), which needs the new k a cycle
+            # ahead for its wrap copy; the values hold until START
             c = xb.cfg[b]
             cfg = [c["k"], c["k_useful"], c["split"], c["shift_b"], c["mode16"]]
             vals = [k_stored, k_useful, F["a_len"], F["b_aux"] != 0, mode16]
-            self.sync += If(loading & (ld_sel == b), *[c.eq(v) for c, v in zip(cfg, vals)])
+            assert vpool.wide_latency - 1 >= 2     # the first write's wide read, after cfg_we
+            cfg_we = Signal(name=f"xcfg_we{b}")
+            self.sync += cfg_we.eq(loading & (ld_sel == b)), If(cfg_we, *[c.eq(v) for c, v in zip(cfg, vals)])
         # which segments each buffer holds (for reuse)
         held = [[Signal(vaw, name=f"held{b}_a"), Signal(vaw, name=f"held{b}_b"), Signal(17, name=f"held{b}_la"),
                  Signal(17, name=f"held{b}_lb"), Signal(name=f"held{b}_m16"), Signal(name=f"held{b}_v")]

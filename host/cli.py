@@ -7,7 +7,7 @@
     rnnaccel compression MODEL [--plot PNG]
     rnnaccel disasm IMAGE
     rnnaccel validate --device URI --model MODEL [--model MODEL2 ...] [--bits B] --data DATA
-    rnnaccel synth --macs N [--freq MHZ] [--out DIR] [--seed S] [--placer static|heap] [--no-pnr]
+    rnnaccel synth --macs N [--freq MHZ] [--out DIR] [--seed S] [--placer static|heap] [--free-lanes] [--no-pnr]
     rnnaccel kws eval [--model PATH] [--bits float|16|8|6|4|2] [--n N] [--seed S]
     rnnaccel kws train [--arch gru|lstm|dnn] [--out PATH] [--epochs E] [--n-train N] [--seed S]
     rnnaccel demo [--device URI] [--wav FILE | --mic] [--bits 4]   (live keyword spotting)
@@ -215,7 +215,8 @@ def cmd_synth(a):
     out = a.out or (f"build/synth-{a.unit}/n{a.macs}" if a.unit else f"build/synth-core/n{a.macs}")
     try:
         placer = {"placer": a.placer} if a.placer else {}      # synthesize's default otherwise
-        r = synthesize(a.macs, out, freq_mhz=a.freq, seed=a.seed, pnr=not a.no_pnr, unit=a.unit, **placer)
+        r = synthesize(a.macs, out, freq_mhz=a.freq, seed=a.seed, pnr=not a.no_pnr, unit=a.unit,
+                       pin_lanes=not a.free_lanes, **placer)
     except SynthError as e:
         raise UserError(str(e)) from None
     v = r.get("versions", {})
@@ -402,6 +403,9 @@ def build_parser():
     s.add_argument("--placer", help="nextpnr placer: static (default: less wire and better timing than heap on "
                                     "this core) or heap")
     s.add_argument("--no-pnr", action="store_true", help="yosys only: cell counts, no place and route")
+    s.add_argument("--free-lanes", action="store_true",
+                   help="leave the MAC lanes' multipliers to the placer (default: pinned in lane order along a "
+                        "DSP row in the die's middle, which is what lets N = 32 route)")
     s.add_argument("--unit", help="one unit of the core alone: mac, xbuf, weights or epilogue (inputs from a "
                                   "scan chain, outputs folded onto one pin): its own timing in a few minutes")
     s.set_defaults(fn=cmd_synth)

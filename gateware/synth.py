@@ -174,13 +174,14 @@ class SynthTop(Module):
         st_we = Signal(name="wst_we")          # the last sub-word: the whole word goes out
         st_dat, st_adr = Signal(32), Signal(len(core.wmem_adr))
         self.sync += st_we.eq(sub_we[subs - 1]), st_dat.eq(dat_w), st_adr.eq(off[sub_bits:])
-        # (each stage from a copy of the data of its own: 9.8 ns hop; and each half of it on an
-        # enable copy of its own: one enable reaching the 32 took 9.6 ns)
+        # (each half of a stage from a copy of the data and an enable copy of its own: one data
+        # copy per stage, 9.8 ns hop, its keep-apart flag reaching the 32 bits 12.4 ns; one
+        # enable reaching the 32, 9.6 ns)
         for k, st in enumerate(stage):
-            dat = copy_reg(self, dat_w, f"wst_dat{k}")
             for h in range(2):
+                dat = copy_reg(self, dat_w[16 * h:16 * h + 16], f"wst_dat{k}_{h}")
                 ce = copy_reg(self, sub_we[k], f"wst_ce{k}_{h}")
-                self.sync += If(ce, st[16 * h:16 * h + 16].eq(dat[16 * h:16 * h + 16]))
+                self.sync += If(ce, st[16 * h:16 * h + 16].eq(dat))
         self.comb += [core.wmem_we.eq(st_we), core.wmem_adr.eq(st_adr),
                       core.wmem_dat.eq(Cat(*stage, st_dat))]
 

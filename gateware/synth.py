@@ -367,12 +367,14 @@ DSP_ROWS = (10, 34, 58)
 DSP_BLOCKS = (4, 13, 22, 31, 40, 49, 58, 69, 78, 87, 96, 105, 114)
 _BLOCK_SITES = ((0, 0), (1, 1), (4, 4), (5, 5))    # (column offset, MULT18_<k>)
 LANE_ROWS = (58, 34)                                # the rows the lanes fill, in this order
+LANE_BLOCKS = 8                                     # blocks per row the lanes use (32 lanes)
+assert set(LANE_ROWS) <= set(DSP_ROWS)
 
 
 def lane_sites(n_lanes):
     """The DSP site (nextpnr BEL name) of each MAC lane's MULT18X18D: up to 32 lanes in row
     LANE_ROWS[0] on the blocks around the die's middle, more on the next row the same way."""
-    per_row = 8 * len(_BLOCK_SITES)
+    per_row = LANE_BLOCKS * len(_BLOCK_SITES)
     rows = -(-n_lanes // per_row)
     if rows > len(LANE_ROWS):
         raise SynthError(f"{n_lanes} lanes: the DSP rows {LANE_ROWS} hold {per_row * len(LANE_ROWS)}")

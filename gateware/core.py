@@ -545,7 +545,7 @@ class RNNAccelCore(Module):
         last_slot = Signal()
         # the row's values at its last slot, FEED_LATENCY - 1 cycles later (a cycle before its last
         # operand arrives)
-        assert vpool.rd_latency == timing.FEED_LATENCY == 3
+        assert vpool.rd_latency == timing.FEED_LATENCY == 4
         last_slot_d = delay(self, last_slot, timing.FEED_LATENCY - 1, "last_slot")
         acc_r_d = delay(self, acc_r, timing.FEED_LATENCY - 1, "acc_r", reset_less=True)
         r_ctx_d = delay(self, r_ctx, timing.FEED_LATENCY - 1, "r_ctx")
@@ -595,13 +595,17 @@ class RNNAccelCore(Module):
         first_adr = [~copy_reg(self, ~fd_first_nx, f"fd_notfirst{g}", reset=True) for g in range(2)]
 
         # what a pop loads from its row's context: picked by register copies of the feed pointer
-        # (one per group of uses; the picks are some 110 mux selects; registers from `feed_nx`
-        # instead put `pop` -> feed_nx -> the picks in one cycle: 14.6 ns at c7aa052)
-        pick_use = {"da": 0, "db": 0, "bias": 0, "p": 1, "q": 1, "order": 1, "n_ops": 1}   # else 2
-        feed_adr = [copy_reg(self, feed_nx, f"feed_adr{c}", reset=True) for c in range(3)]   # == feed_ptr
+        # (one per row address, whose picks sit beside its register, and one per group of the other
+        # uses; the picks are some 110 mux selects; registers from `feed_nx` instead put `pop` ->
+        # feed_nx -> the picks in one cycle: 14.6 ns at c7aa052; three copies for all: 11.7-13.1 ns)
+        pick_use = {"order": "op", "n_ops": "op"}   # else "ctl"; a row address: its own
+        feed_adr = {}
 
-        def cur(name):
-            return C(name, feed_adr[pick_use.get(name, 2)])
+        def cur(name, own=False):
+            use = name if own else pick_use.get(name, "ctl")
+            if use not in feed_adr:
+                feed_adr[use] = copy_reg(self, feed_nx, f"feed_adr_{use}", reset=True)   # == feed_ptr
+            return C(name, feed_adr[use])
 
         def row_address(name, width):
             """The popped row's address from its context's base `name` (a register loaded on the
@@ -609,7 +613,7 @@ class RNNAccelCore(Module):
             (a context pick and a 2:1 mux behind the pop, no adder of base and row index)."""
             adr = Signal(width, name=f"radr_{name}")
             g = 0 if name in ("da", "db", "bias") else 1      # the address group: its pop / fd_first copy
-            self.sync += If(pop_adr[g], If(first_adr[g], adr.eq(cur(name))).Else(adr.eq(adr + 1)))
+            self.sync += If(pop_adr[g], If(first_adr[g], adr.eq(cur(name, own=True))).Else(adr.eq(adr + 1)))
             return adr
         # the row's accumulator loads whenever a pop may happen (not only on one: `pop` then stays
         # out of its 48 clock enables, which have copies of `free` of their own); after a pop it

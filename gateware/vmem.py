@@ -15,7 +15,7 @@ from migen import READ_FIRST, Array, Cat, If, Memory, Module, Signal
 from rnnaccel.host.spec import ACT_BITS
 
 from .bram import bram_width, collision_free, registered_read
-from .regs import delay
+from .regs import copy_reg, delay
 
 
 
@@ -27,8 +27,8 @@ class VectorPool(Module):
                     in bank order: mem[wide_adr + j] = wide_bank[(wide_rot + j) mod width]
                     (the consumer rotates them: the X buffer within its own write rotation),
                     and wide_dat0 = mem[wide_adr]
-        word read:  rd_adr -> rd_dat, `rd_latency` (3) cycles later (through the block RAMs'
-                    output registers and the registered bank pick)
+        word read:  rd_adr -> rd_dat, `rd_latency` (4) cycles later (through an address register
+                    per bank, the block RAMs' output registers and the registered bank pick)
         word write: we, wr_adr, wr_dat
     """
 
@@ -67,7 +67,7 @@ class VectorPool(Module):
         # strobe, and its next bus request comes after the write's acknowledge, a cycle later.
         collision_free(*banks, *[m for ms in slices for m in ms])
         wide_s = [[registered_read(self, m, mode=READ_FIRST) for m in ms] for ms in slices]
-        self.rd_latency = 3
+        self.rd_latency = 4
         word = [registered_read(self, m, mode=READ_FIRST) for m in banks]
         wr = [[m.get_port(write_capable=True) for m in [banks[b], *slices[b]]] for b in range(B)]
         self.specials += [p for ps in wr for p in ps]
@@ -78,13 +78,15 @@ class VectorPool(Module):
         # port's owner mux), then each bank's address (q or q + 1) in a register of its own
         # beside the bank, so the block RAM's address setup stays local
         self.wide_latency = 4
+        # (a copy of the arriving address per bank: one register reaching all eight banks' compare
+        # and increment took 12 ns of routing)
         adr_r = Signal(aw)
         self.sync += adr_r.eq(self.wide_adr)
-        q, r = Signal(aw), Signal(lg)
-        self.comb += q.eq(adr_r >> lg), r.eq(adr_r[:lg])
+        r = adr_r[:lg]
         for b in range(B):
+            a_b = copy_reg(self, self.wide_adr, f"wadr_in{b}")
             adr = Signal(aw - lg, name=f"wadr{b}")
-            self.sync += If(b >= r, adr.eq(q)).Else(adr.eq(q + 1))
+            self.sync += If(b >= a_b[:lg], adr.eq(a_b >> lg)).Else(adr.eq((a_b >> lg) + 1))
             self.comb += [p.adr.eq(adr) for p in wide_s[b]]
         r3 = delay(self, r, self.wide_latency - 1, "wrot")
         for b in range(B):
@@ -92,11 +94,15 @@ class VectorPool(Module):
         self.comb += self.wide_rot.eq(r3), self.wide_dat0.eq(Array(self.wide_bank)[r3])
 
         # ---- single-word read and write ------------------------------------------------------------
-        # the bank pick registered: the banks' block RAMs lie apart, their outputs meet at the pick
+        # the bank pick registered: the banks' block RAMs lie apart, their outputs meet at the pick;
+        # the read address registered per bank (beside its block RAM: the address arrives from a
+        # mux far away, and one net reaching every bank took 5.6 ns of routing)
         rsel = delay(self, self.rd_adr[:lg], self.rd_latency - 1, "rsel")
         words_r = Array(Signal((ACT_BITS, True), name=f"rb{b}") for b in range(B))
         for b in range(B):
-            self.comb += word[b].adr.eq(self.rd_adr >> lg), words_r[b].eq(word[b].dat_r)
+            radr = Signal(aw - lg, name=f"radr{b}")
+            self.sync += radr.eq(self.rd_adr >> lg)
+            self.comb += word[b].adr.eq(radr), words_r[b].eq(word[b].dat_r)
             we = Signal(name=f"vwe{b}")
             self.comb += we.eq(self.we & (self.wr_adr[:lg] == b))
             for p, lo in zip(wr[b], [0] + list(range(0, ACT_BITS, sw))):

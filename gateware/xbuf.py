@@ -293,7 +293,8 @@ class XBuffer(Module):
         # wrap), and so on. So per lane group the bounds (k - p, split - p, ...; clamped to
         # 0..N) are computed once (the differences registered in stage 1, clamped in stage 2),
         # and each lane compares its constant element index with them (stage 3: a few LUTs, no
-        # carry chain per lane). The masks are ready at latency 3, registered at 4, 5 and 6
+        # carry chain per lane; the compares registered, then their picks: stage 4). The masks
+        # are ready at latency 4, registered at 5 and 6
         # (`shifted_early`, `zero_early`: the MAC array applies them to the weights before its
         # multipliers) and again at 7. The stream's
         # configuration comes registered per lane group; it changes two cycles after restart,
@@ -332,12 +333,16 @@ class XBuffer(Module):
             bd["shift_b"], bd["mode16"] = Signal(name=f"xb{g}_shb"), Signal(name=f"xb{g}_m16")
             self.sync += flags[0].eq(c["shift_b"]), flags[1].eq(c["mode16"]), \
                 bd["shift_b"].eq(flags[0]), bd["mode16"].eq(flags[1])
+            bd["shift_b3"] = Signal(name=f"xb{g}_shb3")         # beside the compares' registers
+            self.sync += bd["shift_b3"].eq(bd["shift_b"])
             bounds.append(bd)
-        rem_1, rem_b = Signal(lg + 1), Signal(lg + 1)       # elements left in the stream, clamped to N
-        self.sync += If(self.remaining >= N, rem_1.eq(N)).Else(rem_1.eq(self.remaining[:lg + 1])), rem_b.eq(rem_1)
+        # elements left in the stream, clamped to N: a copy per lane group
+        rem_1 = Signal(lg + 1)
+        self.sync += If(self.remaining >= N, rem_1.eq(N)).Else(rem_1.eq(self.remaining[:lg + 1]))
+        for g, bd in enumerate(bounds):
+            bd["rem"] = copy_reg(self, rem_1, f"xb{g}_rem")
         self.shifted_early, self.zero_early = Signal(N), Signal(N)
-        mask_s, mask_z = Signal(N), Signal(N)          # the masks at latency 3
-        mask_s2, mask_z2 = Signal(N), Signal(N)        # 4
+        mask_s2, mask_z2 = Signal(N), Signal(N)        # the masks at latency 4
         mask_s3, mask_z3 = Signal(N), Signal(N)        # and 5
         assert self.latency == 7
         # the pair pick (stage 7) sees mode16 six cycles after rsel changes: a stream's last
@@ -350,11 +355,12 @@ class XBuffer(Module):
 
             def ge(b):       # this lane's element >= b
                 return Mux(bd["mode16"], i // 2 >= b, i >= b)
-            wrapped = ge(bd["k"])
+            # stage 3: this lane's compares with the bounds, registered
+            cmp = {n: Signal(name=f"xge{i}_{n}") for n in ("k", "split_k", "split", "k_useful_k", "k_useful", "rem")}
+            self.sync += [cmp[n].eq(ge(bd[n])) for n in cmp]
             self.sync += [
-                mask_s[i].eq(Mux(wrapped, ~ge(bd["split_k"]), ~ge(bd["split"])) ^ bd["shift_b"]),
-                mask_z[i].eq(Mux(wrapped, ge(bd["k_useful_k"]), ge(bd["k_useful"])) | ge(rem_b)),
-                mask_s2[i].eq(mask_s[i]), mask_z2[i].eq(mask_z[i]),
+                mask_s2[i].eq(Mux(cmp["k"], ~cmp["split_k"], ~cmp["split"]) ^ bd["shift_b3"]),
+                mask_z2[i].eq(Mux(cmp["k"], cmp["k_useful_k"], cmp["k_useful"]) | cmp["rem"]),
                 mask_s3[i].eq(mask_s2[i]), mask_z3[i].eq(mask_z2[i]),
                 self.shifted_early[i].eq(mask_s3[i]), self.zero_early[i].eq(mask_z3[i]),
                 If(m16_l[i // LANE_GROUP], self.x[i].eq(win[i // 2])).Else(self.x[i].eq(win[i])),

@@ -873,8 +873,11 @@ class RNNAccelCore(Module):
                 *next_instr("next")))
         # the stream start, in START & start_ok, reaches several hundred registers (the weight
         # stream's and X buffer's start inputs, the context push): register copies of it, one per
-        # group of them, loaded from its next value (do_finalize)
-        self._start_copies = ws.start_copies + xb.restarts.copies + [ctx_push]
+        # group of them (do_finalize). The context push loads from its next value; the stream's
+        # and X buffer's copies a cycle later (timing.STREAM_START_DELAY) from a register of it
+        # per unit: the next value's logic reached the copies all over the die (11.9 ns)
+        self._push_copies = [ctx_push]
+        self._stream_copies = {"ws": ws.start_copies, "xb": xb.restarts.copies}
         self._start_nx = [ws_idle & ctx_free]
         # "START in the next cycle", spelt out on registers (do_finalize): CHECK3 passing every
         # check onto a reused buffer, LOADED, or START still waiting
@@ -936,4 +939,7 @@ class RNNAccelCore(Module):
         to_start, go_nx = Signal(), Signal()
         self.comb += to_start.eq(reduce(or_, [in_st[st] & cond for st, cond in self._to_start.items()]))
         self.comb += go_nx.eq(reduce(and_, [to_start] + self._start_nx))
-        drive_copies(self, self._start_copies, go_nx, "st_go")
+        drive_copies(self, self._push_copies, go_nx, "st_push")
+        assert timing.STREAM_START_DELAY == 1
+        for unit, copies in self._stream_copies.items():
+            drive_copies(self, copies, copy_reg(self, go_nx, f"st_go_{unit}", reset=True), f"st_go_{unit}_")

@@ -13,7 +13,8 @@ The core (gateware/core.py) overlaps three parts, modelled as such in `_Core`:
                 the X buffer already holds the segments), START a cycle after the previous
                 stream has finished and a context slot is free (START_SEEN); the next FETCH
                 follows at once, while the stream runs.
-    stream      first_output_latency + stream_cycles (codebook stalls included).
+    stream      starts STREAM_START_DELAY after START's decision; first_output_latency +
+                stream_cycles (codebook stalls included).
     back end    rows reach the row FIFO XBUF_LATENCY + mac_latency + FIFO_IN_LATENCY after their
                 stream cycle; the feeder takes one per `feeder_interval` cycles in order (WAIT_EPI: an
                 instruction's first row only once every older one has retired) and hands it to
@@ -37,6 +38,7 @@ LOAD_WIDTH = 8                        # vector-pool words per loader cycle, at m
 LOADED_CYCLES = 1
 WS_RELEASE = 0                        # weight stream busy -> idle after its last output
 START_SEEN = 1                        # START acts on the stream's and context queue's state a cycle late
+STREAM_START_DELAY = 1                # START's decision -> the weight stream and X buffer start (two register levels of copies)
 
 # ---- queues ----------------------------------------------------------------------------------------
 ROW_FIFO_DEPTH = MAX_ROWS             # finished rows waiting for the feeder
@@ -203,9 +205,10 @@ class _Core:
         ctx_free = self.retired[k - CTX_DEPTH] + 1 if k >= CTX_DEPTH else 0
         s = max(s0, self.ws_free + START_SEEN, ctx_free + START_SEEN)   # START: the stream starts
         self.starts.append((pc, s))
+        st = s + STREAM_START_DELAY                     # the weight stream's and X buffer's start
         fol = first_output_latency(ins.mode)
         sc = stream_cycles(self.n, ins.mode, ins.rows, ins.k_stored, ins.group_log2)
-        self.ws_free = s + fol + sc + WS_RELEASE
+        self.ws_free = st + fol + sc + WS_RELEASE
         self.last_buf = key
         # back end
         to_fifo = XBUF_LATENCY + mac_latency(self.n) + FIFO_IN_LATENCY
@@ -213,7 +216,7 @@ class _Core:
         emits = row_emit_cycles(ins, self.n)
         epi_floor = self.retire_before(k) + 1 if ins.flags & isa.FLAG_WAIT_EPI else 0
         for j, e in enumerate(emits):
-            w = s + fol + e + to_fifo
+            w = st + fol + e + to_fifo
             if j == len(emits) - 1 and len(emits) > 1 and emits[j - 1] == e:
                 w += 1                                  # two rows ended in one cycle: the second waits
             pop = w + 1

@@ -384,10 +384,15 @@ class RNNAccelCore(Module):
                               (h[4][last_sel] == mode16) & ~seg_wait)
 
         # ---- stream: the weight stream and the X window of buffer `st_sel` into the array -----------
+        # (mode, rows and group size registered once more: the stream samples them at its start,
+        # STREAM_START_DELAY after START, while the instruction register still holds the started
+        # instruction; the mode's decode sat behind the instruction register: 11.1 ns)
+        ws_f = {n: Signal.like(F[n], name=f"ws_{n}") for n in ("mode", "rows", "group_log2")}
+        self.sync += [ws_f[n].eq(F[n]) for n in ws_f]
         self.comb += [
             ws.word_base.eq(wo_a),           # registered: valid from CHECK0, two cycles before START at the earliest
-            ws.mode.eq(F["mode"]), ws.rows.eq(F["rows"]), ws.k_stored.eq(k_stored),
-            ws.group_log2.eq(F["group_log2"]), ws.cb_base.eq(cb_base),
+            ws.mode.eq(ws_f["mode"]), ws.rows.eq(ws_f["rows"]), ws.k_stored.eq(k_stored),
+            ws.group_log2.eq(ws_f["group_log2"]), ws.cb_base.eq(cb_base),
         ]
         st_sel, st_shift, st_mode16 = Signal(), Signal(max=MAX_SEG_SHIFT + 1), Signal()
         ws_ready = Signal()
@@ -716,11 +721,14 @@ class RNNAccelCore(Module):
         # the host's write (which thus lands a cycle later; the host writes only while the core
         # is idle): the write reaches the pool's banks from flip-flops, not through the head's 8:1
         # mux and the owner mux; the context retires with its last write
-        assert timing.WQ_LATENCY == 2
+        # (then the pool's register per bank: vpool.wr_latency; the context retires as its last
+        # write lands, a register later still)
+        assert timing.WQ_LATENCY == 2 + vpool.wr_latency == 3
         pool_we, pool_wadr, pool_wdat, core_wlast = Signal(), Signal(vaw), Signal((ACT_BITS, True), reset_less=True), Signal()
+        core_wlast0 = Signal()
         # (the queue drains and its contexts retire whoever owns the pool: after an error the
         # core is idle while rows may still be on their way)
-        self.sync += core_wlast.eq(wq_write & wq_last[wq_head]), \
+        self.sync += core_wlast0.eq(wq_write & wq_last[wq_head]), core_wlast.eq(core_wlast0), \
             If(own, pool_we.eq(wq_write), pool_wadr.eq(wq_adr[wq_head]), pool_wdat.eq(wq_dat[wq_head])) \
             .Else(pool_we.eq(self.vmem_we), pool_wadr.eq(self.vmem_adr), pool_wdat.eq(self.vmem_wdat))
         self.comb += ctx_retire.eq(core_wlast)

@@ -29,7 +29,7 @@ class VectorPool(Module):
                     and wide_dat0 = mem[wide_adr]
         word read:  rd_adr -> rd_dat, `rd_latency` (4) cycles later (through an address register
                     per bank, the block RAMs' output registers and the registered bank pick)
-        word write: we, wr_adr, wr_dat
+        word write: we, wr_adr, wr_dat, into the bank `wr_latency` (1) cycle later (a register per bank)
     """
 
     def __init__(self, words, width):
@@ -63,11 +63,14 @@ class VectorPool(Module):
         # rows; reads the core does not use (a slot without operand, the wide port outside LOAD)
         # do not count. The bit-exact RTL tests would see a used read that did meet a write: in
         # simulation it returns the old word where the host model has the new one. The host: it
-        # uses the pool only while the core is idle, its write lands the cycle after the bus
-        # strobe, and its next bus request comes after the write's acknowledge, a cycle later.
+        # uses the pool only while the core is idle, its write lands two cycles after the bus
+        # strobe (the core's write register, the bank's), and its next bus request comes after
+        # the write's acknowledge, a cycle later: its read then reaches the block RAMs through
+        # the bank's address register, a cycle after that.
         collision_free(*banks, *[m for ms in slices for m in ms])
         wide_s = [[registered_read(self, m, mode=READ_FIRST) for m in ms] for ms in slices]
         self.rd_latency = 4
+        self.wr_latency = 1
         word = [registered_read(self, m, mode=READ_FIRST) for m in banks]
         wr = [[m.get_port(write_capable=True) for m in [banks[b], *slices[b]]] for b in range(B)]
         self.specials += [p for ps in wr for p in ps]
@@ -100,11 +103,13 @@ class VectorPool(Module):
         rsel = delay(self, self.rd_adr[:lg], self.rd_latency - 1, "rsel")
         words_r = Array(Signal((ACT_BITS, True), name=f"rb{b}") for b in range(B))
         for b in range(B):
-            radr = Signal(aw - lg, name=f"radr{b}")
-            self.sync += radr.eq(self.rd_adr >> lg)
+            radr = copy_reg(self, self.rd_adr[lg:], f"radr{b}")      # (copies: not merged into one)
             self.comb += word[b].adr.eq(radr), words_r[b].eq(word[b].dat_r)
+            # the write registered per bank as well (wr_latency: one register reaching the banks'
+            # data and address pins took 9.9 ns)
             we = Signal(name=f"vwe{b}")
-            self.comb += we.eq(self.we & (self.wr_adr[:lg] == b))
+            w_b = copy_reg(self, Cat(self.wr_adr[lg:], self.wr_dat), f"vw{b}")
+            self.sync += we.eq(self.we & (self.wr_adr[:lg] == b))
             for p, lo in zip(wr[b], [0] + list(range(0, ACT_BITS, sw))):
-                self.comb += p.adr.eq(self.wr_adr >> lg), p.dat_w.eq(self.wr_dat[lo:lo + len(p.dat_w)]), p.we.eq(we)
+                self.comb += p.adr.eq(w_b[:aw - lg]), p.dat_w.eq(w_b[aw - lg + lo:aw - lg + lo + len(p.dat_w)]), p.we.eq(we)
         self.sync += self.rd_dat.eq(words_r[rsel])

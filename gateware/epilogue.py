@@ -239,7 +239,9 @@ class Epilogue(Module):
             pick_g.eq(sel17 == isa.COMB_GRU)
         y = Signal((ACT_BITS, True))
         self.comb += If(pick_r, y.eq(r19)).Elif(pick_g, y.eq(g19)).Else(y.eq(a18))
-        self.sync += self.out_valid.eq(at(au.out_valid, 6)), self.y.eq(y), self.out_tag.eq(at(self.tag, k + 6))
+        # (out_valid_next: out_valid's next value, for the consumer's register copies of it)
+        self.out_valid_next = at(au.out_valid, 6)
+        self.sync += self.out_valid.eq(self.out_valid_next), self.y.eq(y), self.out_tag.eq(at(self.tag, k + 6))
         self.latency = k + 7
         # only the valid bits keep a reset (the activation units handle their own registers)
         drop_resets(self, keep=taps.get(id(v), []) + taps.get(id(au.out_valid), []) + [self.out_valid])

@@ -408,6 +408,49 @@ def check_lane_sites(netlist, n_lanes):
         raise ValueError(f"lane multipliers without their DSP site: lanes {bad[:8]}")
 
 
+# The weight memory's slices get fixed block-RAM sites as well: slices that share a read address
+# register (and a host-write register copy) are neighbours. Left to the placer, the four slices of
+# an address group landed up to 80 columns apart, and the register reaching their address pins
+# took 10-12 ns of routing (8 of the 10 best placements had such a path among their worst).
+# Address group g (weights.PORTS_PER_ADDR consecutive slices) sits on the four EBR sites of the
+# lanes' DSP block g // 2 (EBR columns x0, x0 + 2, x0 + 4, x0 + 6), on the EBR row above the
+# lane row for even g, below it for odd g: the bytes of lanes 4b..4b+3 beside them at 8 bits.
+EBR_ROWS = (22, 46, 70, 82)
+WEIGHT_ROWS = (46, 70)                              # either side of LANE_ROWS[0]
+assert set(WEIGHT_ROWS) <= set(EBR_ROWS)
+_WEIGHT_CELL = re.compile(r"wmem(\d+)\.\d+\.\d+")
+
+
+def weight_sites(n_slices):
+    """The EBR site (nextpnr BEL name) of each weight-memory slice (slice j: one DP16KD)."""
+    from .weights import PORTS_PER_ADDR
+    per_block = 4
+    assert PORTS_PER_ADDR == per_block, "an address group fills one block's four EBR sites"
+    groups = -(-n_slices // PORTS_PER_ADDR)
+    if groups > LANE_BLOCKS * len(WEIGHT_ROWS):
+        raise SynthError(f"{n_slices} weight slices: the floorplan holds {LANE_BLOCKS * len(WEIGHT_ROWS) * per_block}")
+    first = (len(DSP_BLOCKS) - LANE_BLOCKS + 1) // 2
+    blocks = DSP_BLOCKS[first:first + LANE_BLOCKS]
+    return [f"X{blocks[(j // PORTS_PER_ADDR) // 2] + 2 * (j % per_block)}/Y{WEIGHT_ROWS[(j // PORTS_PER_ADDR) % 2]}/EBR{j % per_block}"
+            for j in range(n_slices)]
+
+
+def pin_weight_slices(netlist):
+    """Set each weight-memory slice's BEL (`weight_sites`) in a yosys JSON netlist; returns how
+    many were pinned (0 when the slices are not one DP16KD each: a small test memory)."""
+    cells = netlist["modules"]["top"]["cells"]
+    found = {}
+    for name, c in cells.items():
+        m = _WEIGHT_CELL.fullmatch(name)
+        if m and c["type"] == "DP16KD":
+            found.setdefault(int(m.group(1)), []).append(c)
+    if not found or any(len(v) != 1 for v in found.values()) or sorted(found) != list(range(len(found))):
+        return 0
+    for j, site in enumerate(weight_sites(len(found))):
+        found[j][0]["attributes"]["BEL"] = site
+    return len(found)
+
+
 def _attr_str(v):
     """A string attribute as yosys' JSON holds it (one that looks like bits ends with a space)."""
     return v.rstrip(" ") if isinstance(v, str) else v
@@ -669,7 +712,8 @@ PLACERS = ("static", "heap")
 
 
 def synthesize(n_lanes, out_dir, freq_mhz=100, seed=1, progress=True, pnr=True, threads=1, top_paths=3,
-               router="router2", placer="static", nextpnr_args=(), unit=None, pin_lanes=True, **core_kwargs):
+               router="router2", placer="static", nextpnr_args=(), unit=None, pin_lanes=True, pin_weights=True,
+               **core_kwargs):
     """Verilog -> yosys synth_ecp5 -> nextpnr-ecp5 for `SynthTop(n_lanes, **core_kwargs)`, or with
     `unit` (one of UNITS) for that unit of the core alone in a `UnitTop`.
 
@@ -683,7 +727,8 @@ def synthesize(n_lanes, out_dir, freq_mhz=100, seed=1, progress=True, pnr=True, 
     62.9 MHz on one netlist), or "heap"; `threads`: nextpnr's (1 by default: the placement and
     routing then depend on the netlist and the seed alone, as for the numbers in
     docs/benchmarks.md); `nextpnr_args`: extra options; `pin_lanes`: the MAC lanes' multipliers
-    on their DSP sites (`lane_sites`; default), else where the placer puts them.
+    on their DSP sites (`lane_sites`; default), else where the placer puts them; `pin_weights`:
+    the weight memory's slices on their block-RAM sites (`weight_sites`; default).
     """
     if placer not in PLACERS:
         raise SynthError(f"placer {placer!r}: one of {', '.join(PLACERS)}")
@@ -718,6 +763,9 @@ def synthesize(n_lanes, out_dir, freq_mhz=100, seed=1, progress=True, pnr=True, 
         res["outreg_brams"] = check_outreg_cells(netlist, top.outreg_names)
         if pinned:
             check_lane_sites(netlist, pinned)
+        res["pinned_weight_slices"] = pin_weight_slices(netlist) if pin_weights else 0
+        if res["pinned_weight_slices"]:
+            (out / "top.json").write_text(json.dumps(netlist))
         del netlist
     except ValueError as e:
         raise SynthError(f"{e} (netlist {out / 'top.json'})") from None

@@ -7,7 +7,7 @@
     rnnaccel compression MODEL [--plot PNG]
     rnnaccel disasm IMAGE
     rnnaccel validate --device URI --model MODEL [--model MODEL2 ...] [--bits B] --data DATA
-    rnnaccel synth --macs N [--freq MHZ] [--out DIR] [--seed S] [--placer static|heap] [--free-lanes] [--no-pnr]
+    rnnaccel synth --macs N [--freq MHZ] [--out DIR] [--seed S] [--placer static|heap] [--free-lanes] [--free-weights] [--no-pnr]
     rnnaccel kws eval [--model PATH] [--bits float|16|8|6|4|2] [--n N] [--seed S]
     rnnaccel kws train [--arch gru|lstm|dnn] [--out PATH] [--epochs E] [--n-train N] [--seed S]
     rnnaccel demo [--device URI] [--wav FILE | --mic] [--bits 4]   (live keyword spotting)
@@ -216,7 +216,7 @@ def cmd_synth(a):
     try:
         placer = {"placer": a.placer} if a.placer else {}      # synthesize's default otherwise
         r = synthesize(a.macs, out, freq_mhz=a.freq, seed=a.seed, pnr=not a.no_pnr, unit=a.unit,
-                       pin_lanes=not a.free_lanes, **placer)
+                       pin_lanes=not a.free_lanes, pin_weights=not a.free_weights, **placer)
     except SynthError as e:
         raise UserError(str(e)) from None
     v = r.get("versions", {})
@@ -406,6 +406,9 @@ def build_parser():
     s.add_argument("--free-lanes", action="store_true",
                    help="leave the MAC lanes' multipliers to the placer (default: pinned in lane order along a "
                         "DSP row in the die's middle, which is what lets N = 32 route)")
+    s.add_argument("--free-weights", action="store_true",
+                   help="leave the weight memory's block RAMs to the placer (default: each read-address group "
+                        "of four slices on neighbouring sites either side of the lanes' row)")
     s.add_argument("--unit", help="one unit of the core alone: mac, xbuf, weights or epilogue (inputs from a "
                                   "scan chain, outputs folded onto one pin): its own timing in a few minutes")
     s.set_defaults(fn=cmd_synth)

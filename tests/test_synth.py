@@ -192,6 +192,12 @@ def test_yosys_synthesises_a_tiny_core(tmp_path):
               if dsp.LANE_ATTR in c["attributes"]}
     assert pinned == {str(i): site for i, site in enumerate(synth.lane_sites(4))}
     assert res["pinned_lanes"] == 4
+    # and the weight memory's slices (one block RAM each) carry theirs
+    wcells = {n: c for n, c in json.loads((tmp_path / "n4" / "top.json").read_text())["modules"]["top"]["cells"].items()
+              if n.startswith("wmem") and c["type"] == "DP16KD"}
+    assert res["pinned_weight_slices"] == len(wcells) == len(_wmem(SynthTop(4, **TINY)))
+    assert {n: c["attributes"]["BEL"] for n, c in wcells.items()} == \
+        {f"wmem{j}.0.0": site for j, site in enumerate(synth.weight_sites(len(wcells)))}
     # the weight memory's slices, the vector pool's banks (wide-read slices, one per bank at this
     # size, and the single-word banks), both copies of the parameter memory, the row FIFO and the
     # X buffer's banks (one per lane) and the two activation units' ROM slices read through their
@@ -221,6 +227,35 @@ def test_lane_sites_are_a_row_of_neighbours():
             assert abs((xs[0] + xs[-1]) / 2 - 63) < 12                             # about the middle
     with pytest.raises(synth.SynthError):
         synth.lane_sites(128)
+
+
+def test_weight_sites_keep_address_groups_together():
+    """Each read-address group of weight slices on one block's four neighbouring EBR sites, the
+    groups alternating above and below the lane row, block by block under the lanes; and the
+    netlist pass pins exactly the slices it finds."""
+    from rnnaccel.gateware.weights import PORTS_PER_ADDR
+    sites = synth.weight_sites(64)
+    assert len(set(sites)) == 64
+    locs = [tuple(int(v) for v in re.match(r"X(\d+)/Y(\d+)/EBR(\d)$", s).groups()) for s in sites]
+    lane_x = sorted({int(re.match(r"X(\d+)", s).group(1)) for s in synth.lane_sites(32)})
+    for g in range(64 // PORTS_PER_ADDR):
+        grp = locs[PORTS_PER_ADDR * g:PORTS_PER_ADDR * (g + 1)]
+        assert {y for _, y, _ in grp} == {synth.WEIGHT_ROWS[g % 2]}
+        xs = [x for x, _, _ in grp]
+        assert xs == sorted(xs) and xs[-1] - xs[0] == 6 and [k for _, _, k in grp] == [0, 1, 2, 3]
+        assert lane_x[4 * (g // 2)] <= xs[0] <= lane_x[4 * (g // 2) + 3]       # under its block of lanes
+    with pytest.raises(synth.SynthError):
+        synth.weight_sites(65)
+    net = {"modules": {"top": {"cells": {
+        **{f"wmem{j}.0.0": {"type": "DP16KD", "attributes": {}} for j in range(8)},
+        "wmemx": {"type": "DP16KD", "attributes": {}}, "vbank0.0.0": {"type": "DP16KD", "attributes": {}}}}}}
+    assert synth.pin_weight_slices(net) == 8
+    cells = net["modules"]["top"]["cells"]
+    assert [cells[f"wmem{j}.0.0"]["attributes"]["BEL"] for j in range(8)] == synth.weight_sites(8)
+    assert "BEL" not in cells["vbank0.0.0"]["attributes"] and "BEL" not in cells["wmemx"]["attributes"]
+    # a slice of two block RAMs (deeper than one): no pinning at all
+    cells["wmem3.1.0"] = {"type": "DP16KD", "attributes": {}}
+    assert synth.pin_weight_slices(net) == 0
 
 
 def test_outreg_lowering_refuses_what_it_cannot_register():

@@ -535,13 +535,14 @@ class RNNAccelCore(Module):
 
         # ---- feeder --------------------------------------------------------------------------------
         # A row is popped, then occupies `interval` slots; slot s issues the read of its s-th epilogue
-        # operand (da, db, p, q in that order among those used), whose data comes three cycles
-        # later (timing.FEED_LATENCY: the pool's block RAMs' output registers, its bank pick
-        # registered). Three cycles after its last slot (while the next row may already be in its
+        # operand (da, db, p, q in that order among those used), whose data comes FEED_LATENCY (5)
+        # cycles later (timing.FEED_LATENCY == vpool.rd_latency: the pool's address register and
+        # its copies per bank, the block RAMs' output registers, its bank pick registered).
+        # FEED_LATENCY cycles after its last slot (while the next row may already be in its
         # slots) it enters the epilogue, with its last operand straight from the pool's read port;
-        # its bias follows a cycle later from the bias copy's output registers, registered twice
-        # more (addressed from the cycle after the pop, held until the next pop: valid from
-        # pop + 5 to at least push + 1 = pop + interval + 4).
+        # its bias follows a cycle later from the bias copy's output registers, registered
+        # FEED_LATENCY - 1 times more (addressed from the cycle after the pop, held until the next
+        # pop).
         feeding, slot = Signal(), Signal(3)
         r_ctx, acc_r = Signal(2), Signal((ACC_BITS, True))
         acc_p, push = Signal((ACC_BITS, True)), Signal()   # (p_ctx: copies, p_tag: below)
@@ -550,7 +551,7 @@ class RNNAccelCore(Module):
         last_slot = Signal()
         # the row's values at its last slot, FEED_LATENCY - 1 cycles later (a cycle before its last
         # operand arrives)
-        assert vpool.rd_latency == timing.FEED_LATENCY == 4
+        assert vpool.rd_latency == timing.FEED_LATENCY == 5
         last_slot_d = delay(self, last_slot, timing.FEED_LATENCY - 1, "last_slot")
         acc_r_d = delay(self, acc_r, timing.FEED_LATENCY - 1, "acc_r", reset_less=True)
         r_ctx_d = delay(self, r_ctx, timing.FEED_LATENCY - 1, "r_ctx")

@@ -27,8 +27,9 @@ class VectorPool(Module):
                     in bank order: mem[wide_adr + j] = wide_bank[(wide_rot + j) mod width]
                     (the consumer rotates them: the X buffer within its own write rotation),
                     and wide_dat0 = mem[wide_adr]
-        word read:  rd_adr -> rd_dat, `rd_latency` (4) cycles later (through an address register
-                    per bank, the block RAMs' output registers and the registered bank pick)
+        word read:  rd_adr -> rd_dat, `rd_latency` (5) cycles later (through an address register,
+                    a copy of it per bank, the block RAMs' output registers and the registered
+                    bank pick)
         word write: we, wr_adr, wr_dat, into the bank `wr_latency` (1) cycle later (a register per bank)
     """
 
@@ -69,7 +70,7 @@ class VectorPool(Module):
         # the bank's address register, a cycle after that.
         collision_free(*banks, *[m for ms in slices for m in ms])
         wide_s = [[registered_read(self, m, mode=READ_FIRST) for m in ms] for ms in slices]
-        self.rd_latency = 4
+        self.rd_latency = 5
         self.wr_latency = 1
         word = [registered_read(self, m, mode=READ_FIRST) for m in banks]
         wr = [[m.get_port(write_capable=True) for m in [banks[b], *slices[b]]] for b in range(B)]
@@ -98,12 +99,15 @@ class VectorPool(Module):
 
         # ---- single-word read and write ------------------------------------------------------------
         # the bank pick registered: the banks' block RAMs lie apart, their outputs meet at the pick;
-        # the read address registered per bank (beside its block RAM: the address arrives from a
-        # mux far away, and one net reaching every bank took 5.6 ns of routing)
+        # the read address registered where it arrives (behind the reader's picks and the owner
+        # mux), then a copy of it per bank beside its block RAM: one net reaching every bank took
+        # 5.6 ns of routing, the copies straight behind the picks 13 ns)
         rsel = delay(self, self.rd_adr[:lg], self.rd_latency - 1, "rsel")
+        rd_adr_r = Signal(aw - lg, name="rd_adr_r")
+        self.sync += rd_adr_r.eq(self.rd_adr[lg:])
         words_r = Array(Signal((ACT_BITS, True), name=f"rb{b}") for b in range(B))
         for b in range(B):
-            radr = copy_reg(self, self.rd_adr[lg:], f"radr{b}")      # (copies: not merged into one)
+            radr = copy_reg(self, rd_adr_r, f"radr{b}")      # (copies: not merged into one)
             self.comb += word[b].adr.eq(radr), words_r[b].eq(word[b].dat_r)
             # the write registered per bank as well (wr_latency: one register reaching the banks'
             # data and address pins took 9.9 ns)

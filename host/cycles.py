@@ -47,7 +47,7 @@ CTX_DEPTH = 4                         # instructions between stream start and th
 # ---- datapath latencies (the gateware asserts its structure matches) ----------------------------
 XBUF_LATENCY = 7                      # window position -> bank read (block RAM, output register, a fabric register) -> wrap pick -> rotator (three stages) -> x lanes
 FIFO_IN_LATENCY = 1                   # a finished row registered on its way into the row FIFO
-FEED_LATENCY = 4                      # the feeder's last operand slot -> the row into the epilogue (pool read latency)
+FEED_LATENCY = 5                      # the feeder's last operand slot -> the row into the epilogue (pool read latency)
 WQ_LATENCY = 3                        # an epilogue output -> its pool write (a queue entry, the queue's output register, the bank's register)
 EPILOGUE_LATENCY = 23                 # 9 stages + the activation unit (7) + 7 combine stages
 ACT_LATENCY = 7

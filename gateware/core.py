@@ -729,10 +729,10 @@ class RNNAccelCore(Module):
         # write lands, a register later still)
         assert timing.WQ_LATENCY == 2 + vpool.wr_latency == 3
         pool_we, pool_wadr, pool_wdat, core_wlast = Signal(), Signal(vaw), Signal((ACT_BITS, True), reset_less=True), Signal()
-        core_wlast0 = Signal()
         # (the queue drains and its contexts retire whoever owns the pool: after an error the
         # core is idle while rows may still be on their way)
-        self.sync += core_wlast0.eq(wq_write & wq_last[wq_head]), core_wlast.eq(core_wlast0), \
+        self.comb += core_wlast.eq(delay(self, wq_write & wq_last[wq_head], 1 + vpool.wr_latency, "wlast"))
+        self.sync += \
             If(own, pool_we.eq(wq_write), pool_wadr.eq(wq_adr[wq_head]), pool_wdat.eq(wq_dat[wq_head])) \
             .Else(pool_we.eq(self.vmem_we), pool_wadr.eq(self.vmem_adr), pool_wdat.eq(self.vmem_wdat))
         self.comb += ctx_retire.eq(core_wlast)

@@ -84,9 +84,8 @@ class VectorPool(Module):
         self.wide_latency = 4
         # (a copy of the arriving address per bank: one register reaching all eight banks' compare
         # and increment took 12 ns of routing)
-        adr_r = Signal(aw)
-        self.sync += adr_r.eq(self.wide_adr)
-        r = adr_r[:lg]
+        r = Signal(lg)                           # the run's first bank, for the rotation
+        self.sync += r.eq(self.wide_adr[:lg])
         for b in range(B):
             a_b = copy_reg(self, self.wide_adr, f"wadr_in{b}")
             adr = Signal(aw - lg, name=f"wadr{b}")

@@ -205,10 +205,10 @@ class XBuffer(Module):
             self.comb += s.eq(x + rd_step), t.eq(x - rd_kms)
             return Mux(t[-1], s, t)
         p, pn, pnn = Signal(kw), Signal(kw), Signal(kw)
-        p_next = Signal(kw)          # (for the lane masks' copies of p, below)
+        p_next = Signal(kw)          # (also for the lane masks' copies of p, below)
         self.comb += If(restart, p_next.eq(0)).Elif(advance, p_next.eq(pn)).Else(p_next.eq(p))
         self.sync += [
-            If(restart, p.eq(0)).Elif(advance, p.eq(pn), pn.eq(pnn)).Else(pn.eq(wrap_next(p))),
+            p.eq(p_next), If(~restart, If(advance, pn.eq(pnn)).Else(pn.eq(wrap_next(p)))),
             pnn.eq(wrap_next(Mux(advance, pnn, pn))),
         ]
         nx = Signal(kw)          # pn after this cycle (when advancing), else pn itself: the derived

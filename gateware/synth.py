@@ -193,31 +193,42 @@ class SynthTop(Module):
         rd_region, rd_off, rd_en = Signal(3), Signal(R), Signal()
         self.sync += rd_region.eq(region), rd_off.eq(off), rd_en.eq(re_)
         # the register value in two registered mux levels (8:1 within each group of 8 offsets,
-        # then 4:1) and three times more, the pool's word beside it from the pool's wide port (the
+        # then 4:1) and twice more, the pool's word beside it from the pool's wide port (the
         # host address registered, then the pool's own address, bank address and the block RAMs'
         # output registers: five cycles)
         # registered twice: the pool's bank pick, the status logic and the wide register mux stay
         # out of the output mux
+        # every readable value registered first, beside the read mux (the core's status and
+        # counters sit all over the die: status logic -> mux -> register took 12.5 ns), with
+        # the read's address a cycle later beside it, so a read still sees a write made the
+        # cycle before it at the pins
+        readable_r = {}
+        for o, v in readable.items():
+            if isinstance(v, int):
+                readable_r[o] = v
+            else:
+                readable_r[o] = Signal(len(v), name=f"rd_val{o:02x}")
+                self.sync += readable_r[o].eq(v)
+        rd_off2, rd_region2, rd_en2 = Signal(R), Signal(3), Signal()
+        self.sync += rd_off2.eq(rd_off), rd_region2.eq(rd_region), rd_en2.eq(rd_en)
         in_block = Signal()
-        self.comb += in_block.eq(rd_off[5:] == 0 if R > 5 else 1)
+        self.comb += in_block.eq(rd_off2[5:] == 0 if R > 5 else 1)
         part = [Signal(32, name=f"reg_part{g}") for g in range(4)]
         for g in range(4):
-            cases = {o & 7: part[g].eq(v) for o, v in readable.items() if o >> 3 == g}
-            self.sync += Case(rd_off[:3], cases | {"default": part[g].eq(0)})
+            cases = {o & 7: part[g].eq(v) for o, v in readable_r.items() if o >> 3 == g}
+            self.sync += Case(rd_off2[:3], cases | {"default": part[g].eq(0)})
         p_sel, p_in = Signal(2), Signal()
         vm0, vm = Signal((32, True)), Signal((32, True))
         reg_q0, reg_q = Signal(32), Signal(32)
         p_region, p_en, q0_region, q0_en, q_en = Signal(3), Signal(), Signal(3), Signal(), Signal()
-        reg_p, p2_region, p2_en = Signal(32), Signal(3), Signal()
-        reg_p2, p3_region, p3_en = Signal(32), Signal(3), Signal()
+        reg_p, p3_region, p3_en = Signal(32), Signal(3), Signal()
         reg_p3, p4_region, p4_en = Signal(32), Signal(3), Signal()
-        self.sync += p_sel.eq(rd_off[3:5]), p_in.eq(in_block), p_region.eq(rd_region), p_en.eq(rd_en)
-        self.sync += reg_p.eq(Mux(p_in, Array(part)[p_sel], 0)), p2_region.eq(p_region), p2_en.eq(p_en)
-        self.sync += reg_p2.eq(reg_p), p3_region.eq(p2_region), p3_en.eq(p2_en)
+        self.sync += p_sel.eq(rd_off2[3:5]), p_in.eq(in_block), p_region.eq(rd_region2), p_en.eq(rd_en2)
+        self.sync += reg_p.eq(Mux(p_in, Array(part)[p_sel], 0)), p3_region.eq(p_region), p3_en.eq(p_en)
         # (the register side waits for the pool's wide read: its latency, 4, plus the host address
         # register; asserted)
         assert core.vmem_wide_latency == 4
-        self.sync += reg_p3.eq(reg_p2), p4_region.eq(p3_region), p4_en.eq(p3_en)
+        self.sync += reg_p3.eq(reg_p), p4_region.eq(p3_region), p4_en.eq(p3_en)
         self.sync += vm0.eq(core.vmem_rdat_wide), reg_q0.eq(reg_p3), q0_region.eq(p4_region), q0_en.eq(p4_en)
         # each candidate zero unless its region is read, so the pick is an OR
         self.sync += vm.eq(Mux(q0_region == VMEM, vm0, 0)), reg_q.eq(Mux(q0_region == REG, reg_q0, 0)), \

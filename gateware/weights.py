@@ -95,7 +95,7 @@ MODE_BITS = FIELDS["mode"][2]
 CB_ENTRIES = 1 << max(CODEBOOK_MODES)   # one register file: entries of the widest codebook mode
 FIFO_CHUNKS = 8                         # the FIFO's write enables: one copy per 1/8 of the word
 UNITS_PER_WORD = 4                      # the gearbox works in 2N-bit units, a word is 8N bits
-FIFO_WORDS = 4                          # the gearbox's prefetch FIFO (two words + the read-ahead)
+FIFO_WORDS = 5                          # the gearbox's prefetch FIFO (two words + the three in flight)
 PORTS_PER_ADDR = 4                      # weight-memory ports (block RAMs) per read-address copy
 CB_WORD_BITS = (CB_ENTRIES // CB_PER_WORD - 1).bit_length()   # word within one file
 CB_ADR_BITS = CB_WORD_BITS + 1          # {file, word}: both files in one lane memory
@@ -113,27 +113,34 @@ def units_per_cycle(mode):
 # --------------------------------------------------------------------------------------------------
 # Gearbox
 # --------------------------------------------------------------------------------------------------
+def _ring_next(ptr, depth):
+    """ptr + 1 modulo depth (a ring of any depth)."""
+    return Mux(ptr == depth - 1, 0, ptr + 1)
+
+
 class _Gearbox(Module):
     """A small prefetch FIFO over the weight memory and the lane fields of the current stream cycle.
 
-    The memory's address comes straight from a register (`ra`), which runs ahead of the stream:
-    the words it reads land, two cycles later (the ports' read latency: the block RAMs' output
-    registers), in a circular FIFO of FIFO_WORDS registers, so the window reads registers only
+    The memory's address comes from a register (`ra`), which runs ahead of the stream, through
+    a copy of it per group of ports (beside their block RAMs): the words it reads land, three
+    cycles later (the copy, then the ports' read latency: the block RAMs' output registers), in a
+    circular FIFO of FIFO_WORDS registers, so the window reads registers only
     and neither the memory's clock-to-out nor the stream's advance decision stands before the
     other (the advance only moves a 2-bit read pointer). A read is issued whenever the words held
     plus those in flight leave room, not counting the current cycle's pop (so the read decision
     sees registers only, not the advance), so the FIFO never overflows and, once primed, keeps
     one word per cycle flowing (a window at unit 0 needs one word; the modes that need two
     words for a window consume less than a word per cycle). While no stream runs, `ra` follows
-    `base` through a copy per address register (so `base` must be valid two cycles before
-    `start`): the first word is read in the start
-    cycle, and the first window is ready three cycles after `start`. `off` (in 2N-bit units) is
+    `base` (so `base` must be valid a cycle before `start`): the first word is addressed in
+    the start cycle, and the first window is ready four cycles after `start`. `off` (in 2N-bit units) is
     where the cycle's window starts in the FIFO's first two words; it advances by `units` and
     wraps into a pop.
 
     `ports`: the weight memory as one or more read ports side by side (the word's bits split in
     order); every PORTS_PER_ADDR of them have their own copy of the address register, so no net
-    reaches every block RAM."""
+    reaches every block RAM (the copies lie along the die: `ra` itself, with the logic that
+    advances it, in one place, a copy per group a register away from it; copies that each
+    advanced themselves needed the advance decision all along the die, 10.4-12.1 ns)."""
 
     def __init__(self, n, ports, external_start=False):
         ports = list(ports)
@@ -164,11 +171,11 @@ class _Gearbox(Module):
             # the window spans the second word only when it needs more units than the first has left
             self.have.eq((cnt >= 2) | ((cnt != 0) & (total <= UNITS_PER_WORD))),
         ]
-        # The address registers, one per PORTS_PER_ADDR ports: ra + inc while a stream runs or
-        # starts, else base. At start ra == base (it followed base), and the increment is 1 there,
-        # so the increment (from registers of the copy's own: `active` and the FIFO's room, from
-        # their next values) needs no `start`; `start` only selects in the last LUT before the
-        # register. The room is computed for both outcomes of the cycle's pop, which selects last.
+        # The address register: ra + inc while a stream runs or starts, else base. At start ra ==
+        # base (it followed base), and the increment is 1 there, so the increment (a register
+        # from its next value: `active` and the FIFO's room) needs no `start`; `start` only
+        # selects in the last LUT before the register. The room is computed for both outcomes of
+        # the cycle's pop, which selects last.
         occ_nx = Signal(max=D + 1)
         self.comb += If(start, occ_nx.eq(1)).Else(occ_nx.eq(occ + rd - pop))
         rd_run = Signal()
@@ -178,22 +185,19 @@ class _Gearbox(Module):
             room_keep.eq(occ + rd_run < D), room_pop.eq(occ + rd_run - 1 < D),
             inc_nx.eq(start | ~self.active_next | Mux(pop, room_pop, room_keep)),
         ]
+        ra, inc = Signal(aw), Signal()
+        self.sync += inc.eq(inc_nx), If(self.active | start, ra.eq(ra + inc)).Else(ra.eq(self.base))
         for g in range(0, len(ports), PORTS_PER_ADDR):
-            ra = Signal(aw, name=f"wra{g}")   # each copy feeds back on itself: yosys keeps them apart
-            start_g = self.starts.get(f"wstart{g}")
-            act = copy_reg(self, self.active_next, f"wact{g}")            # == active
-            inc = copy_reg(self, inc_nx, f"winc{g}")
-            base = copy_reg(self, self.base, f"wbase{g}")                 # base, a cycle late
-            self.comb += [port.adr.eq(ra) for port in ports[g:g + PORTS_PER_ADDR]]
-            self.sync += If(act | start_g, ra.eq(ra + inc)).Else(ra.eq(base))
+            ra_g = copy_reg(self, ra, f"wra{g}")
+            self.comb += [port.adr.eq(ra_g) for port in ports[g:g + PORTS_PER_ADDR]]
         # the window's position in units of the FIFO ring: {rp, off}, with copies (below)
         off_nx, rp_nx = Signal(2), Signal(max=D)
         self.comb += If(start, off_nx.eq(0), rp_nx.eq(0)).Else(
             If(self.advance, off_nx.eq(total[:2])).Else(off_nx.eq(off)),
-            If(pop, rp_nx.eq(rp + 1)).Else(rp_nx.eq(rp)))
+            If(pop, rp_nx.eq(_ring_next(rp, D))).Else(rp_nx.eq(rp)))
         wp_nx = Signal(max=D)
-        self.comb += If(start, wp_nx.eq(0)).Elif(arr, wp_nx.eq(wp + 1)).Else(wp_nx.eq(wp))
-        arr1 = Signal()                       # a word read a cycle ago (the ports' latency is 2)
+        self.comb += If(start, wp_nx.eq(0)).Elif(arr, wp_nx.eq(_ring_next(wp, D))).Else(wp_nx.eq(wp))
+        arr2, arr1 = Signal(), Signal()       # words read one and two cycles ago (the address copy, the ports' latency 2)
         # total = off + units, a register from their next values: `have`, and so the issue
         # decision, start from registers, not from an adder
         cnt_nx, total_nx = Signal(max=D + 1), Signal(3)
@@ -202,7 +206,7 @@ class _Gearbox(Module):
         self.have_next = Signal()             # `have` in the next cycle
         self.comb += self.have_next.eq((cnt_nx >= 2) | ((cnt_nx != 0) & (total_nx <= UNITS_PER_WORD)))
         self.sync += [
-            arr1.eq(rd), arr.eq(arr1), off.eq(off_nx), rp.eq(rp_nx), total.eq(total_nx),
+            arr2.eq(rd), arr1.eq(arr2), arr.eq(arr1), off.eq(off_nx), rp.eq(rp_nx), total.eq(total_nx),
             If(start,
                 occ.eq(1),
             ).Else(
@@ -220,11 +224,11 @@ class _Gearbox(Module):
                 en = copy_reg(self, arr1 & (wp_nx == k), f"wfe{c}_{k}", reset=True)
                 self.sync += If(en, e[k][c * cw:(c + 1) * cw].eq(dat_r[c * cw:(c + 1) * cw]))
 
-        # ---- the window's two words: ring words rp and rp + 1 (a 4:1 word mux) -------------------
-        # The window (4 units from unit {rp, off}) is cut in two registered 4:1 muxes instead of
-        # one 16:1: here the pair of words the window lies in, by rp; the parent registers it
-        # (stage P) together with `off` and picks the window from it (stage A). Each ring bit
-        # feeds 4 muxes, not 16, and each mux is one slice. The select is a register, copied per
+        # ---- the window's two words: ring words rp and rp + 1 (a 5:1 word mux) -------------------
+        # The window (4 units from unit {rp, off}) is cut in two registered muxes instead of
+        # one: here the pair of words the window lies in, by rp (a 5:1 word mux); the parent registers it
+        # (stage P) together with `off` and picks the window from it (stage A, a 4:1 mux). Each
+        # ring bit feeds 2 muxes here. The select is a register, copied per
         # chunk of the pair (no net drives every mux).
         self.pair = Signal(16 * n)            # ring words rp, rp + 1
         self.off = off                        # the window's first unit within the pair
@@ -411,21 +415,24 @@ class _Codebooks(Module):
         self.sync += self.ahead.eq(self.ahead_next)
         # the words go to every lane's copy (WeightStream stage 2): word wr_j of file wr_par, two
         # cycles after `wr`, through a register (the block RAMs' output registers lie in their
-        # row, the lanes all over the die) and one register per lane group (`write_replicas`), still
-        # before any lookup can use it (a file is looked up at the earliest three cycles after the
-        # `ahead` update that its last word's `wr` causes: issue, stages P, A, 1)
+        # row, the lanes all over the die), a register per lane group and one per lane
+        # (`write_replicas`): it lands three cycles after `wr`, still before any lookup can use
+        # it (a file is looked up at the earliest four cycles after `wr` of its last word: the
+        # issue, stages P, A, B, 1)
         w_we, w_adr, w_dat = Signal(), Signal(len(Cat(wr_j, wr_par))), Signal(32, reset_less=True)
         self.sync += w_we.eq(wr), w_adr.eq(Cat(wr_j, wr_par)), w_dat.eq(port.dat_r)
         self.wr, self.wr_adr, self.wr_dat = w_we, w_adr, w_dat
 
 
-def write_replicas(m, cb, n_groups):
-    """The codebook write (we, address, data) registered once per lane group (`copy_reg`), so that
-    neither the block RAM's output nor one register drives every lane's LUT RAM (plain copies
-    merge into one register, which yosys then absorbs into the block RAM: measured)."""
+def write_replicas(m, cb, n_lanes):
+    """The codebook write (we, address, data) for each lane: registered once per lane group, then
+    once per lane (`copy_reg`), so that neither the block RAM's output nor one register drives
+    every lane's LUT RAM (plain copies merge into one register, which yosys then absorbs into the
+    block RAM: measured; a copy per group of four lanes reached its lanes' LUT RAMs in 11-15 ns)."""
+    groups = [copy_reg(m, Cat(cb.wr, cb.wr_adr, cb.wr_dat), f"cbw{g}") for g in range(-(-n_lanes // LANES_PER_COPY))]
     out = []
-    for g in range(n_groups):
-        rep = copy_reg(m, Cat(cb.wr, cb.wr_adr, cb.wr_dat), f"cbw{g}")
+    for i in range(n_lanes):
+        rep = copy_reg(m, groups[i // LANES_PER_COPY], f"cbw_l{i}")
         out.append((rep[0], rep[1:1 + CB_ADR_BITS], rep[1 + CB_ADR_BITS:]))
     return out
 
@@ -443,7 +450,7 @@ class WeightStream(Module):
 
     Control (sampled in the `start` cycle): mode (ISA code, spec.WEIGHT_MODE_CODE), rows,
     k_stored (>= N_eff), group_log2, cb_base (byte address, 4-byte aligned); word_base is
-    sampled two cycles before `start` (the read-address register follows it while idle).
+    sampled a cycle before `start` (the read-address register follows it while idle).
     Output stream: valid, ready_d (input: ready of the next cycle; `ready` is it registered, the
     handshake's ready), w[0..N-1] (9-bit signed), first, last, n_valid, bnd.
     busy: from start until the last output has been accepted; busy_next: its value in the next cycle;
@@ -510,14 +517,17 @@ class WeightStream(Module):
         )
         # all pipeline stages move together whenever `ready` is high (also while the output is
         # empty: it is low only when the consumer's queue fills). The consumer gives it a cycle
-        # ahead (`ready_d`); the unit registers it as `ready` and once more per group of lanes, so
-        # every lane register's clock enable comes from a register near it
+        # ahead (`ready_d`); the unit registers it as `ready` and once more per stage and group of
+        # lanes (or chunk of the window), so every data register's clock enable comes from a
+        # register near it (a copy per group for all stages reached a few hundred enables, up to
+        # 16 ns)
         ce = Signal()
         self.sync += self.ready.eq(self.ready_d)
-        ce_lane = [copy_reg(self, self.ready_d, f"ce{g}")
-                   for g in range(-(-n // LANES_PER_COPY))]
-        # and once per pipeline stage's control registers (valid, row information): P, A, 1, out
-        ce_st = [copy_reg(self, self.ready_d, f"ce_{name}", reset=True) for name in ("p", "a", "s1", "out")]
+        n_groups = -(-n // LANES_PER_COPY)
+        ce_g = {name: [copy_reg(self, self.ready_d, f"ce_{name}{g}") for g in range(n_groups)]
+                for name in ("p", "a", "b", "s1", "out")}
+        # and once per pipeline stage's control registers (valid, row information): P, A, B, 1, out
+        ce_st = [copy_reg(self, self.ready_d, f"ce_{name}", reset=True) for name in ("p", "a", "b", "s1", "out")]
         run_nx = Signal()                       # tr.running in the next cycle
         cross = Signal()
         # a stream cycle may issue: running, its words in the FIFO, its codebook loaded (ahead <=
@@ -563,12 +573,12 @@ class WeightStream(Module):
         ]
         # the data load in every enabled cycle (data of a cycle without `gen` is not valid and not
         # used): only the clock enable (a copy per chunk), not the issue decision, stands before it
-        n_chunks = len(ce_lane)
+        n_chunks = n_groups
         p_pair = Signal(16 * n, reset_less=True)
         chunk = 16 * n // n_chunks
-        self.sync += [If(ce_lane[g], p_pair[g * chunk:(g + 1) * chunk].eq(gb.pair[g * chunk:(g + 1) * chunk]))
+        self.sync += [If(ce_g["p"][g], p_pair[g * chunk:(g + 1) * chunk].eq(gb.pair[g * chunk:(g + 1) * chunk]))
                       for g in range(n_chunks)]
-        p_off = [copy_reg(self, gb.off, f"woff{g}", ce=ce_lane[g]) for g in range(n_chunks)]
+        p_off = [copy_reg(self, gb.off, f"woff{g}", ce=ce_g["p"][g]) for g in range(n_chunks)]
 
         # ---- stage A: the window (4 units from unit `off` of the pair), registered ---------------
         a_meta = [Signal.like(x) for x in meta]
@@ -580,9 +590,21 @@ class WeightStream(Module):
         for g in range(n_chunks):
             lo, hi = g * chunk, (g + 1) * chunk
             src = [p_pair[lo + v * u:hi + v * u] for v in range(UNITS_PER_WORD)]
-            self.sync += If(ce_lane[g], a_window[lo:hi].eq(Array(src)[p_off[g]]))
+            self.sync += If(ce_g["a"][g], a_window[lo:hi].eq(Array(src)[p_off[g]]))
 
-        # ---- stage 1: lane fields (field i of a b-bit stream is window[b*i : b*i + b]) -----------
+        # ---- stage B: each lane's candidate fields, registered beside the lane --------------------
+        # (field i of a b-bit stream is window[b*i : b*i + b]: a window bit belongs to lanes up to
+        # four times apart, which lie along the die; window -> mode pick -> lane registers took
+        # 11.6 ns. Here each lane takes its four candidates as they are, the pick is stage 1's)
+        b_meta = [Signal.like(x) for x in meta]
+        b_valid, b_cross, b_par, b_bnd, b_first, b_last, b_nvalid = b_meta
+        self.sync += If(start_pipe, b_valid.eq(0)).Elif(ce_st[2], *[b.eq(a) for b, a in zip(b_meta, a_meta)])
+        cand = {bits: [Signal(bits, name=f"b_c{bits}_{i}", reset_less=True) for i in range(n)] for bits in (8, 6, 4, 2)}
+        for i in range(n):
+            self.sync += If(ce_g["b"][i // LANES_PER_COPY],
+                            *[cand[bits][i].eq(a_window[bits * i:bits * i + bits]) for bits in cand])
+
+        # ---- stage 1: lane fields (the mode's candidate) -----------------------------------------
         s1_valid, s1_cross = Signal(), Signal()
         s1_first, s1_last = Signal(), Signal()
         s1_bnd, s1_nvalid = Signal.like(self.bnd), Signal.like(self.n_valid)
@@ -590,10 +612,10 @@ class WeightStream(Module):
         self.sync += [
             If(start_pipe,
                 s1_valid.eq(0),
-            ).Elif(ce_st[2],
-                s1_valid.eq(a_valid),
-                s1_cross.eq(a_cross), s1_bnd.eq(a_bnd),
-                s1_first.eq(a_first), s1_last.eq(a_last), s1_nvalid.eq(a_nvalid),
+            ).Elif(ce_st[3],
+                s1_valid.eq(b_valid),
+                s1_cross.eq(b_cross), s1_bnd.eq(b_bnd),
+                s1_first.eq(b_first), s1_last.eq(b_last), s1_nvalid.eq(b_nvalid),
             )
         ]
         # the mode latches, copied per lane group (from their next values: equal to them always)
@@ -601,7 +623,7 @@ class WeightStream(Module):
         self.comb += [If(start, x_nx.eq(is_now)).Else(x_nx.eq(x))
                       for x_nx, x, is_now in ((m6_nx, m6, is_[6]), (m4_nx, m4, is_[4]), (m2_nx, m2, is_[2]),
                                               (m16_nx, m16, is_[16]), (cbm_nx, cbm, is_cbm))]
-        m6_l, m4_l, m2_l, m16_l, cbm_l = ([copy_reg(self, x_nx, f"{name}_{g}") for g in range(len(ce_lane))]
+        m6_l, m4_l, m2_l, m16_l, cbm_l = ([copy_reg(self, x_nx, f"{name}_{g}") for g in range(n_groups)]
                                           for x_nx, name in ((m6_nx, "m6"), (m4_nx, "m4"), (m2_nx, "m2"),
                                                              (m16_nx, "m16"), (cbm_nx, "cbm")))
         # and beside each field the lane's weight in the plain modes (the byte sign-extended; in
@@ -614,23 +636,23 @@ class WeightStream(Module):
         idx_bits = max(CODEBOOK_MODES)
         sub = (CB_PER_WORD - 1).bit_length()
         s1_cbadr = []
-        # (the cycle's file information, a_par, a_cross and a_bnd, in a copy per lane group, loaded
-        # with a_meta: one register reaching every lane's compare and 4 * N address copies took
+        # (the cycle's file information, b_par, b_cross and b_bnd, in a copy per lane group, loaded
+        # with b_meta: one register reaching every lane's compare and 4 * N address copies took
         # 13 ns of routing in a placement)
-        a_file = [copy_reg(self, Cat(p_par, p_cross, p_bnd), f"afile{g}", ce=ce_lane[g]) for g in range(n_chunks)]
+        b_file = [copy_reg(self, Cat(a_par, a_cross, a_bnd), f"bfile{g}", ce=ce_g["b"][g]) for g in range(n_groups)]
         for i, lane in enumerate(s1_lanes):
             g = i // LANES_PER_COPY
-            g_par, g_cross, g_bnd = a_file[g][0], a_file[g][1], a_file[g][2:]
-            byte = a_window[8 * i:8 * i + 8]
+            g_par, g_cross, g_bnd = b_file[g][0], b_file[g][1], b_file[g][2:]
+            byte = cand[8][i]
             raw = Mux(m16_l[g], Cat(byte, C(0, 1)), Cat(byte, byte[7])) if i % 2 == 0 else Cat(byte, byte[7])
             field = Signal(8, name=f"s1_fnx{i}")
-            self.comb += If(m6_l[g], field.eq(a_window[6 * i:6 * i + 6])) \
-                .Elif(m4_l[g], field.eq(a_window[4 * i:4 * i + 4])) \
-                .Elif(m2_l[g], field.eq(a_window[2 * i:2 * i + 2])) \
+            self.comb += If(m6_l[g], field.eq(cand[6][i])) \
+                .Elif(m4_l[g], field.eq(cand[4][i])) \
+                .Elif(m2_l[g], field.eq(cand[2][i])) \
                 .Else(field.eq(byte))      # modes 8 and 16: byte i
-            self.sync += If(ce_lane[g], lane.eq(field), s1_raw[i].eq(raw))
+            self.sync += If(ce_g["s1"][g], lane.eq(field), s1_raw[i].eq(raw))
             file_nx = g_par ^ (g_cross & (i >= g_bnd))
-            s1_cbadr.append([copy_reg(self, Cat(field[sub:idx_bits], file_nx), f"cbadr{i}_{b}", ce=ce_lane[g])
+            s1_cbadr.append([copy_reg(self, Cat(field[sub:idx_bits], file_nx), f"cbadr{i}_{b}", ce=ce_g["s1"][g])
                              for b in range(CB_PER_WORD)])
 
         # ---- stage 2: codebook lookup / sign extension -> outputs --------------------------------
@@ -638,9 +660,9 @@ class WeightStream(Module):
         # RAM, not a wide register-file mux), one per byte of a parameter word, written a word at
         # a time by the filler; the lane reads word {file, index >> 2} of each and picks byte
         # index & 3.
-        copies = write_replicas(self, cb, -(-n // LANES_PER_COPY))
+        copies = write_replicas(self, cb, n)
         for i in range(n):
-            we, wadr, wdat = copies[i // LANES_PER_COPY]
+            we, wadr, wdat = copies[i]
             byte_out = []
             for b in range(CB_PER_WORD):
                 mem = Memory(8, 2 << CB_WORD_BITS, name=f"cbmem{i}_{b}")
@@ -652,12 +674,12 @@ class WeightStream(Module):
                 byte_out.append(rp.dat_r)
             entry = Signal((CODEBOOK_BITS, True), name=f"entry{i}")
             self.comb += entry.eq(Array(byte_out)[s1_lanes[i][:sub]])
-            self.sync += If(ce_lane[i // LANES_PER_COPY],
+            self.sync += If(ce_g["out"][i // LANES_PER_COPY],
                             If(cbm_l[i // LANES_PER_COPY], self.w[i].eq(entry)).Else(self.w[i].eq(s1_raw[i])))
         self.sync += [
             If(start_pipe,
                 self.valid.eq(0),
-            ).Elif(ce_st[3],
+            ).Elif(ce_st[4],
                 self.valid.eq(s1_valid),
                 self.first.eq(s1_first), self.last.eq(s1_last),
                 self.bnd.eq(s1_bnd), self.n_valid.eq(s1_nvalid),
@@ -665,16 +687,17 @@ class WeightStream(Module):
         ]
         self.comb += [
             cb.release.eq(ce & s1_valid & s1_cross),
-            self.busy.eq(tr.running | p_valid | a_valid | s1_valid | self.valid),
+            self.busy.eq(tr.running | p_valid | a_valid | b_valid | s1_valid | self.valid),
         ]
         # `busy` of the next cycle, from the next values of its five registers (the parent
         # registers it, so its start condition needs no logic behind these registers)
-        pv_nx, av_nx, s1v_nx, v_nx = Signal(), Signal(), Signal(), Signal()
+        pv_nx, av_nx, bv_nx, s1v_nx, v_nx = Signal(), Signal(), Signal(), Signal(), Signal()
         self.comb += [
-            If(start_pipe, run_nx.eq(1), pv_nx.eq(0), av_nx.eq(0), s1v_nx.eq(0), v_nx.eq(0)).Else(
+            If(start_pipe, run_nx.eq(1), pv_nx.eq(0), av_nx.eq(0), bv_nx.eq(0), s1v_nx.eq(0), v_nx.eq(0)).Else(
                 run_nx.eq(tr.running & ~(gen & tr.last)),
-                If(ce, pv_nx.eq(gen), av_nx.eq(p_valid), s1v_nx.eq(a_valid), v_nx.eq(s1_valid))
-                .Else(pv_nx.eq(p_valid), av_nx.eq(a_valid), s1v_nx.eq(s1_valid), v_nx.eq(self.valid))),
-            self.busy_next.eq(run_nx | pv_nx | av_nx | s1v_nx | v_nx),
+                If(ce, pv_nx.eq(gen), av_nx.eq(p_valid), bv_nx.eq(a_valid), s1v_nx.eq(b_valid), v_nx.eq(s1_valid))
+                .Else(pv_nx.eq(p_valid), av_nx.eq(a_valid), bv_nx.eq(b_valid), s1v_nx.eq(s1_valid),
+                      v_nx.eq(self.valid))),
+            self.busy_next.eq(run_nx | pv_nx | av_nx | bv_nx | s1v_nx | v_nx),
             self.take_next.eq(v_nx & self.ready_d),
         ]

@@ -62,10 +62,10 @@ def mac_latency(n_lanes):
 
 # ---- weight stream (gateware/weights.py) ------------------------------------------------------------
 CB_PER_WORD = 32 // CODEBOOK_BITS     # codebook entries per parameter-memory word
-PRIME_CYCLES = 3                      # start -> first word on the port (read latency 2) -> in the FIFO
-PIPE_STAGES = 4                       # window's word pair, window, field extraction, lookup
+PRIME_CYCLES = 4                      # start -> the address copy -> first word on the port (read latency 2) -> in the FIFO
+PIPE_STAGES = 5                       # window's word pair, window, lane candidates, field pick, lookup
 CB_READ_CYCLES = 3                    # a codebook's last word issued -> its group may issue (read latency 2, the count)
-FILL_TURNAROUND = 6                   # crossing into a group -> refill of the file two groups back
+FILL_TURNAROUND = 7                   # crossing into a group -> refill of the file two groups back
 
 
 def n_eff(n_lanes, mode):

@@ -116,22 +116,27 @@ class MacArray(Module):
         prod = [Signal((P_BITS, True), name=f"p{i}", reset_less=True) for i in range(N)]
         for i in range(N):
             self.specials += RegisteredMul(self.x[i], ws[i], prod[i], lane=i)
-        # ---- stage 3: the products registered once more, in the fabric, weighted -----------------
-        # (a LUT and a carry chain straight behind a DSP's output took 14 ns of routing: the nets
-        # leaving the multipliers are the die's most crowded). The odd lane's product is weighted
-        # here (16-bit mode: << 8), so T's first level adds registers with no LUT in front.
-        mode16_2 = per_group(delay(self, self.mode16, 1, "m16", reset_less=True), "m16")
+        # ---- stage 3: the products registered once more, in the fabric, as they are -------------
+        # (a LUT and a carry chain straight behind a DSP's output took 14 ns of routing, a LUT
+        # alone 10-11 ns: the nets leaving the multipliers are the die's most crowded). The odd
+        # lane's product is weighted (16-bit mode: << 8) in the LUTs in front of the trees' first
+        # adders, beside the lane masks.
+        pr = [Signal((P_BITS, True), name=f"pr{i}", reset_less=True) for i in range(N)]
+        self.sync += [pr[i].eq(prod[i]) for i in range(N)]
+        mode16_3 = per_group(delay(self, self.mode16, 2, "m16", reset_less=True), "m16")
         LW = P_BITS + 8                                  # a weighted lane product
-        pr = [Signal((LW if i % 2 else P_BITS, True), name=f"pr{i}", reset_less=True) for i in range(N)]
+        pw = []
         for i in range(N):
             if i % 2:
-                self.sync += If(mode16_2[i], pr[i].eq(prod[i] << 8)).Else(pr[i].eq(prod[i]))
+                w = Signal((LW, True), name=f"pw{i}")
+                self.comb += If(mode16_3[i], w.eq(pr[i] << 8)).Else(w.eq(pr[i]))
+                pw.append(w)
             else:
-                self.sync += pr[i].eq(prod[i])
+                pw.append(pr[i])
         # ---- stage 4: the trees' first level ------------------------------------------------------
         # Two trees: T sums every lane, L the lanes before the row boundary (every lane when the
         # cycle has none); the accumulator forms the rest as T - L. The first level adds lane
-        # pairs, L's lane masks as LUTs in front of its adders (one register per product bit
+        # pairs, the odd lane's weighting and L's lane masks as LUTs in front of its adders (one register per product bit
         # before them, not a masked 48-bit register per lane and tree). The products of an input
         # cycle are in `pr` three cycles later: its bnd follows, the lane masks i < bnd compared
         # a stage ahead and registered per group (no comparator in front of a lane's mask).
@@ -144,16 +149,16 @@ class MacArray(Module):
         for g in groups:
             bnd2 = copy_reg(self, bnd1, f"bnd2_g{g}")
             for i in range(g * LANES_PER_COPY, min((g + 1) * LANES_PER_COPY, N)):
-                mk = Signal.like(pr[i], name=f"pm{i}")
+                mk = Signal.like(pw[i], name=f"pm{i}")
                 half = len(mk) // 2
                 for h, (lo, hi) in enumerate(((0, half), (half, len(mk)))):
                     low = copy_reg(self, i < bnd2, f"low{i}_{h}")
-                    self.comb += If(low, mk[lo:hi].eq(pr[i][lo:hi])).Else(mk[lo:hi].eq(0))
+                    self.comb += If(low, mk[lo:hi].eq(pw[i][lo:hi])).Else(mk[lo:hi].eq(0))
                 masked.append(mk)
         t1 = [Signal((LW + 1, True), name=f"t1_{j}", reset_less=True) for j in range(N // 2)]
         l1 = [Signal((LW + 1, True), name=f"l1_{j}", reset_less=True) for j in range(N // 2)]
         for j in range(N // 2):
-            self.sync += t1[j].eq(pr[2 * j] + pr[2 * j + 1]), l1[j].eq(masked[2 * j] + masked[2 * j + 1])
+            self.sync += t1[j].eq(pw[2 * j] + pw[2 * j + 1]), l1[j].eq(masked[2 * j] + masked[2 * j + 1])
         # ---- stages 5..: the rest of both trees ------------------------------------------------
         sum_t, tlat = _tree(self, t1, LW + 1, ACC_BITS)
         sum_l, _ = _tree(self, l1, LW + 1, ACC_BITS)

@@ -390,7 +390,7 @@ class RNNAccelCore(Module):
         ws_f = {n: Signal.like(F[n], name=f"ws_{n}") for n in ("mode", "rows", "group_log2")}
         self.sync += [ws_f[n].eq(F[n]) for n in ws_f]
         self.comb += [
-            ws.word_base.eq(wo_a),           # registered: valid from CHECK0, two cycles before START at the earliest
+            ws.word_base.eq(wo_a),           # registered: valid from CHECK0, four cycles before START at the earliest
             ws.mode.eq(ws_f["mode"]), ws.rows.eq(ws_f["rows"]), ws.k_stored.eq(k_stored),
             ws.group_log2.eq(ws_f["group_log2"]), ws.cb_base.eq(cb_base),
         ]

@@ -415,21 +415,24 @@ class _Codebooks(Module):
         self.sync += self.ahead.eq(self.ahead_next)
         # the words go to every lane's copy (WeightStream stage 2): word wr_j of file wr_par, two
         # cycles after `wr`, through a register (the block RAMs' output registers lie in their
-        # row, the lanes all over the die), a register per lane group and one per lane
-        # (`write_replicas`): it lands three cycles after `wr`, still before any lookup can use
-        # it (a file is looked up at the earliest four cycles after `wr` of its last word: the
-        # issue, stages P, A, B, 1)
+        # row, the lanes all over the die), a register per half of the lanes, per lane group and
+        # per lane (`write_replicas`): it lands in the lanes' LUT RAMs at the end of the fourth
+        # cycle after `wr`, in time for the earliest lookup of its file, in the fifth (`ahead`
+        # lets the issue follow `wr` of the file's last word by a cycle; stages P, A, B, 1)
         w_we, w_adr, w_dat = Signal(), Signal(len(Cat(wr_j, wr_par))), Signal(32, reset_less=True)
         self.sync += w_we.eq(wr), w_adr.eq(Cat(wr_j, wr_par)), w_dat.eq(port.dat_r)
         self.wr, self.wr_adr, self.wr_dat = w_we, w_adr, w_dat
 
 
 def write_replicas(m, cb, n_lanes):
-    """The codebook write (we, address, data) for each lane: registered once per lane group, then
-    once per lane (`copy_reg`), so that neither the block RAM's output nor one register drives
-    every lane's LUT RAM (plain copies merge into one register, which yosys then absorbs into the
-    block RAM: measured; a copy per group of four lanes reached its lanes' LUT RAMs in 11-15 ns)."""
-    groups = [copy_reg(m, Cat(cb.wr, cb.wr_adr, cb.wr_dat), f"cbw{g}") for g in range(-(-n_lanes // LANES_PER_COPY))]
+    """The codebook write (we, address, data) for each lane: registered once per half of the lanes,
+    once per lane group, then once per lane (`copy_reg`), so that neither the block RAM's output
+    nor one register drives every lane's LUT RAM (plain copies merge into one register, which
+    yosys then absorbs into the block RAM: measured; a copy per group of four lanes reached its
+    lanes' LUT RAMs in 11-15 ns, the filler's register the eight group copies in 10.6 ns)."""
+    n_groups = -(-n_lanes // LANES_PER_COPY)
+    halves = [copy_reg(m, Cat(cb.wr, cb.wr_adr, cb.wr_dat), f"cbw_h{h}") for h in range(2)]
+    groups = [copy_reg(m, halves[2 * g // n_groups], f"cbw{g}") for g in range(n_groups)]
     out = []
     for i in range(n_lanes):
         rep = copy_reg(m, groups[i // LANES_PER_COPY], f"cbw_l{i}")
@@ -448,9 +451,10 @@ class WeightStream(Module):
     in order over memories that share the address space), pport = read port of the parameter memory with read latency 2 (32-bit words,
     little-endian bytes). Both ports are driven only by this unit.
 
-    Control (sampled in the `start` cycle): mode (ISA code, spec.WEIGHT_MODE_CODE), rows,
-    k_stored (>= N_eff), group_log2, cb_base (byte address, 4-byte aligned); word_base is
-    sampled a cycle before `start` (the read-address register follows it while idle).
+    Control (sampled in the `start` cycle): rows, k_stored (>= N_eff), group_log2, cb_base (byte
+    address, 4-byte aligned); mode (ISA code, spec.WEIGHT_MODE_CODE) is decoded into registers
+    and must hold from the cycle before `start`; word_base is sampled a cycle before `start`
+    (the read-address register follows it while idle).
     Output stream: valid, ready_d (input: ready of the next cycle; `ready` is it registered, the
     handshake's ready), w[0..N-1] (9-bit signed), first, last, n_valid, bnd.
     busy: from start until the last output has been accepted; busy_next: its value in the next cycle;
@@ -499,19 +503,24 @@ class WeightStream(Module):
         code = WEIGHT_MODE_CODE
         m16, m6, m4, m2, cbm = Signal(), Signal(), Signal(), Signal(), Signal()
         units, words, mask = Signal(3), Signal.like(cb.words), Signal(ROW_BITS)
-        is_ = {b: self.mode == code[b] for b in code}
-        is_cbm = reduce(or_, (is_[b] for b in CODEBOOK_MODES))
-        per_mode = {code[b]: words.eq(codebook_words(b)) for b in code}
+        # the mode decoded into registers every cycle (`mode` is valid a cycle before `start`:
+        # the decode behind the parent's mode register reached the start latches in 11.8 ns)
+        is_ = {b: Signal(name=f"is_m{b}") for b in code}
+        is_cbm = Signal()
+        units_m, words_m = Signal(3), Signal.like(cb.words)
+        self.sync += [is_[b].eq(self.mode == code[b]) for b in code]
+        self.sync += is_cbm.eq(reduce(or_, (self.mode == code[b] for b in CODEBOOK_MODES)))
+        self.sync += Case(self.mode, {**{code[b]: [units_m.eq(units_per_cycle(b)), words_m.eq(codebook_words(b))]
+                                         for b in code},
+                                      "default": [units_m.eq(UNITS_PER_WORD), words_m.eq(0)]})   # (illegal: rejected)
         # units per cycle from its next value (the gearbox registers off + units)
         units_nx = Signal(3)
-        self.comb += If(start, Case(self.mode, {**{code[b]: units_nx.eq(units_per_cycle(b)) for b in code},
-                                                "default": units_nx.eq(UNITS_PER_WORD)})   # (illegal: rejected)
-                        ).Else(units_nx.eq(units))
+        self.comb += If(start, units_nx.eq(units_m)).Else(units_nx.eq(units))
         self.sync += units.eq(units_nx)
         self.sync += If(start,
             m16.eq(is_[16]), m6.eq(is_[6]), m4.eq(is_[4]), m2.eq(is_[2]),
             cbm.eq(is_cbm),
-            Case(self.mode, per_mode),
+            words.eq(words_m),
             # G - 1, saturated at the row counter's width (one group then)
             mask.eq(Cat(*[self.group_log2 > b for b in range(ROW_BITS)])),
         )
@@ -618,14 +627,15 @@ class WeightStream(Module):
                 s1_first.eq(b_first), s1_last.eq(b_last), s1_nvalid.eq(b_nvalid),
             )
         ]
-        # the mode latches, copied per lane group (from their next values: equal to them always)
-        m6_nx, m4_nx, m2_nx, m16_nx, cbm_nx = Signal(), Signal(), Signal(), Signal(), Signal()
-        self.comb += [If(start, x_nx.eq(is_now)).Else(x_nx.eq(x))
-                      for x_nx, x, is_now in ((m6_nx, m6, is_[6]), (m4_nx, m4, is_[4]), (m2_nx, m2, is_[2]),
-                                              (m16_nx, m16, is_[16]), (cbm_nx, cbm, is_cbm))]
-        m6_l, m4_l, m2_l, m16_l, cbm_l = ([copy_reg(self, x_nx, f"{name}_{g}") for g in range(n_groups)]
-                                          for x_nx, name in ((m6_nx, "m6"), (m4_nx, "m4"), (m2_nx, "m2"),
-                                                             (m16_nx, "m16"), (cbm_nx, "cbm")))
+        # the mode latches copied per lane group, then per lane: two cycles behind them, long
+        # before a stream's first window reaches stage 1 (start + PRIME_CYCLES + 4; no stage holds
+        # an earlier stream's window at a start). A copy per group reached its four lanes' field
+        # picks and codebook addresses, 144 LUTs, in 13.2 ns.
+        def per_lane(x, name):
+            groups = [copy_reg(self, x, f"{name}_g{g}") for g in range(n_groups)]
+            return [copy_reg(self, groups[i // LANES_PER_COPY], f"{name}_l{i}") for i in range(n)]
+        m6_l, m4_l, m2_l, m16_l, cbm_l = (per_lane(x, name) for x, name in
+                                          ((m6, "m6"), (m4, "m4"), (m2, "m2"), (m16, "m16"), (cbm, "cbm")))
         # and beside each field the lane's weight in the plain modes (the byte sign-extended; in
         # mode 16 the low byte of a weight unsigned), so stage 2 only picks it or the codebook's
         s1_raw = [Signal((W_BITS, True), name=f"s1_raw{i}", reset_less=True) for i in range(n)]
@@ -644,11 +654,11 @@ class WeightStream(Module):
             g = i // LANES_PER_COPY
             g_par, g_cross, g_bnd = b_file[g][0], b_file[g][1], b_file[g][2:]
             byte = cand[8][i]
-            raw = Mux(m16_l[g], Cat(byte, C(0, 1)), Cat(byte, byte[7])) if i % 2 == 0 else Cat(byte, byte[7])
+            raw = Mux(m16_l[i], Cat(byte, C(0, 1)), Cat(byte, byte[7])) if i % 2 == 0 else Cat(byte, byte[7])
             field = Signal(8, name=f"s1_fnx{i}")
-            self.comb += If(m6_l[g], field.eq(cand[6][i])) \
-                .Elif(m4_l[g], field.eq(cand[4][i])) \
-                .Elif(m2_l[g], field.eq(cand[2][i])) \
+            self.comb += If(m6_l[i], field.eq(cand[6][i])) \
+                .Elif(m4_l[i], field.eq(cand[4][i])) \
+                .Elif(m2_l[i], field.eq(cand[2][i])) \
                 .Else(field.eq(byte))      # modes 8 and 16: byte i
             self.sync += If(ce_g["s1"][g], lane.eq(field), s1_raw[i].eq(raw))
             file_nx = g_par ^ (g_cross & (i >= g_bnd))
@@ -675,7 +685,7 @@ class WeightStream(Module):
             entry = Signal((CODEBOOK_BITS, True), name=f"entry{i}")
             self.comb += entry.eq(Array(byte_out)[s1_lanes[i][:sub]])
             self.sync += If(ce_g["out"][i // LANES_PER_COPY],
-                            If(cbm_l[i // LANES_PER_COPY], self.w[i].eq(entry)).Else(self.w[i].eq(s1_raw[i])))
+                            If(cbm_l[i], self.w[i].eq(entry)).Else(self.w[i].eq(s1_raw[i])))
         self.sync += [
             If(start_pipe,
                 self.valid.eq(0),

@@ -130,6 +130,7 @@ def schedule(bench, cases, seed=0):
                          cb_base=ins.codebook_off).items():
             p[k][load] = v
         p["word_base"][:] = ins.weight_off // n     # sampled a cycle before start: held throughout
+        p["mode"][:] = WEIGHT_MODE_CODE[case.mode]    # decoded a cycle before start: held throughout
         p["ready"][load:] = rng.random(cyc - load) >= case.backpressure
         p["ready"][load] = 1
         parts.append((p, chunks))

@@ -400,8 +400,12 @@ class RNNAccelCore(Module):
         # hence the extra 1; the row's register before the FIFO and `level`, a cycle late: 2 more)
         # (the level test a register, from the level's next value: the same value, no compare
         # before the weight stream's enables and the X buffer's advance copies)
-        room_ok = Signal(reset=1)
-        self.sync += room_ok.eq(rowfifo.level_next < ROW_FIFO_DEPTH - (mac.latency + timing.XBUF_LATENCY + 11))
+        # (in two registers: the weight stream's clock-enable copies and the X buffer's advance
+        # copies lie apart; one register reaching both took 10.8 ns)
+        room_ok, room_nx = Signal(reset=1), Signal()
+        self.comb += room_nx.eq(rowfifo.level_next < ROW_FIFO_DEPTH - (mac.latency + timing.XBUF_LATENCY + 11))
+        self.sync += room_ok.eq(room_nx)
+        room_ok_x = copy_reg(self, room_nx, "room_ok_x", reset=True)   # (0 after a reset: nothing is valid then)
         self.comb += ws.ready_d.eq(room_ok), ws_ready.eq(ws.ready)
         take = Signal()
         self.comb += take.eq(ws.valid & ws_ready)
@@ -409,7 +413,7 @@ class RNNAccelCore(Module):
         # (the X buffer's copies of `advance` are registers, loaded from the take's next value:
         # no AND and no net from the weight stream's registers reaches its banks' addresses)
         self.comb += xb.advance.eq(take), xb.rsel.eq(st_sel)
-        drive_copies(self, xb.advances.copies, ws.take_next, "xadv")
+        drive_copies(self, xb.advances.copies, ws.valid_next & room_ok_x, "xadv")
 
         lag = timing.XBUF_LATENCY
         # the loader's last write is presented wide_latency - 1 cycles after LOADED and readable

@@ -185,18 +185,27 @@ class _Gearbox(Module):
             room_keep.eq(occ + rd_run < D), room_pop.eq(occ + rd_run - 1 < D),
             inc_nx.eq(start | ~self.active_next | Mux(pop, room_pop, room_keep)),
         ]
-        ra, inc = Signal(aw), Signal()
-        self.sync += inc.eq(inc_nx), If(self.active | start, ra.eq(ra + inc)).Else(ra.eq(self.base))
-        for g in range(0, len(ports), PORTS_PER_ADDR):
-            ra_g = copy_reg(self, ra, f"wra{g}")
+        # (`ra` in two copies, each with its increment and serving half of the groups: one
+        # register reaching all the groups' copies took 11 ns; each copy feeds back on itself,
+        # so yosys keeps them apart)
+        groups = range(0, len(ports), PORTS_PER_ADDR)
+        ra_h = []
+        for h in range(2):
+            ra, inc = Signal(aw, name=f"wra_h{h}"), copy_reg(self, inc_nx, f"winc_h{h}")
+            self.sync += If(self.active | start, ra.eq(ra + inc)).Else(ra.eq(self.base))
+            ra_h.append(ra)
+        for k, g in enumerate(groups):
+            ra_g = copy_reg(self, ra_h[2 * k // len(groups)], f"wra{g}")
             self.comb += [port.adr.eq(ra_g) for port in ports[g:g + PORTS_PER_ADDR]]
-        # the window's position in units of the FIFO ring: {rp, off}, with copies (below)
+        # the window's position in units of the FIFO ring: {rp, off}, with copies (below). A start
+        # restarts the ring where it is (wp = rp, no word held), so the read pointer moves on pops
+        # alone (no stream runs, and so no pop, in the start cycle): its copies count by
+        # themselves
         off_nx, rp_nx = Signal(2), Signal(max=D)
-        self.comb += If(start, off_nx.eq(0), rp_nx.eq(0)).Else(
-            If(self.advance, off_nx.eq(total[:2])).Else(off_nx.eq(off)),
-            If(pop, rp_nx.eq(_ring_next(rp, D))).Else(rp_nx.eq(rp)))
+        self.comb += If(start, off_nx.eq(0)).Else(If(self.advance, off_nx.eq(total[:2])).Else(off_nx.eq(off))), \
+            If(pop, rp_nx.eq(_ring_next(rp, D))).Else(rp_nx.eq(rp))
         wp_nx = Signal(max=D)
-        self.comb += If(start, wp_nx.eq(0)).Elif(arr, wp_nx.eq(_ring_next(wp, D))).Else(wp_nx.eq(wp))
+        self.comb += If(start, wp_nx.eq(rp)).Elif(arr, wp_nx.eq(_ring_next(wp, D))).Else(wp_nx.eq(wp))
         arr2, arr1 = Signal(), Signal()       # words read one and two cycles ago (the address copy, the ports' latency 2)
         # total = off + units, a register from their next values: `have`, and so the issue
         # decision, start from registers, not from an adder
@@ -228,15 +237,16 @@ class _Gearbox(Module):
         # The window (4 units from unit {rp, off}) is cut in two registered muxes instead of
         # one: here the pair of words the window lies in, by rp (a 5:1 word mux); the parent registers it
         # (stage P) together with `off` and picks the window from it (stage A, a 4:1 mux). Each
-        # ring bit feeds 2 muxes here. The select is a register, copied per
-        # chunk of the pair (no net drives every mux).
+        # ring bit feeds 2 muxes here. The select is a register per chunk of the pair, each
+        # counting the pops itself (no net drives every mux, no logic stands between the copies).
         self.pair = Signal(16 * n)            # ring words rp, rp + 1
         self.off = off                        # the window's first unit within the pair
         words = [e[k] for k in range(D)]
-        chunks = 16 if n >= 16 else 8
+        chunks = self.chunks = 16 if n >= 16 else 8
         width = 8 * n // chunks
         for c in range(chunks):
-            sel = copy_reg(self, rp_nx, f"wrp{c}")      # == rp
+            sel = Signal(max=D, name=f"wrp{c}")          # == rp
+            self.sync += If(pop, sel.eq(_ring_next(sel, D)))
             for w in range(2):
                 lo = w * 8 * n + c * width
                 src = [words[(v + w) % D][c * width:(c + 1) * width] for v in range(D)]
@@ -458,7 +468,7 @@ class WeightStream(Module):
     Output stream: valid, ready_d (input: ready of the next cycle; `ready` is it registered, the
     handshake's ready), w[0..N-1] (9-bit signed), first, last, n_valid, bnd.
     busy: from start until the last output has been accepted; busy_next: its value in the next cycle;
-    take_next: `valid & ready` in the next cycle.
+    valid_next: `valid` in the next cycle (`valid_next & ready_d` is the next cycle's take).
     """
 
     def __init__(self, n_lanes, wport, pport, external_start=False):
@@ -488,7 +498,7 @@ class WeightStream(Module):
         self.bnd = Signal(max=n + 1)
         self.busy = Signal()
         self.busy_next = Signal()               # `busy` in the next cycle
-        self.take_next = Signal()               # `valid & ready` in the next cycle
+        self.valid_next = Signal()              # `valid` in the next cycle
 
         self.submodules.gearbox = gb = _Gearbox(n, wports, external_start)
         self.submodules.tracker = tr = _RowTracker(n, external_start)
@@ -581,19 +591,23 @@ class WeightStream(Module):
             )
         ]
         # the data load in every enabled cycle (data of a cycle without `gen` is not valid and not
-        # used): only the clock enable (a copy per chunk), not the issue decision, stands before it
+        # used): only the clock enable, not the issue decision, stands before it: a copy per
+        # chunk of the gearbox's pair mux (whose chunks sit by their block RAMs, along the die;
+        # a copy per 64 bits of the pair reached its registers in 13.8 ns)
         n_chunks = n_groups
-        p_pair = Signal(16 * n, reset_less=True)
-        chunk = 16 * n // n_chunks
-        self.sync += [If(ce_g["p"][g], p_pair[g * chunk:(g + 1) * chunk].eq(gb.pair[g * chunk:(g + 1) * chunk]))
-                      for g in range(n_chunks)]
+        p_pair = Signal(16 * n, name="p_pair", reset_less=True)
+        cw = 8 * n // gb.chunks
+        for c in range(gb.chunks):
+            ce_c = copy_reg(self, self.ready_d, f"ce_pp{c}")
+            self.sync += If(ce_c, *[p_pair[w * 8 * n + c * cw:w * 8 * n + (c + 1) * cw].eq(
+                gb.pair[w * 8 * n + c * cw:w * 8 * n + (c + 1) * cw]) for w in range(2)])
         p_off = [copy_reg(self, gb.off, f"woff{g}", ce=ce_g["p"][g]) for g in range(n_chunks)]
 
         # ---- stage A: the window (4 units from unit `off` of the pair), registered ---------------
         a_meta = [Signal.like(x) for x in meta]
         a_valid, a_cross, a_par, a_bnd, a_first, a_last, a_nvalid = a_meta
         self.sync += If(start_pipe, a_valid.eq(0)).Elif(ce_st[1], *[a.eq(x) for a, x in zip(a_meta, meta)])
-        a_window = Signal(8 * n, reset_less=True)
+        a_window = Signal(8 * n, name="a_window", reset_less=True)
         u = 2 * n
         chunk = 8 * n // n_chunks
         for g in range(n_chunks):
@@ -649,7 +663,9 @@ class WeightStream(Module):
         # (the cycle's file information, b_par, b_cross and b_bnd, in a copy per lane group, loaded
         # with b_meta: one register reaching every lane's compare and 4 * N address copies took
         # 13 ns of routing in a placement)
-        b_file = [copy_reg(self, Cat(a_par, a_cross, a_bnd), f"bfile{g}", ce=ce_g["b"][g]) for g in range(n_groups)]
+        # (a copy per group from stage A on: from the one stage-A register, 11 ns)
+        a_file = [copy_reg(self, Cat(p_par, p_cross, p_bnd), f"afile{g}", ce=ce_g["a"][g]) for g in range(n_groups)]
+        b_file = [copy_reg(self, a_file[g], f"bfile{g}", ce=ce_g["b"][g]) for g in range(n_groups)]
         for i, lane in enumerate(s1_lanes):
             g = i // LANES_PER_COPY
             g_par, g_cross, g_bnd = b_file[g][0], b_file[g][1], b_file[g][2:]
@@ -709,5 +725,5 @@ class WeightStream(Module):
                 .Else(pv_nx.eq(p_valid), av_nx.eq(a_valid), bv_nx.eq(b_valid), s1v_nx.eq(s1_valid),
                       v_nx.eq(self.valid))),
             self.busy_next.eq(run_nx | pv_nx | av_nx | bv_nx | s1v_nx | v_nx),
-            self.take_next.eq(v_nx & self.ready_d),
+            self.valid_next.eq(v_nx),
         ]

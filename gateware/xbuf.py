@@ -229,7 +229,7 @@ class XBuffer(Module):
         # (the select also picks each bank's wrap register and LUT-RAM half: a copy per SEL_GROUP banks)
         sel_copies = [copy_reg(self, self.rsel, f"xsel{c}") for c in range(-(-N // SEL_GROUP))] if S > 1 else []
         sel1_g = {b: sel_copies[b // SEL_GROUP] for b in range(N)} if S > 1 else {}
-        k_g = [copy_reg(self, cfg("k", self.rsel), f"xk{g}") for g in range(n_grp)]
+        k_g = [copy_reg(self, rd_k, f"xk{g}") for g in range(n_grp)]     # (from rd_k: no buffer pick before the copies)
         use_wrap = Signal(N)
         radr = [Signal(kw - lg, name=f"radr{b}") for b in range(N)]
         for b in range(N):
@@ -301,8 +301,10 @@ class XBuffer(Module):
         # are ready at latency 4, registered at 5 and 6
         # (`shifted_early`, `zero_early`: the MAC array applies them to the weights before its
         # multipliers) and again at 7. The stream's
-        # configuration comes registered per lane group; it changes two cycles after restart,
-        # when the previous stream's last window has passed stage 1 and before the new one's.
+        # configuration comes registered once (the buffer's values picked by rsel), then per lane
+        # group; it changes three cycles after restart, when the previous stream's last window
+        # has passed stage 1 and before the new one's (rsel -> pick -> every group's copies
+        # took 10.8 ns).
         # The bounds past the wrap (split + k, k_useful + k) are registers per buffer, a cycle
         # behind its configuration (which is set while the buffer loads, cycles before a stream
         # on it begins): no adder behind the buffer select.
@@ -323,11 +325,13 @@ class XBuffer(Module):
             self.sync += If(x[-1], r.eq(0)).Elif(big, r.eq(N)).Else(r.eq(x[:lg]))
             return r
         bounds = []
+        geo = {n: Signal.like(self.cfg[0][n], name=f"xgeo_{n}") for n in names}
+        for n in ("split", "k_useful"):
+            geo[n + "_k"] = Signal.like(past_wrap[0][n], name=f"xgeo_{n}_k")
+            self.sync += geo[n + "_k"].eq(Array(d[n] for d in past_wrap)[self.rsel] if S > 1 else past_wrap[0][n])
+        self.sync += [geo[n].eq(cfg(n, self.rsel)) for n in names]
         for g in range(n_grp):
-            c = {n: copy_reg(self, cfg(n, self.rsel), f"xc{g}_{n}") for n in names}
-            for n in ("split", "k_useful"):
-                bound = Array(d[n] for d in past_wrap)[self.rsel] if S > 1 else past_wrap[0][n]
-                c[n + "_k"] = copy_reg(self, bound, f"xc{g}_{n}_k")
+            c = {n: copy_reg(self, geo[n], f"xc{g}_{n}") for n in geo}
             bd = {}
             p_g = copy_reg(self, p_next, f"xp{g}")        # == p (one register reaching every group's
             for n in ("k", "split", "split_k", "k_useful", "k_useful_k"):   # subtractors: 10.5 ns)

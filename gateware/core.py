@@ -21,8 +21,8 @@ Three parts run concurrently:
 `rnnaccel.host.cycles` models every cycle of this; the RTL tests keep the two equal.
 
 Host side (valid while `busy` is low): write ports for the program, parameter and weight
-memories, and a word port into the vector pool. Control: `start` with `steps`, `parity_in` and
-the base/size registers; status: `busy`, `done`, `error`, `error_pc`, `parity_out`, counters.
+memories, and a word port into the vector pool. Control: `start` with `parity_in`; `steps`
+and the base/size registers hold from a cycle before `start` (as CSRs written before it do); status: `busy`, `done`, `error`, `error_pc`, `parity_out`, counters.
 """
 from functools import reduce
 from operator import and_, or_
@@ -773,8 +773,9 @@ class RNNAccelCore(Module):
             return [NextValue(pc, tgt[target]), NextValue(fetch_k, 0),
                     NextValue(pc_ok, tgt_ok[target]), NextState("FETCH")]   # fadr: below
 
+        # (a register: steps is set before start; its test behind the start's logic took 11.7 ns)
         launch_ok = Signal()
-        self.comb += launch_ok.eq(self.steps != 0)
+        self.sync += launch_ok.eq(self.steps != 0)
         launch = If(self.start,
             NextValue(self.cycles, 0), NextValue(self.mac_ops, 0), NextValue(self.stalls, 0),
             NextValue(self.done, 0), NextValue(err, 0), NextValue(in_loop, 0),

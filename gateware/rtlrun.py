@@ -102,7 +102,8 @@ class RtlSession:
                 self._cycle(vmem_we=1, vmem_adr=lay.base[isa.SPACE_STATE] + k, vmem_wdat=0)
         for k, v in enumerate(np.asarray(x_q).reshape(-1)):
             self._cycle(vmem_we=1, vmem_adr=lay.base[isa.SPACE_IN] + k, vmem_wdat=int(v))
-        start = self._cycle(start=1, steps=T, parity_in=parity)
+        self._cycle(steps=T)                # (steps: set a cycle before start, as a CSR write is)
+        start = self._cycle(start=1, parity_in=parity)
         budget = budget or 4000 + 8 * T * (img.macs_per_step // self.core.n_lanes + 2000)
         for _ in range(budget):
             self._cycle()

@@ -93,7 +93,7 @@ GL_BITS = FIELDS["group_log2"][2]
 MODE_BITS = FIELDS["mode"][2]
 
 CB_ENTRIES = 1 << max(CODEBOOK_MODES)   # one register file: entries of the widest codebook mode
-FIFO_CHUNKS = 8                         # the FIFO's write enables: one copy per 1/8 of the word
+FIFO_CHUNKS = 16                        # the FIFO's write enables: one copy per 1/16 of the word (an address group at N = 32)
 UNITS_PER_WORD = 4                      # the gearbox works in 2N-bit units, a word is 8N bits
 FIFO_WORDS = 5                          # the gearbox's prefetch FIFO (two words + the three in flight)
 PORTS_PER_ADDR = 4                      # weight-memory ports (block RAMs) per read-address copy
@@ -225,7 +225,7 @@ class _Gearbox(Module):
             wp.eq(wp_nx),
         ]
         # the ring's write enables (arr & wp == k) as registers from their next values (arr's is
-        # arr1), one copy per chunk of the word: each reaches N clock enables, not 8N
+        # arr1), one copy per chunk of the word: each reaches 8N / FIFO_CHUNKS clock enables, not 8N
         e = [Signal(8 * n, name=f"wfifo{k}", reset_less=True) for k in range(D)]
         cw = 8 * n // FIFO_CHUNKS
         for c in range(FIFO_CHUNKS):

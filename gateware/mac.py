@@ -116,16 +116,18 @@ class MacArray(Module):
         prod = [Signal((P_BITS, True), name=f"p{i}", reset_less=True) for i in range(N)]
         for i in range(N):
             self.specials += RegisteredMul(self.x[i], ws[i], prod[i], lane=i)
-        # ---- stage 3: the products registered once more, in the fabric, as they are -------------
+        # ---- stages 3-4: the products registered twice more, in the fabric, as they are --------
         # (a LUT and a carry chain straight behind a DSP's output took 14 ns of routing, a LUT
-        # alone 10-11 ns: the nets leaving the multipliers are the die's most crowded). The odd
-        # lane's product is weighted (16-bit mode: << 8) in the LUTs in front of the trees' first
-        # adders, beside the lane masks.
+        # alone 10-11 ns, one plain register by the trees 10-11 ns: the nets leaving the
+        # multipliers are the die's most crowded; so one register by the DSP, one by the trees).
+        # The odd lane's product is weighted (16-bit mode: << 8) in the LUTs in front of the
+        # trees' first adders, beside the lane masks.
+        pr0 = [Signal((P_BITS, True), name=f"pr0_{i}", reset_less=True) for i in range(N)]
         pr = [Signal((P_BITS, True), name=f"pr{i}", reset_less=True) for i in range(N)]
-        self.sync += [pr[i].eq(prod[i]) for i in range(N)]
-        # (mode16 three cycles late, through a copy per lane group and one per lane: a copy per
+        self.sync += [pr0[i].eq(prod[i]) for i in range(N)], [pr[i].eq(pr0[i]) for i in range(N)]
+        # (mode16 four cycles late, through a copy per lane group and one per lane: a copy per
         # group reached its four lanes' LUTs in front of both trees in 10.2 ns)
-        m16_g = per_group(delay(self, self.mode16, 1, "m16", reset_less=True), "m16")
+        m16_g = per_group(delay(self, self.mode16, 2, "m16", reset_less=True), "m16")
         mode16_3 = [copy_reg(self, m16_g[i], f"m16_l{i}") for i in range(N)]
         LW = P_BITS + 8                                  # a weighted lane product
         pw = []
@@ -136,18 +138,18 @@ class MacArray(Module):
                 pw.append(w)
             else:
                 pw.append(pr[i])
-        # ---- stage 4: the trees' first level ------------------------------------------------------
+        # ---- stage 5: the trees' first level ------------------------------------------------------
         # Two trees: T sums every lane, L the lanes before the row boundary (every lane when the
         # cycle has none); the accumulator forms the rest as T - L. The first level adds lane
         # pairs, the odd lane's weighting and L's lane masks as LUTs in front of its adders (one register per product bit
         # before them, not a masked 48-bit register per lane and tree). The products of an input
-        # cycle are in `pr` three cycles later: its bnd follows, the lane masks i < bnd compared
+        # cycle are in `pr` four cycles later: its bnd follows, the lane masks i < bnd compared
         # a stage ahead and registered per group (no comparator in front of a lane's mask).
         # (bnd's second register a copy per lane group: the groups' compares sit by their lanes,
         # all over the die; one register reaching them all took 13.6 ns)
         # (and each lane's mask bit in two copies, one per half of the product's bits: a mask
         # register reaching a whole adder's column of LUTs took 7.6 ns of routing)
-        bnd1 = delay(self, self.bnd, 1, "bnd", reset_less=True)
+        bnd1 = delay(self, self.bnd, 2, "bnd", reset_less=True)
         masked = []
         for g in groups:
             bnd2 = copy_reg(self, bnd1, f"bnd2_g{g}")
@@ -162,11 +164,11 @@ class MacArray(Module):
         l1 = [Signal((LW + 1, True), name=f"l1_{j}", reset_less=True) for j in range(N // 2)]
         for j in range(N // 2):
             self.sync += t1[j].eq(pw[2 * j] + pw[2 * j + 1]), l1[j].eq(masked[2 * j] + masked[2 * j + 1])
-        # ---- stages 5..: the rest of both trees ------------------------------------------------
+        # ---- stages 6..: the rest of both trees ------------------------------------------------
         sum_t, tlat = _tree(self, t1, LW + 1, ACC_BITS)
         sum_l, _ = _tree(self, l1, LW + 1, ACC_BITS)
         # control travels beside the data
-        depth = 4 + tlat
+        depth = 5 + tlat
         ctl = Cat(self.valid, self.first, self.last, self.bnd != N)
         pipe = [ctl]
         for _ in range(depth - 1):

@@ -54,10 +54,10 @@ ACT_LATENCY = 7
 
 
 def mac_latency(n_lanes):
-    """MAC array input -> finished row: weight shift, multiply (2), product register, the trees'
-    first level (masks and pair weighting in front of its adders), log2(N) - 1 more levels,
-    accumulator."""
-    return 4 + max(1, (n_lanes - 1).bit_length() - 1) + 1
+    """MAC array input -> finished row: weight shift, multiply (2), two product registers (one by
+    the DSP, one by the trees), the trees' first level (masks and pair weighting in front of its
+    adders), log2(N) - 1 more levels, accumulator."""
+    return 5 + max(1, (n_lanes - 1).bit_length() - 1) + 1
 
 
 # ---- weight stream (gateware/weights.py) ------------------------------------------------------------

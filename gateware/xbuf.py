@@ -81,7 +81,7 @@ class XBuffer(Module):
         self.x = [Signal((ACT_BITS, True), name=f"xw{i}") for i in range(N)]
         self.shifted = Signal(N)
         self.zero = Signal(N)
-        self.latency = 4 + ROT_STAGES
+        self.latency = 5 + ROT_STAGES
 
         def cfg(name, sel):
             return Array(c[name] for c in self.cfg)[sel] if S > 1 else self.cfg[0][name]
@@ -305,9 +305,9 @@ class XBuffer(Module):
         # 0..N) are computed once (the differences registered in stage 1, clamped in stage 2),
         # and each lane compares its constant element index with them (stage 3: a few LUTs, no
         # carry chain per lane; the compares registered, then their picks: stage 4). The masks
-        # are ready at latency 4, registered at 5 and 6
+        # are ready at latency 4, registered at 5, 6 and 7
         # (`shifted_early`, `zero_early`: the MAC array applies them to the weights before its
-        # multipliers) and again at 7. The stream's
+        # multipliers) and again at 8. The stream's
         # configuration comes registered once (the buffer's values picked by rsel), then per lane
         # group; it changes three cycles after restart, when the previous stream's last window
         # has passed stage 1 and before the new one's (rsel -> pick -> every group's copies
@@ -360,12 +360,17 @@ class XBuffer(Module):
         self.shifted_early, self.zero_early = Signal(N), Signal(N)
         mask_s2, mask_z2 = Signal(N), Signal(N)        # the masks at latency 4
         mask_s3, mask_z3 = Signal(N), Signal(N)        # and 5
-        assert self.latency == 7
+        mask_s4, mask_z4 = Signal(N), Signal(N)        # and 6
+        assert self.latency == 8
         # the pair pick (stage 7) sees mode16 six cycles after rsel changes: a stream's last
         # window (at most a cycle before restart) passes stage 7 five cycles after the restart
         m16_r = [Signal(name=f"xm16_r{j}") for j in range(4)]
         self.sync += m16_r[0].eq(cfg("mode16", self.rsel)), [b.eq(a) for a, b in zip(m16_r, m16_r[1:])]
         m16_l = [copy_reg(self, m16_r[-1], f"xm16_{j}") for j in range(-(-N // LANE_GROUP))]
+        # the picked word registered once more beside its lane's multiplier (stage 8: the rotator
+        # and the pick lie in the middle, the multipliers along the die; rotator -> pick -> the
+        # lane's register took 10.6 ns)
+        x_pick = [Signal((ACT_BITS, True), name=f"xpick{i}", reset_less=True) for i in range(N)]
         for i in range(N):
             bd = bounds[grp[i]]
 
@@ -378,8 +383,10 @@ class XBuffer(Module):
                 mask_s2[i].eq(Mux(cmp["k"], ~cmp["split_k"], ~cmp["split"]) ^ bd["shift_b3"]),
                 mask_z2[i].eq(Mux(cmp["k"], cmp["k_useful_k"], cmp["k_useful"]) | cmp["rem"]),
                 mask_s3[i].eq(mask_s2[i]), mask_z3[i].eq(mask_z2[i]),
-                self.shifted_early[i].eq(mask_s3[i]), self.zero_early[i].eq(mask_z3[i]),
-                If(m16_l[i // LANE_GROUP], self.x[i].eq(win[i // 2])).Else(self.x[i].eq(win[i])),
+                mask_s4[i].eq(mask_s3[i]), mask_z4[i].eq(mask_z3[i]),
+                self.shifted_early[i].eq(mask_s4[i]), self.zero_early[i].eq(mask_z4[i]),
+                If(m16_l[i // LANE_GROUP], x_pick[i].eq(win[i // 2])).Else(x_pick[i].eq(win[i])),
+                self.x[i].eq(x_pick[i]),
                 self.shifted[i].eq(self.shifted_early[i]),
                 self.zero[i].eq(self.zero_early[i]),
             ]

@@ -45,7 +45,7 @@ ROW_FIFO_DEPTH = MAX_ROWS             # finished rows waiting for the feeder
 CTX_DEPTH = 4                         # instructions between stream start and their last write
 
 # ---- datapath latencies (the gateware asserts its structure matches) ----------------------------
-XBUF_LATENCY = 7                      # window position -> bank read (block RAM, output register, a fabric register) -> wrap pick -> rotator (three stages) -> x lanes
+XBUF_LATENCY = 8                      # window position -> bank read (block RAM, output register, a fabric register) -> wrap pick -> rotator (three stages) -> pair pick -> x lanes (by the multipliers)
 FIFO_IN_LATENCY = 1                   # a finished row registered on its way into the row FIFO
 FEED_LATENCY = 5                      # the feeder's last operand slot -> the row into the epilogue (pool read latency)
 WQ_LATENCY = 3                        # an epilogue output -> its pool write (a queue entry, the queue's output register, the bank's register)

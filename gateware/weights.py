@@ -224,13 +224,20 @@ class _Gearbox(Module):
             cnt.eq(cnt_nx),
             wp.eq(wp_nx),
         ]
-        # the ring's write enables (arr & wp == k) as registers from their next values (arr's is
-        # arr1), one copy per chunk of the word: each reaches 8N / FIFO_CHUNKS clock enables, not 8N
+        # the ring's write enables (arr & wp == k) as registers from their next values, one copy
+        # per chunk of the word (each reaches 8N / FIFO_CHUNKS clock enables, not 8N), loaded from
+        # a register per slot that holds the next value a cycle ahead (arr2 and wp's next value
+        # advanced by arr1: wp moves on arrivals only, and a start meets no read in flight), so
+        # the copies along the die load from registers (wp -> compare -> 80 copies: 11.0 ns)
         e = [Signal(8 * n, name=f"wfifo{k}", reset_less=True) for k in range(D)]
         cw = 8 * n // FIFO_CHUNKS
+        wp_nx2 = Signal(max=D)
+        self.comb += If(arr1, wp_nx2.eq(_ring_next(wp_nx, D))).Else(wp_nx2.eq(wp_nx))
+        slot_en = [Signal(name=f"wslot{k}", reset=0) for k in range(D)]
+        self.sync += [slot_en[k].eq(arr2 & (wp_nx2 == k)) for k in range(D)]
         for c in range(FIFO_CHUNKS):
             for k in range(D):
-                en = copy_reg(self, arr1 & (wp_nx == k), f"wfe{c}_{k}", reset=True)
+                en = copy_reg(self, slot_en[k], f"wfe{c}_{k}", reset=True)
                 self.sync += If(en, e[k][c * cw:(c + 1) * cw].eq(dat_r[c * cw:(c + 1) * cw]))
 
         # ---- the window's two words: ring words rp and rp + 1 (a 5:1 word mux) -------------------

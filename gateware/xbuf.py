@@ -216,7 +216,7 @@ class XBuffer(Module):
         self.comb += If(restart, p_next.eq(0)).Elif(advance, p_next.eq(pn)).Else(p_next.eq(p))
         self.sync += [
             p.eq(p_next), If(~restart, If(advance, pn.eq(pnn)).Else(pn.eq(wrap_next(p)))),
-            pnn.eq(wrap_next(Mux(advance, pnn, pn))),
+            pnn.eq(Mux(advance, wrap_next(pnn), wrap_next(pn))),   # (the advance picks last: 12.1 ns before the adders)
         ]
         nx = Signal(kw)          # pn after this cycle (when advancing), else pn itself: the derived
         self.comb += nx.eq(Mux(advance, pnn, pn))   # registers follow pn a cycle late when idle

@@ -23,7 +23,7 @@ has k_stored >= 64 >= N columns there is at most one boundary per cycle (docs/is
 
 Structure
 ---------
-    _Gearbox      a 4-word prefetch FIFO in registers, filled from a read-address register that
+    _Gearbox      a 5-word prefetch FIFO in registers, filled from a read-address register that
                   runs ahead; the stream advances by 2N-bit units (4, 4, 3, 2, 1 units per cycle
                   in modes 16, 8, 6, 4, 2; a word is 4 units), so the window of a cycle starts at
                   unit 0..3 of the FIFO's first two words: a 4:1 mux, no barrel shifter, and at
@@ -35,9 +35,11 @@ Structure
                   that loads them from the parameter memory, one 32-bit word (4 entries) per
                   cycle: groups 0 and 1 right after `start`, then group g + 2 as soon as the
                   output stage has finished with group g.
-    WeightStream  stage A: the gearbox window registered (the ring mux alone in its cycle);
-                  stage 1: window -> lane fields (raw byte or codebook index);
-                  stage 2: codebook lookup / sign extension -> the output registers.
+    WeightStream  stage P: the window's two ring words registered (the ring mux alone in its
+                  cycle); stage A: the window within them; stage B: each lane's candidate
+                  fields, registered beside the lane; stage 1: the mode's field (raw byte or
+                  codebook index); stage 2: codebook lookup / sign extension -> the output
+                  registers.
                   In a cycle that crosses into a new group, weights before `bnd` use the file of
                   the current group, weights from `bnd` the file of the next one.
 

@@ -603,14 +603,13 @@ class WeightStream(Module):
         # used): only the clock enable, not the issue decision, stands before it: a copy per
         # chunk of the gearbox's pair mux (whose chunks sit by their block RAMs, along the die;
         # a copy per 64 bits of the pair reached its registers in 13.8 ns)
-        n_chunks = n_groups
         p_pair = Signal(16 * n, name="p_pair", reset_less=True)
         cw = 8 * n // gb.chunks
         for c in range(gb.chunks):
             ce_c = copy_reg(self, self.ready_d, f"ce_pp{c}")
             self.sync += If(ce_c, *[p_pair[w * 8 * n + c * cw:w * 8 * n + (c + 1) * cw].eq(
                 gb.pair[w * 8 * n + c * cw:w * 8 * n + (c + 1) * cw]) for w in range(2)])
-        p_off = [copy_reg(self, gb.off, f"woff{g}", ce=ce_g["p"][g]) for g in range(n_chunks)]
+        p_off = [copy_reg(self, gb.off, f"woff{g}", ce=ce_g["p"][g]) for g in range(n_groups)]
 
         # ---- stage A: the window (4 units from unit `off` of the pair), registered ---------------
         a_meta = [Signal.like(x) for x in meta]
@@ -618,8 +617,8 @@ class WeightStream(Module):
         self.sync += If(start_pipe, a_valid.eq(0)).Elif(ce_st[1], *[a.eq(x) for a, x in zip(a_meta, meta)])
         a_window = Signal(8 * n, name="a_window", reset_less=True)
         u = 2 * n
-        chunk = 8 * n // n_chunks
-        for g in range(n_chunks):
+        chunk = 8 * n // n_groups
+        for g in range(n_groups):
             lo, hi = g * chunk, (g + 1) * chunk
             src = [p_pair[lo + v * u:hi + v * u] for v in range(UNITS_PER_WORD)]
             self.sync += If(ce_g["a"][g], a_window[lo:hi].eq(Array(src)[p_off[g]]))
@@ -669,10 +668,10 @@ class WeightStream(Module):
         idx_bits = max(CODEBOOK_MODES)
         sub = (CB_PER_WORD - 1).bit_length()
         s1_cbadr = []
-        # (the cycle's file information, b_par, b_cross and b_bnd, in a copy per lane group, loaded
-        # with b_meta: one register reaching every lane's compare and 4 * N address copies took
-        # 13 ns of routing in a placement)
-        # (a copy per group from stage A on: from the one stage-A register, 11 ns)
+        # (the cycle's file information, par, cross and bnd, in a copy per lane group from stage A
+        # on, loaded with a_meta and b_meta: one register reaching every lane's compare and 4 * N
+        # address copies took 13 ns of routing in a placement, copies from the one stage-A
+        # register 11 ns)
         a_file = [copy_reg(self, Cat(p_par, p_cross, p_bnd), f"afile{g}", ce=ce_g["a"][g]) for g in range(n_groups)]
         b_file = [copy_reg(self, a_file[g], f"bfile{g}", ce=ce_g["b"][g]) for g in range(n_groups)]
         for i, lane in enumerate(s1_lanes):

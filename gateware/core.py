@@ -179,6 +179,8 @@ class RNNAccelCore(Module):
         ir = [Signal(32, name=f"ir{k}") for k in range(isa.INSTR_WORDS)]
         # ir[k] shifts in from ir[k + 1] (the last from the program memory) with shift copy k (below)
         self._shift_copies = [Signal(name=f"ir_shift{k}") for k in range(isa.INSTR_WORDS)]
+        ir_last_in = Signal(32)          # the program memory's word (driven with the fetch, below)
+        ir_in = ir[1:] + [ir_last_in]    # what ir[k] loads with its shift
 
         def fld(name):
             w, lsb, width, signed = isa.FIELDS[name]
@@ -192,8 +194,7 @@ class RNNAccelCore(Module):
             copy (a register fed from it under the enable equals a test of the settled field,
             one cycle earlier)."""
             w, lsb, width, _ = isa.FIELDS[name]
-            assert w + 1 < isa.INSTR_WORDS
-            return self._shift_copies[w], ir[w + 1][lsb:lsb + width]
+            return self._shift_copies[w], ir_in[w][lsb:lsb + width]
 
         pc = Signal(iaw + 1)
         fetch_k = Signal(5)
@@ -231,7 +232,7 @@ class RNNAccelCore(Module):
         self.sync += t.eq(t_now)
         bases, sizes = Array(self.space_base), Array(self.space_size)
         op_bad = []
-        phys, phys_nx = {}, {}
+        phys, phys_base, eff_low = {}, {}, {}
         for op in OPERANDS:
             space, pp = F[f"{op}_space"], F[f"{op}_pp"]
             stride_nx = None
@@ -255,22 +256,30 @@ class RNNAccelCore(Module):
                 t_s, prod_p = Signal((len(t) + 1, True), name=f"t_{op}"), Signal((34, True), name=f"prodp_{op}")
                 self.comb += t_s.eq(t), prod_a.eq(prod_p)
                 self.specials += RegisteredMul(stride_nx, t_s, prod_p)
+            # the space picking size and base in a copy per pick, loaded with ir's shift (the
+            # field's bits reaching both 5:1 muxes and more took 10.2 ns of routing)
+            sp_en, sp_nxt = shift_in(f"{op}_space")
+            sp_size, sp_base = (copy_reg(self, sp_nxt, f"sp_{n}_{op}", ce=sp_en, reset=True) for n in ("size", "base"))
             self.sync += [
                 addr_a.eq(F[f"{op}_addr"] + pp_off),
-                size_a.eq(sizes[space]), base_a.eq(bases[space]),
+                size_a.eq(sizes[sp_size]), base_a.eq(bases[sp_base]),
                 sbad_a.eq((space >= N_SPACES) | ((op in ("dst", "dst2")) & (space == isa.SPACE_CONST))),
             ]
             eff_b = Signal(34, name=f"eff_{op}")
             self.sync += eff_b.eq(addr_a + prod_a), szlen_b.eq(size_a - length[op])
             phys[op] = Signal(vaw, name=f"phys_{op}")
             # eff + length > size  <=>  eff > size - length (eff >= 0)
-            phys_nx[op] = Signal(vaw, name=f"physnx_{op}")
-            self.comb += phys_nx[op].eq(base_a + eff_b)
-            self.sync += phys[op].eq(phys_nx[op])
-            bad_c = Signal(name=f"bad_{op}")
-            self.sync += bad_c.eq(used[op] & (sbad_a | (eff_b > szlen_b)))
-            op_bad.append(bad_c)
-        # the eight checks (each registered: a carry-chain compare, then the OR of eight operands
+            phys_base[op], eff_low[op] = base_a, eff_b[:vaw]
+            self.sync += phys[op].eq(base_a + eff_b)
+            # (in two registers: eff > size - length on the low vaw + 1 bits only, and the cases
+            # that decide alone: an illegal space, eff >= 2^(vaw + 1) > size, size < length; one
+            # compare over eff's 34 bits took 10.2 ns)
+            lo = vaw + 1
+            bad_c, bad_c_lo = Signal(name=f"bad_{op}"), Signal(name=f"badlo_{op}")
+            self.sync += bad_c.eq(used[op] & (sbad_a | (eff_b[lo:] != 0) | (szlen_b < 0))), \
+                bad_c_lo.eq(used[op] & (eff_b[:lo] > szlen_b[:lo]))
+            op_bad += [bad_c, bad_c_lo]
+        # the sixteen checks (each registered: a carry-chain compare, then the OR of eight operands
         # spread over the die took 12.1 ns) in one register: CHECK3's decision (and the stream
         # start's next value, do_finalize) reads a flip-flop
         any_op_bad = Signal()
@@ -377,11 +386,17 @@ class RNNAccelCore(Module):
         self.comb += seg_wait.eq(F["flags"][0] | F["flags"][2])
         # reuse as a register: compared on the physical addresses' next values (stage C's sums,
         # valid in CHECK1); held and last_sel change only in LOADED and START, never during a check
+        # (held == base + eff (mod 2^vaw) tested as held - base == eff: the differences and the
+        # other terms registered beside eff (stage B, valid in CHECK1), so no adder sits before
+        # the compare; base + eff then the compare took 10.3 ns)
         reuse = Signal()
         h = [Array(held[b][k] for b in range(2)) for k in range(6)]
-        self.sync += reuse.eq(h[5][last_sel] & (h[0][last_sel] == phys_nx["a"]) & (h[1][last_sel] == phys_nx["b"]) &
-                              (h[2][last_sel] == F["a_len"]) & (h[3][last_sel] == F["b_len"]) &
-                              (h[4][last_sel] == mode16) & ~seg_wait)
+        held_off = {op: Signal(vaw, name=f"heldoff_{op}") for op in ("a", "b")}
+        same_rest = Signal()
+        self.sync += [held_off[op].eq(h[k][last_sel] - phys_base[op]) for k, op in enumerate(("a", "b"))]
+        self.sync += same_rest.eq(h[5][last_sel] & (h[2][last_sel] == F["a_len"]) & (h[3][last_sel] == F["b_len"]) &
+                                  (h[4][last_sel] == mode16) & ~seg_wait)
+        self.sync += reuse.eq(same_rest & (held_off["a"] == eff_low["a"]) & (held_off["b"] == eff_low["b"]))
 
         # ---- stream: the weight stream and the X window of buffer `st_sel` into the array -----------
         # (mode, rows and group size registered once more: the stream samples them at its start,
@@ -402,8 +417,14 @@ class RNNAccelCore(Module):
         # before the weight stream's enables and the X buffer's advance copies)
         # (in two registers: the weight stream's clock-enable copies and the X buffer's advance
         # copies lie apart; one register reaching both took 10.8 ns)
+        # (the level's next value is level + we_d - pop_d: the test picks one of three compares
+        # on the level register by the two strobes, no adder between them and the compare)
         room_ok, room_nx = Signal(reset=1), Signal()
-        self.comb += room_nx.eq(rowfifo.level_next < ROW_FIFO_DEPTH - (mac.latency + timing.XBUF_LATENCY + 11))
+        room_lim = ROW_FIFO_DEPTH - (mac.latency + timing.XBUF_LATENCY + 11)
+        lv = rowfifo.level
+        self.comb += Case(Cat(rowfifo.pop_d, rowfifo.we_d), {
+            0b10: room_nx.eq(lv < room_lim - 1), 0b01: room_nx.eq(lv < room_lim + 1),
+            "default": room_nx.eq(lv < room_lim)})
         self.sync += room_ok.eq(room_nx)
         room_ok_x = copy_reg(self, room_nx, "room_ok_x", reset=True)   # (0 after a reset: nothing is valid then)
         self.comb += ws.ready_d.eq(room_ok), ws_ready.eq(ws.ready)
@@ -704,6 +725,13 @@ class RNNAccelCore(Module):
         self.comb += If(epi.out_valid, n_in.eq(1 + o_two)).Else(n_in.eq(0))
         wq_write = Signal()
         self.comb += wq_write.eq(wq_count != 0)
+        # the head in register copies (one per picked field, loaded from its next value: one
+        # pointer reaching the 8:1 muxes of every field took 10.2 ns)
+        head_nx = Signal(3)
+        self.comb += head_nx.eq(wq_head + wq_write)
+        hd_last, hd_adr, hd_dat0, hd_dat1 = (copy_reg(self, head_nx, f"wq_head_{n}", reset=True)
+                                             for n in ("last", "adr", "dat0", "dat1"))
+        half_dat = ACT_BITS // 2
         # (the entries load on a copy of the epilogue's valid each: one register reaching the
         # queue's 240 clock enables took 11.3 ns of routing)
         ov = [copy_reg(self, epi.out_valid_next, f"wq_ov{e}", reset=True) for e in range(WQ_DEPTH)]
@@ -715,7 +743,7 @@ class RNNAccelCore(Module):
             for e in range(WQ_DEPTH)]
         self.sync += [
             Case(n_in, {1: tail0.eq(tail1), 2: tail0.eq(Cat(tail1[-1], tail1[:-1]))}),
-            If(wq_write, wq_head.eq(wq_head + 1)),
+            wq_head.eq(head_nx),
             wq_count.eq(wq_count + n_in - wq_write),
         ]
         # vector pool ports: the core while busy, the host otherwise (`own` == busy, a register:
@@ -735,9 +763,11 @@ class RNNAccelCore(Module):
         pool_we, pool_wadr, pool_wdat, core_wlast = Signal(), Signal(vaw), Signal((ACT_BITS, True), reset_less=True), Signal()
         # (the queue drains and its contexts retire whoever owns the pool: after an error the
         # core is idle while rows may still be on their way)
-        self.comb += core_wlast.eq(delay(self, wq_write & wq_last[wq_head], 1 + vpool.wr_latency, "wlast"))
+        self.comb += core_wlast.eq(delay(self, wq_write & wq_last[hd_last], 1 + vpool.wr_latency, "wlast"))
         self.sync += \
-            If(own, pool_we.eq(wq_write), pool_wadr.eq(wq_adr[wq_head]), pool_wdat.eq(wq_dat[wq_head])) \
+            If(own, pool_we.eq(wq_write), pool_wadr.eq(wq_adr[hd_adr]),
+               pool_wdat[:half_dat].eq(Array(d[:half_dat] for d in wq_dat)[hd_dat0]),
+               pool_wdat[half_dat:].eq(Array(d[half_dat:] for d in wq_dat)[hd_dat1])) \
             .Else(pool_we.eq(self.vmem_we), pool_wadr.eq(self.vmem_adr), pool_wdat.eq(self.vmem_wdat))
         self.comb += ctx_retire.eq(core_wlast)
         self.comb += vpool.we.eq(pool_we), vpool.wr_adr.eq(pool_wadr), vpool.wr_dat.eq(pool_wdat), \
@@ -789,7 +819,8 @@ class RNNAccelCore(Module):
         # (in FETCH, fetch_k != 0) reaches 512 clock enables: a register copy of it per word,
         # from its next value (do_finalize)
         for k in range(isa.INSTR_WORDS):
-            self.sync += If(self._shift_copies[k], ir[k].eq(ir[k + 1] if k + 1 < isa.INSTR_WORDS else p_fetch.dat_r))
+            self.sync += If(self._shift_copies[k], ir[k].eq(ir_in[k]))
+        self.comb += ir_last_in.eq(p_fetch.dat_r)
         self._fetch_stays = pc_ok & (fetch_k != isa.INSTR_WORDS)   # FETCH's own transitions
         fsm.act("FETCH",
             self.busy.eq(1),

@@ -53,7 +53,7 @@ class RowFifo(Module):
         occ = Signal(max=SKID + 1)        # filled + flight, kept as a register of its own: the
         self.comb += room.eq(occ < SKID)  # test before the slots' 4 x width enables is one bit
         fetch = Signal()
-        we_d, pop_d = Signal(), Signal()
+        self.we_d, self.pop_d = we_d, pop_d = Signal(), Signal()    # the strobes a cycle late: level_next's terms
         self.comb += self.level_next.eq(self.level + we_d - pop_d)
         waiting_nx = Signal(max=depth + 1)
         self.comb += [

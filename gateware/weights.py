@@ -293,23 +293,37 @@ class _RowTracker(Module):
 
         ne = Signal(max=n + 1)                # N_eff
         k_step = Signal(K_BITS)               # k_stored - N_eff
-        k_step2 = Signal((K_BITS + 2, True))  # k_stored - 2 N_eff (may be negative)
         k_step2m1 = Signal((K_BITS + 2, True))   # k_stored - 2 N_eff - 1
         ne2 = Signal(max=2 * n + 1)           # 2 N_eff
-        rows_m1, rows_m2 = Signal(ROW_BITS), Signal(ROW_BITS)
+        rows_m2 = Signal(ROW_BITS)
         d = Signal(K_BITS)
         fresh = Signal()
         ends, last_row = Signal(), Signal()   # d <= N_eff, row == rows - 1 (registers: see below)
         row = Signal(ROW_BITS)                # row of weight 0
         row1, row2 = Signal(ROW_BITS), Signal(ROW_BITS)   # row + 1, row + 2 (no adders ahead)
+        # the tests the next state needs, kept as registers of the current state (each updated
+        # with the state from one compare on d against a constant of the stream): the issue
+        # decision behind new_group_next starts at flip-flops, not at an adder's carry chain
+        # (d + k_stored - 2 N_eff < 0 there reached the issue copies in 10.8 ns)
+        lt_e = Signal()                       # d + k_stored - 2 N_eff < 0
+        lt_m = Signal()                       # d < 2 N_eff
+        eq_ne = Signal()                      # d == N_eff
+        nl2 = Signal()                        # row != rows - 2
+        c_e, c_m, c_eq = (Signal((K_BITS + 3, True), name=f"c_{x}") for x in ("e", "m", "eq"))  # 3 N_eff - 2 k, 3 N_eff - k, 2 N_eff - k
+        ne3 = Signal(max=3 * n + 1)           # 3 N_eff
         self.sync += If(start,
             ne.eq(Mux(self.half, n // 2, n)), ne2.eq(Mux(self.half, n, 2 * n)),
             k_step.eq(self.k_stored - Mux(self.half, n // 2, n)),
-            k_step2.eq(self.k_stored - Mux(self.half, n, 2 * n)),
-            rows_m1.eq(self.rows - 1), rows_m2.eq(self.rows - 2),
+            rows_m2.eq(self.rows - 2),
             d.eq(self.k_stored), fresh.eq(0), row.eq(0), row1.eq(1), row2.eq(2),
             ends.eq(self.k_stored <= Mux(self.half, n // 2, n)), last_row.eq(self.rows == 1),
             k_step2m1.eq(self.k_stored - Mux(self.half, n, 2 * n) - 1),
+            # the next state's tests (below) at d = k_stored, row = 0
+            lt_e.eq(self.k_stored < Mux(self.half, n // 2, n)), lt_m.eq(self.k_stored < Mux(self.half, n, 2 * n)),
+            eq_ne.eq(self.k_stored == Mux(self.half, n // 2, n)), nl2.eq(self.rows != 2),
+            c_e.eq(Mux(self.half, 3 * n // 2, 3 * n) - 2 * self.k_stored),
+            c_m.eq(Mux(self.half, 3 * n // 2, 3 * n) - self.k_stored),
+            c_eq.eq(Mux(self.half, n, 2 * n) - self.k_stored), ne3.eq(Mux(self.half, 3 * n // 2, 3 * n)),
         )
         self.sync += If(start_run, self.first.eq(1), self.running.eq(1))
 
@@ -326,18 +340,20 @@ class _RowTracker(Module):
         ]
         # the state after an advance, and `new_group` of that state computed ahead and registered
         # (it gates the parent's `advance`: no adder or comparator between it and the advance).
-        # Every compare of the next state is made on the current registers, in parallel, and
-        # `ends` only selects (one carry chain deep, not an adder followed by a comparator):
-        #   ends:  d' = d + k_step, row' = row + 1, d' < N_eff <=> d + k_stored - 2 N_eff < 0
-        #   else:  d' = d - N_eff,  row' = row,     d' < N_eff <=> d < 2 N_eff
+        # The next state's tests are registers of this state, and `ends` only selects:
+        #   ends:  d' = d + k_step, row' = row + 1, d' < N_eff <=> lt_e, d' == N_eff <=> eq_ne
+        #   else:  d' = d - N_eff,  row' = row,     d' < N_eff <=> lt_m
+        # Those registers load with the state, each from one compare of d with a constant of the
+        # stream (k = k_stored):
+        #   d' + k - 2 N_eff < 0 <=> d < 3 N_eff - 2 k (end) | d < 3 N_eff - k
+        #   d' < 2 N_eff         <=> d < 3 N_eff - k (end)   | d < 3 N_eff
+        #   d' == N_eff          <=> d == 2 N_eff - k (end)  | d == 2 N_eff
         d_nx, row_nx, fresh_nx = Signal(K_BITS), Signal(ROW_BITS), Signal()
-        self.comb += If(ends, d_nx.eq(d + k_step), row_nx.eq(row1), fresh_nx.eq(d == ne)) \
+        self.comb += If(ends, d_nx.eq(d + k_step), row_nx.eq(row1), fresh_nx.eq(eq_ne)) \
             .Else(d_nx.eq(d - ne), row_nx.eq(row), fresh_nx.eq(0))
-        s_end = Signal((K_BITS + 3, True))
-        self.comb += s_end.eq(d + k_step2)
         lt_nx, notlast_nx = Signal(), Signal()    # d' < N_eff, row' != rows - 1
-        self.comb += If(ends, lt_nx.eq(s_end[-1]), notlast_nx.eq(row != rows_m2)) \
-            .Else(lt_nx.eq(d < ne2), notlast_nx.eq(row != rows_m1))
+        self.comb += If(ends, lt_nx.eq(lt_e), notlast_nx.eq(nl2)) \
+            .Else(lt_nx.eq(lt_m), notlast_nx.eq(~last_row))
         # the next row (the one starting at the boundary): row' if fresh', else row' + 1
         g1, g2 = Signal(), Signal()           # row + 1, row + 2 open a group
         self.comb += g1.eq((row1 & self.mask) == 0), g2.eq((row2 & self.mask) == 0)
@@ -356,7 +372,10 @@ class _RowTracker(Module):
             self.first.eq(0),
             If(self.last, self.running.eq(0)),
             d.eq(d_nx), row.eq(row_nx), fresh.eq(fresh_nx), ends.eq(ends_nx), last_row.eq(~notlast_nx),
-            If(ends, row1.eq(row2), row2.eq(row2 + 1)),
+            If(ends, row1.eq(row2), row2.eq(row2 + 1),
+               lt_e.eq(d < c_e), lt_m.eq(d < c_m), eq_ne.eq(d == c_eq), nl2.eq(row1 != rows_m2),
+            ).Else(
+               lt_e.eq(d < c_m), lt_m.eq(d < ne3), eq_ne.eq(d == ne2)),
         )
 
 
@@ -609,7 +628,10 @@ class WeightStream(Module):
             ce_c = copy_reg(self, self.ready_d, f"ce_pp{c}")
             self.sync += If(ce_c, *[p_pair[w * 8 * n + c * cw:w * 8 * n + (c + 1) * cw].eq(
                 gb.pair[w * 8 * n + c * cw:w * 8 * n + (c + 1) * cw]) for w in range(2)])
-        p_off = [copy_reg(self, gb.off, f"woff{g}", ce=ce_g["p"][g]) for g in range(n_groups)]
+        # (the window's unit offset in a copy per byte lane of each group: a copy per group
+        # reached its 4:1 muxes, whose inputs lie along the pair's chunks, in 11.2 ns)
+        p_off = [[copy_reg(self, gb.off, f"woff{g}_{b}", ce=ce_g["p"][g]) for b in range(LANES_PER_COPY)]
+                 for g in range(n_groups)]
 
         # ---- stage A: the window (4 units from unit `off` of the pair), registered ---------------
         a_meta = [Signal.like(x) for x in meta]
@@ -620,8 +642,10 @@ class WeightStream(Module):
         chunk = 8 * n // n_groups
         for g in range(n_groups):
             lo, hi = g * chunk, (g + 1) * chunk
-            src = [p_pair[lo + v * u:hi + v * u] for v in range(UNITS_PER_WORD)]
-            self.sync += If(ce_g["a"][g], a_window[lo:hi].eq(Array(src)[p_off[g]]))
+            for b in range(LANES_PER_COPY):
+                blo, bhi = lo + b * chunk // LANES_PER_COPY, lo + (b + 1) * chunk // LANES_PER_COPY
+                src = [p_pair[blo + v * u:bhi + v * u] for v in range(UNITS_PER_WORD)]
+                self.sync += If(ce_g["a"][g], a_window[blo:bhi].eq(Array(src)[p_off[g][b]]))
 
         # ---- stage B: each lane's candidate fields, registered beside the lane --------------------
         # (field i of a b-bit stream is window[b*i : b*i + b]: a window bit belongs to lanes up to

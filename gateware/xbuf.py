@@ -232,9 +232,13 @@ class XBuffer(Module):
         # ---- read: bank b serves lane (b - p) mod N at position p + ((b - p) mod N) -------------
         # The buffer select, the rotator's stage-2 amount and the stage-2 mode16 reach every bank
         # or lane: each group of COPY_GROUP banks/lanes has its own register copy of them (the
-        # select thus reaches the bank addresses a cycle after rsel, well within `settle`)
-        # (the select also picks each bank's wrap register and LUT-RAM half: a copy per SEL_GROUP banks)
-        sel_copies = [copy_reg(self, self.rsel, f"xsel{c}") for c in range(-(-N // SEL_GROUP))] if S > 1 else []
+        # select thus reaches the bank addresses two cycles after rsel, well within `settle`)
+        # (the select also picks each bank's wrap register and LUT-RAM half: a copy per SEL_GROUP
+        # banks, each from a first-level copy per four of them: rsel's one register reaching the
+        # sixteen copies by the banks along the die took 11.4 ns)
+        n_sel = -(-N // SEL_GROUP)
+        sel_mid = [copy_reg(self, self.rsel, f"xsel_m{c}") for c in range(-(-n_sel // 4))] if S > 1 else []
+        sel_copies = [copy_reg(self, sel_mid[c // 4], f"xsel{c}") for c in range(n_sel)] if S > 1 else []
         sel1_g = {b: sel_copies[b // SEL_GROUP] for b in range(N)} if S > 1 else {}
         k_g = [copy_reg(self, rd_k, f"xk{g}") for g in range(n_grp)]     # (from rd_k: no buffer pick before the copies)
         use_wrap = Signal(N)

@@ -302,7 +302,12 @@ class RNNAccelCore(Module):
 
         # stage A: k_stored, k_useful, mode (also what LOAD and START use)
         k_useful, k_stored = Signal(17), Signal(18)
-        self.sync += k_useful.eq(F["a_len"] + F["b_len"]), k_stored.eq(F["a_len"] + F["b_len"] + F["dst_aux"])
+        k_stored_nx = Signal(len(k_stored))
+        self.comb += k_stored_nx.eq(F["a_len"] + F["b_len"] + F["dst_aux"])
+        self.sync += k_useful.eq(F["a_len"] + F["b_len"]), k_stored.eq(k_stored_nx)
+        # (a copy of it for the weight check's partial products: k_stored reaches the stream,
+        # the X buffer's configuration and these; its one register took 10.0 ns to them)
+        k_mul = copy_reg(self, k_stored_nx, "k_mul")
         mode16 = Signal()
         self.sync += mode16.eq(F["mode"] == WEIGHT_MODE_CODE[16])
         # weight check: ceil(rows * k_stored * bits / 8N) + (weight_off >> lgN) + weight_base >
@@ -330,7 +335,7 @@ class RNNAccelCore(Module):
                                       for b in WEIGHT_MODE_CODE})
         half = rb_bits // 2
         part_lo, part_hi = Signal(18 + half), Signal(18 + rb_bits - half)
-        self.sync += part_lo.eq(rows_b[:half] * k_stored), part_hi.eq(rows_b[half:] * k_stored), \
+        self.sync += part_lo.eq(rows_b[:half] * k_mul), part_hi.eq(rows_b[half:] * k_mul), \
             limit_b.eq(self.wmem_words - wo_a), pbad_b.eq(bo_a > plim_a)
         # the sum (CHECK1) and the compare (CHECK2) in stages of their own (two carry chains in
         # one took 13.5 ns), so CHECK3 decides on a register
@@ -392,10 +397,13 @@ class RNNAccelCore(Module):
         reuse = Signal()
         h = [Array(held[b][k] for b in range(2)) for k in range(6)]
         held_off = {op: Signal(vaw, name=f"heldoff_{op}") for op in ("a", "b")}
-        same_rest = Signal()
         self.sync += [held_off[op].eq(h[k][last_sel] - phys_base[op]) for k, op in enumerate(("a", "b"))]
-        self.sync += same_rest.eq(h[5][last_sel] & (h[2][last_sel] == F["a_len"]) & (h[3][last_sel] == F["b_len"]) &
-                                  (h[4][last_sel] == mode16) & ~seg_wait)
+        # (the other terms: each compare registered in DECODE, from ir and held values stable
+        # since FETCH, their AND in CHECK0 (mode16, stage A's, joins there): one stage took 10.9 ns)
+        same_len = Signal(2)
+        same_rest = Signal()
+        self.sync += same_len.eq(Cat(h[2][last_sel] == F["a_len"], h[3][last_sel] == F["b_len"]))
+        self.sync += same_rest.eq(h[5][last_sel] & (same_len == 3) & (h[4][last_sel] == mode16) & ~seg_wait)
         self.sync += reuse.eq(same_rest & (held_off["a"] == eff_low["a"]) & (held_off["b"] == eff_low["b"]))
 
         # ---- stream: the weight stream and the X window of buffer `st_sel` into the array -----------
@@ -923,7 +931,7 @@ class RNNAccelCore(Module):
         fsm.act("START",     # the previous stream has finished issuing and a context slot is free
             self.busy.eq(1),
             If(start_ok,     # (the stream start, below: the same test)
-                NextValue(st_sel, ld_sel), NextValue(last_sel, ld_sel),
+                NextValue(last_sel, ld_sel),
                 NextValue(st_shift, F["a_aux"] | F["b_aux"]), NextValue(st_mode16, mode16),
                 *next_instr("next")))
         # the stream start, in START & start_ok, reaches several hundred registers (the weight
@@ -932,6 +940,12 @@ class RNNAccelCore(Module):
         # and X buffer's copies a cycle later (timing.STREAM_START_DELAY) from a register of it
         # per unit: the next value's logic reached the copies all over the die (11.9 ns)
         self._push_copies = [ctx_push]
+        # the stream's buffer, set with the stream start; the X buffer's copies of it from its
+        # next value (regs.drive_copies)
+        st_sel_nx = Signal()
+        self.comb += If(fsm.ongoing("START") & start_ok, st_sel_nx.eq(ld_sel)).Else(st_sel_nx.eq(st_sel))
+        self.sync += st_sel.eq(st_sel_nx)
+        drive_copies(self, xb.rsels.copies, st_sel_nx, "xrsel")
         self._stream_copies = {"ws": ws.start_copies, "xb": xb.restarts.copies}
         self._start_nx = [ws_idle & ctx_free]
         # "START in the next cycle", spelt out on registers (do_finalize): CHECK3 passing every

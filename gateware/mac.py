@@ -22,6 +22,7 @@ from rnnaccel.host.spec import ACC_BITS, ACT_BITS, MAX_SEG_SHIFT
 from .dsp import RegisteredMul
 from .regs import copy_reg, delay, drop_resets
 
+MASK_COPIES = 4                 # copies of a lane's row-boundary mask bit (each a part of its adder)
 LANES_PER_COPY = 4               # lanes served by one register copy of a lane control
 W_BITS = 9                       # lane weight: int8, or an unsigned/signed byte of an int16
 WS_BITS = W_BITS + MAX_SEG_SHIFT  # weight after the segment shift (fits an 18-bit multiplier)
@@ -147,16 +148,17 @@ class MacArray(Module):
         # a stage ahead and registered per group (no comparator in front of a lane's mask).
         # (bnd's second register a copy per lane group: the groups' compares sit by their lanes,
         # all over the die; one register reaching them all took 13.6 ns)
-        # (and each lane's mask bit in two copies, one per half of the product's bits: a mask
-        # register reaching a whole adder's column of LUTs took 7.6 ns of routing)
+        # (and each lane's mask bit in MASK_COPIES copies, one per part of the product's bits: a
+        # mask register reaching a whole adder's column of LUTs took 7.6 ns of routing, one per
+        # half 10.7 ns in a placement)
         bnd1 = delay(self, self.bnd, 2, "bnd", reset_less=True)
         masked = []
         for g in groups:
             bnd2 = copy_reg(self, bnd1, f"bnd2_g{g}")
             for i in range(g * LANES_PER_COPY, min((g + 1) * LANES_PER_COPY, N)):
                 mk = Signal.like(pw[i], name=f"pm{i}")
-                half = len(mk) // 2
-                for h, (lo, hi) in enumerate(((0, half), (half, len(mk)))):
+                cuts = [len(mk) * q // MASK_COPIES for q in range(MASK_COPIES + 1)]
+                for h, (lo, hi) in enumerate(zip(cuts, cuts[1:])):
                     low = copy_reg(self, i < bnd2, f"low{i}_{h}")
                     self.comb += If(low, mk[lo:hi].eq(weighted(i, f"l{h}_")[lo:hi])).Else(mk[lo:hi].eq(0))
                 masked.append(mk)

@@ -628,8 +628,8 @@ class WeightStream(Module):
             ce_c = copy_reg(self, self.ready_d, f"ce_pp{c}")
             self.sync += If(ce_c, *[p_pair[w * 8 * n + c * cw:w * 8 * n + (c + 1) * cw].eq(
                 gb.pair[w * 8 * n + c * cw:w * 8 * n + (c + 1) * cw]) for w in range(2)])
-        # (the window's unit offset in a copy per byte lane of each group: a copy per group
-        # reached its 4:1 muxes, whose inputs lie along the pair's chunks, in 11.2 ns)
+        # (the window's unit offset in a copy per lane's byte, as stage A's clock enable: a copy
+        # per group reached its 4:1 muxes, whose inputs lie along the pair's chunks, in 11.2 ns)
         p_off = [[copy_reg(self, gb.off, f"woff{g}_{b}", ce=ce_g["p"][g]) for b in range(LANES_PER_COPY)]
                  for g in range(n_groups)]
 
@@ -645,7 +645,7 @@ class WeightStream(Module):
             for b in range(LANES_PER_COPY):
                 blo, bhi = lo + b * chunk // LANES_PER_COPY, lo + (b + 1) * chunk // LANES_PER_COPY
                 src = [p_pair[blo + v * u:bhi + v * u] for v in range(UNITS_PER_WORD)]
-                self.sync += If(ce_g["a"][g], a_window[blo:bhi].eq(Array(src)[p_off[g][b]]))
+                self.sync += If(copy_reg(self, self.ready_d, f"ce_a{g}_{b}"), a_window[blo:bhi].eq(Array(src)[p_off[g][b]]))
 
         # ---- stage B: each lane's candidate fields, registered beside the lane --------------------
         # (field i of a b-bit stream is window[b*i : b*i + b]: a window bit belongs to lanes up to
@@ -696,7 +696,11 @@ class WeightStream(Module):
         # on, loaded with a_meta and b_meta: one register reaching every lane's compare and 4 * N
         # address copies took 13 ns of routing in a placement, copies from the one stage-A
         # register 11 ns)
-        a_file = [copy_reg(self, Cat(p_par, p_cross, p_bnd), f"afile{g}", ce=ce_g["a"][g]) for g in range(n_groups)]
+        # (and stage P's in a copy per half of the groups, loaded as p_par, p_cross and p_bnd:
+        # stage P's one register reaching the eight group copies took 10.9 ns)
+        p_file = [copy_reg(self, Cat(par, cross, tr.bnd), f"pfile{h}", ce=~start_pipe & ce_st[0] & gen)
+                  for h in range(2)]
+        a_file = [copy_reg(self, p_file[2 * g // n_groups], f"afile{g}", ce=ce_g["a"][g]) for g in range(n_groups)]
         b_file = [copy_reg(self, a_file[g], f"bfile{g}", ce=ce_g["b"][g]) for g in range(n_groups)]
         for i, lane in enumerate(s1_lanes):
             g = i // LANES_PER_COPY

@@ -23,7 +23,7 @@ from .regs import InputCopies, copy_reg, drop_resets
 
 COPY_GROUP = 8  # banks or lanes served by one register copy of a shared control
 SEL_GROUP = 2   # banks served by one copy of the buffer select (it reaches ~50 cells per bank)
-LANE_GROUP = 4  # lanes served by one copy of mode16 (it picks each lane's 16-bit element)
+LANE_GROUP = 2  # lanes served by one copy of mode16 (it picks each lane's 16-bit element)
 ROT_STAGES = 3  # register stages of the rotator
 ROT_GROUP = 2   # lanes served by one copy of a rotator stage's amount (its lanes' multipliers lie apart)
 
@@ -116,6 +116,10 @@ class XBuffer(Module):
         # positions and one per group of banks (the parent drives them from the advance's next
         # value, like the restarts)
         self.advances = InputCopies(self, self.advance, external_restart)
+        # and of `rsel` (each pick of the buffer's values and each select copy below has its
+        # own: one register reaching the geometry picks and the select copies took 12.1 ns)
+        assert S <= 2           # (a 1-bit select: InputCopies)
+        self.rsels = InputCopies(self, self.rsel, external_restart)
         advance_g = [self.advances.get(f"xadvance{g}") for g in range(n_grp)]
         advance = self.advances.get("xadvance")
 
@@ -203,9 +207,10 @@ class XBuffer(Module):
         # buffer select, which took 11.0 ns)
         kms = [Signal(kw, name=f"xkms{s_}") for s_ in range(S)]
         self.sync += [kms[s_].eq(self.cfg[s_]["k"] - Mux(self.cfg[s_]["mode16"], N // 2, N)) for s_ in range(S)]
-        self.sync += rd_k.eq(cfg("k", self.rsel)), \
-            If(cfg("mode16", self.rsel), rd_step.eq(N // 2)).Else(rd_step.eq(N)), \
-            rd_kms.eq(Array(kms)[self.rsel] if S > 1 else kms[0])
+        rsel_rd = self.rsels.get("xrsel_rd")
+        self.sync += rd_k.eq(cfg("k", rsel_rd)), \
+            If(cfg("mode16", rsel_rd), rd_step.eq(N // 2)).Else(rd_step.eq(N)), \
+            rd_kms.eq(Array(kms)[rsel_rd] if S > 1 else kms[0])
 
         def wrap_next(x):        # (x + step) mod k for x < k (k >= step)
             s, t = Signal(kw + 1), Signal((kw + 2, True))
@@ -220,11 +225,14 @@ class XBuffer(Module):
         ]
         nx = Signal(kw)          # pn after this cycle (when advancing), else pn itself: the derived
         self.comb += nx.eq(Mux(advance, pnn, pn))   # registers follow pn a cycle late when idle
-        qn_g = [Signal(kw - lg, name=f"xqn{g}") for g in range(n_grp)]
-        qn1_g = [Signal(kw - lg, name=f"xqn1_{g}") for g in range(n_grp)]
+        # (pn's word q and q + 1 in a register per SEL_GROUP banks: one per COPY_GROUP reached
+        # its banks' address registers along the die in 10.4 ns)
+        n_q = -(-N // SEL_GROUP)
+        q_nx, q1_nx = Signal(kw - lg), Signal(kw - lg)
+        self.comb += q_nx.eq(nx >> lg), q1_nx.eq((nx >> lg) + 1)
+        qn_g = [copy_reg(self, q_nx, f"xqn{g}") for g in range(n_q)]
+        qn1_g = [copy_reg(self, q1_nx, f"xqn1_{g}") for g in range(n_q)]
         gen = Signal(N)
-        for g in range(n_grp):
-            self.sync += qn_g[g].eq(nx >> lg), qn1_g[g].eq((nx >> lg) + 1)
         # (each bank's test on pn and on pnn, the advance picking between them last: no adder's
         # carry chain behind the advance's mux)
         self.sync += [gen[b].eq(Mux(advance, b >= pnn[:lg], b >= pn[:lg])) for b in range(N)]
@@ -232,20 +240,20 @@ class XBuffer(Module):
         # ---- read: bank b serves lane (b - p) mod N at position p + ((b - p) mod N) -------------
         # The buffer select, the rotator's stage-2 amount and the stage-2 mode16 reach every bank
         # or lane: each group of COPY_GROUP banks/lanes has its own register copy of them (the
-        # select thus reaches the bank addresses two cycles after rsel, well within `settle`)
+        # select thus reaches the bank addresses a cycle after rsel, well within `settle`)
         # (the select also picks each bank's wrap register and LUT-RAM half: a copy per SEL_GROUP
-        # banks, each from a first-level copy per four of them: rsel's one register reaching the
-        # sixteen copies by the banks along the die took 11.4 ns)
+        # banks, each from a copy of rsel per four of them: one register reaching the sixteen
+        # copies by the banks along the die took 11.4 ns)
         n_sel = -(-N // SEL_GROUP)
-        sel_mid = [copy_reg(self, self.rsel, f"xsel_m{c}") for c in range(-(-n_sel // 4))] if S > 1 else []
-        sel_copies = [copy_reg(self, sel_mid[c // 4], f"xsel{c}") for c in range(n_sel)] if S > 1 else []
+        sel_in = [self.rsels.get(f"xrsel_s{c}") for c in range(-(-n_sel // 4))]
+        sel_copies = [copy_reg(self, sel_in[c // 4], f"xsel{c}") for c in range(n_sel)] if S > 1 else []
         sel1_g = {b: sel_copies[b // SEL_GROUP] for b in range(N)} if S > 1 else {}
         k_g = [copy_reg(self, rd_k, f"xk{g}") for g in range(n_grp)]     # (from rd_k: no buffer pick before the copies)
         use_wrap = Signal(N)
         radr = [Signal(kw - lg, name=f"radr{b}") for b in range(N)]
         for b in range(N):
             self.sync += If(restart_g[grp[b]], radr[b].eq(0)).Elif(advance_g[grp[b]],
-                If(gen[b], radr[b].eq(qn_g[grp[b]])).Else(radr[b].eq(qn1_g[grp[b]])))
+                If(gen[b], radr[b].eq(qn_g[b // SEL_GROUP])).Else(radr[b].eq(qn1_g[b // SEL_GROUP])))
             self.comb += rports[b].adr.eq(badr(radr[b], sel1_g[b] if S > 1 else 0))
             self.sync += use_wrap[b].eq(Cat(C(b, lg), radr[b]) >= k_g[grp[b]])
         # the wrap test and the buffer select once more, beside the block RAMs' output registers,
@@ -339,8 +347,9 @@ class XBuffer(Module):
         geo = {n: Signal.like(self.cfg[0][n], name=f"xgeo_{n}") for n in names}
         for n in ("split", "k_useful"):
             geo[n + "_k"] = Signal.like(past_wrap[0][n], name=f"xgeo_{n}_k")
-            self.sync += geo[n + "_k"].eq(Array(d[n] for d in past_wrap)[self.rsel] if S > 1 else past_wrap[0][n])
-        self.sync += [geo[n].eq(cfg(n, self.rsel)) for n in names]
+            self.sync += geo[n + "_k"].eq(Array(d[n] for d in past_wrap)[self.rsels.get(f"xrsel_{n}_k")]
+                                          if S > 1 else past_wrap[0][n])
+        self.sync += [geo[n].eq(cfg(n, self.rsels.get(f"xrsel_{n}"))) for n in names]
         for g in range(n_grp):
             c = {n: copy_reg(self, geo[n], f"xc{g}_{n}") for n in geo}
             bd = {}
@@ -369,7 +378,7 @@ class XBuffer(Module):
         # the pair pick (stage 7) sees mode16 six cycles after rsel changes: a stream's last
         # window (at most a cycle before restart) passes stage 7 five cycles after the restart
         m16_r = [Signal(name=f"xm16_r{j}") for j in range(4)]
-        self.sync += m16_r[0].eq(cfg("mode16", self.rsel)), [b.eq(a) for a, b in zip(m16_r, m16_r[1:])]
+        self.sync += m16_r[0].eq(cfg("mode16", self.rsels.get("xrsel_m16"))), [b.eq(a) for a, b in zip(m16_r, m16_r[1:])]
         m16_l = [copy_reg(self, m16_r[-1], f"xm16_{j}") for j in range(-(-N // LANE_GROUP))]
         # the picked word registered once more beside its lane's multiplier (stage 8: the rotator
         # and the pick lie in the middle, the multipliers along the die; rotator -> pick -> the

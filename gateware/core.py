@@ -196,16 +196,6 @@ class RNNAccelCore(Module):
             w, lsb, width, _ = isa.FIELDS[name]
             return self._shift_copies[w], ir_in[w][lsb:lsb + width]
 
-        def fcopy(name, tag):
-            """A register copy of field `name` for one group of users (`tag`), loaded with ir's
-            shift: equal to the field in every cycle, but its own net (an ir field reaches a
-            hundred LUTs or more: its routing alone took 10-11 ns to some of them)."""
-            en, nxt = shift_in(name)
-            q = copy_reg(self, nxt, f"f{tag}_{name}", ce=en, reset=True)
-            v = Signal((len(q), isa.FIELDS[name][3]), name=f"f{tag}_{name}_v")
-            self.comb += v.eq(q)
-            return v
-
         pc = Signal(iaw + 1)
         fetch_k = Signal(5)
         in_loop, loop_start, loop_count, loop_iter, loop_rev = Signal(), Signal(iaw + 1), Signal(16), Signal(16), Signal()
@@ -223,10 +213,9 @@ class RNNAccelCore(Module):
             "dst": F["dst_space"] != isa.SPACE_NONE,
             "dst2": F["dst2_space"] != isa.SPACE_NONE,
         }
-        length = {"a": fcopy("a_len", "len"), "b": fcopy("b_len", "len")}
-        rows_len = fcopy("rows", "len")
+        length = {"a": F["a_len"], "b": F["b_len"]}
         for op in ("da", "db", "p", "q", "dst", "dst2"):
-            length[op] = rows_len
+            length[op] = F["rows"]
 
         # ---- operand checks: all eight in parallel, pipelined over DECODE and CHECK0..3 ------------
         # The registers below run freely; the instruction register and the loop state are stable
@@ -241,6 +230,7 @@ class RNNAccelCore(Module):
         self.comb += If(in_loop, If(loop_rev, t_now.eq(loop_count - 1 - loop_iter)).Else(t_now.eq(loop_iter))) \
             .Else(t_now.eq(self.steps - 1))
         self.sync += t.eq(t_now)
+        bases, sizes = Array(self.space_base), Array(self.space_size)
         op_bad = []
         phys, phys_base, eff_low = {}, {}, {}
         for op in OPERANDS:
@@ -268,14 +258,11 @@ class RNNAccelCore(Module):
                 self.specials += RegisteredMul(stride_nx, t_s, prod_p)
             # the space picking size and base in a copy per pick, loaded with ir's shift (the
             # field's bits reaching both 5:1 muxes and more took 10.2 ns of routing)
-            sp_size, sp_base = fcopy(f"{op}_space", "size"), fcopy(f"{op}_space", "base")
-            # (and the spaces' sizes and bases in register copies of the operand's own: the host
-            # sets them while the core is idle; the eight picks reaching one set took 11.2 ns)
-            sizes_op = [copy_reg(self, v, f"size{k}_{op}") for k, v in enumerate(self.space_size)]
-            bases_op = [copy_reg(self, v, f"base{k}_{op}") for k, v in enumerate(self.space_base)]
+            sp_en, sp_nxt = shift_in(f"{op}_space")
+            sp_size, sp_base = (copy_reg(self, sp_nxt, f"sp_{n}_{op}", ce=sp_en, reset=True) for n in ("size", "base"))
             self.sync += [
                 addr_a.eq(F[f"{op}_addr"] + pp_off),
-                size_a.eq(Array(sizes_op)[sp_size]), base_a.eq(Array(bases_op)[sp_base]),
+                size_a.eq(sizes[sp_size]), base_a.eq(bases[sp_base]),
                 sbad_a.eq((space >= N_SPACES) | ((op in ("dst", "dst2")) & (space == isa.SPACE_CONST))),
             ]
             eff_b = Signal(34, name=f"eff_{op}")
@@ -316,9 +303,8 @@ class RNNAccelCore(Module):
         # stage A: k_stored, k_useful, mode (also what LOAD and START use)
         k_useful, k_stored = Signal(17), Signal(18)
         k_stored_nx = Signal(len(k_stored))
-        kf = {n: fcopy(n, "k") for n in ("a_len", "b_len", "dst_aux")}
-        self.comb += k_stored_nx.eq(kf["a_len"] + kf["b_len"] + kf["dst_aux"])
-        self.sync += k_useful.eq(kf["a_len"] + kf["b_len"]), k_stored.eq(k_stored_nx)
+        self.comb += k_stored_nx.eq(F["a_len"] + F["b_len"] + F["dst_aux"])
+        self.sync += k_useful.eq(F["a_len"] + F["b_len"]), k_stored.eq(k_stored_nx)
         # (a copy of it for the weight check's partial products: k_stored reaches the stream,
         # the X buffer's configuration and these; its one register took 10.0 ns to them)
         k_mul = copy_reg(self, k_stored_nx, "k_mul")
@@ -481,13 +467,9 @@ class RNNAccelCore(Module):
         shift_ahead3 = delay(self, st_shift, lag - 3, "shift")   # the array registers it per lane group
         # the lanes past the cycle's last weight, compared a cycle ahead and registered (with the
         # weights, a cycle ahead of x; `tail` a cycle later for the utilisation counter)
-        # (the count of lanes itself registered the stage before: the 16-bit mode's pick before
-        # the lanes' compares took 10.1 ns)
-        nvalid_a, m16_a = delay(self, ws.n_valid, lag - 3, "nvalid_a"), delay(self, st_mode16, lag - 3, "m16_a")
-        lanes_a = Signal(max=N + 1, name="lanes_a")
-        self.sync += lanes_a.eq(lanes16(m16_a, nvalid_a))
+        nvalid_a, m16_a = delay(self, ws.n_valid, lag - 2, "nvalid_a"), delay(self, st_mode16, lag - 2, "m16_a")
         tail_ahead, tail = Signal(N, reset_less=True), Signal(N, reset_less=True)
-        self.sync += [tail_ahead[i].eq(i >= lanes_a) for i in range(N)]
+        self.sync += [tail_ahead[i].eq(i >= lanes16(m16_a, nvalid_a)) for i in range(N)]
         self.sync += tail.eq(tail_ahead)
         self.comb += [
             mac.valid.eq(take_d), mac.first.eq(first_d), mac.last.eq(last_d),
@@ -884,7 +866,6 @@ class RNNAccelCore(Module):
         # LOOP's "count == 0" (loop over `steps`) from the shift-in as well: a register, not a
         # 16-bit zero test before loop_count's 16 clock enables
         count_zero = Signal()
-        loop_n = fcopy("count", "loop")
         shifting, count_nx = shift_in("count")
         self.sync += If(shifting, count_zero.eq(count_nx == 0))
         # (the flags are exclusive: at most one of fail / drain / check / next / loop is set)
@@ -898,7 +879,7 @@ class RNNAccelCore(Module):
             If(dec["loop_op"],
                 NextValue(in_loop, 1), NextValue(loop_start, pc + 1), NextValue(loop_iter, 0),
                 NextValue(loop_rev, F["reverse"]),
-                If(count_zero, NextValue(loop_count, self.steps)).Else(NextValue(loop_count, loop_n))),
+                If(count_zero, NextValue(loop_count, self.steps)).Else(NextValue(loop_count, F["count"]))),
             If(dec["endloop_op"],
                 NextValue(parity, ~parity), NextValue(loop_iter, loop_iter + 1),
                 If(~loop_more, NextValue(in_loop, 0))))
@@ -961,9 +942,8 @@ class RNNAccelCore(Module):
         self._push_copies = [ctx_push]
         # the stream's buffer, set with the stream start; the X buffer's copies of it from its
         # next value (regs.drive_copies)
-        st_sel_nx, st_go = Signal(), Signal()
-        self._push_copies.append(st_go)      # (== START & start_ok: a register, no state decode)
-        self.comb += If(st_go, st_sel_nx.eq(ld_sel)).Else(st_sel_nx.eq(st_sel))
+        st_sel_nx = Signal()
+        self.comb += If(fsm.ongoing("START") & start_ok, st_sel_nx.eq(ld_sel)).Else(st_sel_nx.eq(st_sel))
         self.sync += st_sel.eq(st_sel_nx)
         drive_copies(self, xb.rsels.copies, st_sel_nx, "xrsel")
         self._stream_copies = {"ws": ws.start_copies, "xb": xb.restarts.copies}

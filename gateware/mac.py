@@ -22,7 +22,7 @@ from rnnaccel.host.spec import ACC_BITS, ACT_BITS, MAX_SEG_SHIFT
 from .dsp import RegisteredMul
 from .regs import copy_reg, delay, drop_resets
 
-MASK_COPIES = 4                 # copies of a lane pair's row-boundary tests (each for a part of its sum)
+MASK_COPIES = 4                 # copies of a lane's row-boundary mask bit (each a part of its adder)
 LANES_PER_COPY = 4               # lanes served by one register copy of a lane control
 W_BITS = 9                       # lane weight: int8, or an unsigned/signed byte of an int16
 WS_BITS = W_BITS + MAX_SEG_SHIFT  # weight after the segment shift (fits an 18-bit multiplier)
@@ -122,52 +122,50 @@ class MacArray(Module):
         # alone 10-11 ns, one plain register by the trees 10-11 ns: the nets leaving the
         # multipliers are the die's most crowded; so one register by the DSP, one by the trees).
         # The odd lane's product is weighted (16-bit mode: << 8) in the LUTs in front of the
-        # first adders.
+        # trees' first adders, beside the lane masks.
         pr0 = [Signal((P_BITS, True), name=f"pr0_{i}", reset_less=True) for i in range(N)]
         pr = [Signal((P_BITS, True), name=f"pr{i}", reset_less=True) for i in range(N)]
         self.sync += [pr0[i].eq(prod[i]) for i in range(N)], [pr[i].eq(pr0[i]) for i in range(N)]
-        # (mode16 four cycles late, through a copy per lane group, then one per odd lane: a copy
-        # per group reached its four lanes' LUTs in 10.2 ns)
+        # (mode16 four cycles late, through a copy per lane group, then one per odd lane and use:
+        # T's weighting and each half of L's masked weighting; a copy per group reached its four
+        # lanes' LUTs in front of both trees in 10.2 ns, one per lane its 66 LUTs in 11.0 ns)
         m16_g = per_group(delay(self, self.mode16, 2, "m16", reset_less=True), "m16")
         LW = P_BITS + 8                                  # a weighted lane product
 
-        def weighted(i):
+        def weighted(i, use):
             if i % 2 == 0:
                 return pr[i]
-            w = Signal((LW, True), name=f"pw{i}")
-            self.comb += If(copy_reg(self, m16_g[i], f"m16_t{i}"), w.eq(pr[i] << 8)).Else(w.eq(pr[i]))
+            w = Signal((LW, True), name=f"pw{i}_{use}")
+            self.comb += If(copy_reg(self, m16_g[i], f"m16_{use}{i}"), w.eq(pr[i] << 8)).Else(w.eq(pr[i]))
             return w
-        pw = [weighted(i) for i in range(N)]
+        pw = [weighted(i, "t") for i in range(N)]
         # ---- stage 5: the trees' first level ------------------------------------------------------
         # Two trees: T sums every lane, L the lanes before the row boundary (every lane when the
         # cycle has none); the accumulator forms the rest as T - L. The first level adds lane
-        # pairs (the odd lane's weighting as LUTs in front of the adders). L's needs no adders of
-        # its own: the lanes before the boundary are a prefix, so a pair is all in (T's pair sum),
-        # only its even lane in (the boundary between them) or out, picked in the LUTs behind T's
-        # adder (L's own masked adders took 330 more carry cells beside the trees, and their mask
-        # copies reached the adders' columns in 10.7-12.7 ns). The products of an input cycle are
-        # in `pr` four cycles later: its bnd follows, the pair's two tests compared a stage ahead
-        # and registered per pair (no comparator in front of the picks).
+        # pairs, the odd lane's weighting and L's lane masks as LUTs in front of its adders (one register per product bit
+        # before them, not a masked 48-bit register per lane and tree). The products of an input
+        # cycle are in `pr` four cycles later: its bnd follows, the lane masks i < bnd compared
+        # a stage ahead and registered per group (no comparator in front of a lane's mask).
         # (bnd's second register a copy per lane group: the groups' compares sit by their lanes,
         # all over the die; one register reaching them all took 13.6 ns)
-        # (and each pair's tests in MASK_COPIES copies, one per part of the sum's bits: a mask
-        # register reaching a whole adder's column of LUTs took 7.6 ns of routing)
+        # (and each lane's mask bit in MASK_COPIES copies, one per part of the product's bits: a
+        # mask register reaching a whole adder's column of LUTs took 7.6 ns of routing, one per
+        # half 10.7 ns in a placement)
         bnd1 = delay(self, self.bnd, 2, "bnd", reset_less=True)
+        masked = []
+        for g in groups:
+            bnd2 = copy_reg(self, bnd1, f"bnd2_g{g}")
+            for i in range(g * LANES_PER_COPY, min((g + 1) * LANES_PER_COPY, N)):
+                mk = Signal.like(pw[i], name=f"pm{i}")
+                cuts = [len(mk) * q // MASK_COPIES for q in range(MASK_COPIES + 1)]
+                for h, (lo, hi) in enumerate(zip(cuts, cuts[1:])):
+                    low = copy_reg(self, i < bnd2, f"low{i}_{h}")
+                    self.comb += If(low, mk[lo:hi].eq(weighted(i, f"l{h}_")[lo:hi])).Else(mk[lo:hi].eq(0))
+                masked.append(mk)
         t1 = [Signal((LW + 1, True), name=f"t1_{j}", reset_less=True) for j in range(N // 2)]
         l1 = [Signal((LW + 1, True), name=f"l1_{j}", reset_less=True) for j in range(N // 2)]
-        bnd2 = {g: copy_reg(self, bnd1, f"bnd2_g{g}") for g in groups}
-        cuts = [(LW + 1) * q // MASK_COPIES for q in range(MASK_COPIES + 1)]
         for j in range(N // 2):
-            pair = Signal((LW + 1, True), name=f"ts{j}")
-            even = Signal((LW + 1, True), name=f"te{j}")
-            self.comb += pair.eq(pw[2 * j] + pw[2 * j + 1]), even.eq(pw[2 * j])
-            self.sync += t1[j].eq(pair)
-            b2 = bnd2[2 * j // LANES_PER_COPY]
-            for h, (lo, hi) in enumerate(zip(cuts, cuts[1:])):
-                both = copy_reg(self, 2 * j + 1 < b2, f"lboth{j}_{h}")
-                first = copy_reg(self, b2 == 2 * j + 1, f"lfirst{j}_{h}")
-                self.sync += If(both, l1[j][lo:hi].eq(pair[lo:hi])) \
-                    .Elif(first, l1[j][lo:hi].eq(even[lo:hi])).Else(l1[j][lo:hi].eq(0))
+            self.sync += t1[j].eq(pw[2 * j] + pw[2 * j + 1]), l1[j].eq(masked[2 * j] + masked[2 * j + 1])
         # ---- stages 6..: the rest of both trees ------------------------------------------------
         sum_t, tlat = _tree(self, t1, LW + 1, ACC_BITS)
         sum_l, _ = _tree(self, l1, LW + 1, ACC_BITS)

@@ -86,7 +86,7 @@ class SynthTop(Module):
         0x18 CYCLES    0x19 MAC_OPS[31:0]   0x1A MAC_OPS[47:32]   (read only)
     region 1  program memory, one 32-bit word per address (write only)
     region 2  parameter memory, one 32-bit word per address (write only)
-    region 3  weight memory as little-endian 32-bit words (write only; a write lands 6 cycles after
+    region 3  weight memory as little-endian 32-bit words (write only; a write lands 5 cycles after
               the pins): address a writes bits
               32*j .. 32*j+31 of weight word a // (N/4), j = a % (N/4). Sub-words j < N/4 - 1
               go to staging registers; the write of sub-word N/4 - 1 commits the whole 8N-bit
@@ -174,20 +174,16 @@ class SynthTop(Module):
         stage = [Signal(32, name=f"wstage{j}") for j in range(subs - 1)]
         j = Signal(max(sub_bits, 1))
         self.comb += j.eq(off[:sub_bits] if sub_bits else 0)
-        # (decoded into registers first, the data and address beside them: the decode behind
-        # the pin stage reached the enable copies in 10.7 ns)
-        sub_we = [Signal(name=f"wst_sub{k}") for k in range(subs)]
-        dat_s, off_s = Signal(32, name="wst_dat"), Signal(R, name="wst_off")
-        self.sync += [sub_we[k].eq(wr[WMEM] & (j == k)) for k in range(subs)], dat_s.eq(dat_w), off_s.eq(off)
+        sub_we = [wr[WMEM] & (j == k) for k in range(subs)]
         st_we = Signal(name="wst_we")          # the last sub-word: the whole word goes out
         st_dat, st_adr = Signal(32), Signal(len(core.wmem_adr))
-        self.sync += st_we.eq(sub_we[subs - 1]), st_dat.eq(dat_s), st_adr.eq(off_s[sub_bits:])
+        self.sync += st_we.eq(sub_we[subs - 1]), st_dat.eq(dat_w), st_adr.eq(off[sub_bits:])
         # (each half of a stage from a copy of the data and an enable copy of its own: one data
         # copy per stage, 9.8 ns hop, its keep-apart flag reaching the 32 bits 12.4 ns; one
         # enable reaching the 32, 9.6 ns)
         for k, st in enumerate(stage):
             for h in range(2):
-                dat = copy_reg(self, dat_s[16 * h:16 * h + 16], f"wst_dat{k}_{h}")
+                dat = copy_reg(self, dat_w[16 * h:16 * h + 16], f"wst_dat{k}_{h}")
                 ce = copy_reg(self, sub_we[k], f"wst_ce{k}_{h}")
                 self.sync += If(ce, st[16 * h:16 * h + 16].eq(dat))
         self.comb += [core.wmem_we.eq(st_we), core.wmem_adr.eq(st_adr),

@@ -66,7 +66,7 @@ def test_harness_address_map():
         yield from wr(top.regions["wmem"] + 6, 0x11223344)
         out["w3_before"] = yield from _wmem_word(mem, 3)
         yield from wr(top.regions["wmem"] + 7, 0x55667788)
-        for _ in range(7):      # the two pin registers, the decode, the staging, the core's two host-write copies, the memory
+        for _ in range(6):      # the two pin registers, the decode, the core's two host-write copies, the memory
             yield
         out["w3"] = yield from _wmem_word(mem, 3)
         # start with an empty program: the core stops at once with an error
